@@ -1,0 +1,101 @@
+"""Shared pydantic base classes and small value types for the cotlab resources."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "cotlab.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# A Kubernetes quantity such as 8, "16Gi" or "500m": int-or-string in the CRD schema.
+Quantity = int | str
+
+# Kubernetes object names (RFC 1123 subdomain), the shape every *Ref.name must have.
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+Name = Annotated[str, Field(min_length=1, max_length=253, pattern=NAME_PATTERN)]
+# Free-form strings are bounded so that CEL cost estimation on the CRD stays within budget.
+ShortStr = Annotated[str, Field(max_length=256)]
+LongStr = Annotated[str, Field(max_length=16384)]
+Uri = Annotated[str, Field(min_length=1, max_length=2048)]
+
+
+class CamelModel(BaseModel):
+    """Base for every spec/status model: camelCase on the wire, unknown fields are errors."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON shape Kubernetes stores: camelCase keys, unset optionals left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class ObjectMeta(BaseModel):
+    """The part of metadata cotlab reads; the rest of Kubernetes' metadata passes through."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    name: Name
+    namespace: Name | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    generation: int | None = None
+    uid: str | None = None
+
+
+class LocalObjectRef(CamelModel):
+    """A reference to another cotlab resource in the same namespace."""
+
+    name: Name
+
+
+class SecretKeyRef(CamelModel):
+    """A key of a Secret in the resource's namespace; secrets are only ever passed by reference."""
+
+    name: Name
+    key: ShortStr = "token"
+
+
+class ConfigMapKeyRef(CamelModel):
+    """A key of a ConfigMap in the resource's namespace."""
+
+    name: Name
+    key: ShortStr
+
+
+class ResourceRequirements(CamelModel):
+    """Container resources, as in a Pod spec (e.g. {"nvidia.com/gpu": 8, "memory": "512Gi"})."""
+
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+
+
+class Toleration(CamelModel):
+    """A pod toleration, as in a Pod spec."""
+
+    key: ShortStr | None = None
+    operator: ShortStr | None = None
+    value: ShortStr | None = None
+    effect: ShortStr | None = None
+    toleration_seconds: int | None = None
+
+
+class WorkloadSpec(CamelModel):
+    """Where a resource's pods run and which queue admits them; the base of the three specs."""
+
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: Annotated[list[Toleration], Field(max_length=32)] = Field(default_factory=list)
+    queue_name: Name | None = Field(
+        default=None, description="Kueue LocalQueue; set as the kueue.x-k8s.io/queue-name label of the Job."
+    )
+    image: ShortStr | None = Field(default=None, description="Overrides the operator's default pod image.")
+    service_account_name: Name | None = None
+    pod_template_overrides: dict[str, Any] | None = Field(
+        default=None,
+        description="Strategic-merge patch applied to the pod template (labels, annotations, env, volumes).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )

@@ -1,0 +1,157 @@
+"""EvalRun: many-sample evaluation of a model on math benchmarks."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, model_validator
+
+from .base import CamelModel, LocalObjectRef, ShortStr, Uri, WorkloadSpec
+from .benchmarks import BENCHMARK_NAMES, CUSTOM, AnswerFormat, AnswerKind
+from .conditions import Condition
+from .models import ModelSource, Prompt, Sampling
+
+METRIC_PATTERN = r"^(pass|maj)@[1-9][0-9]{0,3}$"
+BenchmarkName = Literal[*BENCHMARK_NAMES, CUSTOM]  # type: ignore[valid-type]
+
+
+class EvalModel(CamelModel):
+    """The model to evaluate: the output of a FineTuneRun, or a model from the hub / a URI."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.fineTuneRunRef) != has(self.source)",
+                    "message": "set exactly one of fineTuneRunRef or source",
+                }
+            ]
+        }
+    }
+
+    fine_tune_run_ref: LocalObjectRef | None = None
+    source: ModelSource | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.fine_tune_run_ref is None) == (self.source is None):
+            raise ValueError("set exactly one of fineTuneRunRef or source")
+        return self
+
+
+class CustomFields(CamelModel):
+    problem: ShortStr = "problem"
+    answer: ShortStr = "answer"
+    id: ShortStr | None = None
+
+
+class BenchmarkSelection(CamelModel):
+    """A registered benchmark by name, or `custom` with a URI and a field mapping."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "self.name != 'custom' || has(self.uri)", "message": "a custom benchmark needs uri"},
+                {"rule": "self.name == 'custom' || !has(self.fields)", "message": "fields is only for custom"},
+            ]
+        }
+    }
+
+    name: BenchmarkName
+    uri: Uri | None = Field(default=None, description="Custom benchmarks, or a mounted copy of a registered one.")
+    fields: CustomFields | None = None
+    answer_kind: AnswerKind | None = None
+    answer_format: AnswerFormat | None = None
+    limit: int | None = Field(default=None, ge=1, description="Evaluate the first N problems only.")
+
+    @model_validator(mode="after")
+    def _custom_needs_uri(self) -> Self:
+        if self.name == CUSTOM and self.uri is None:
+            raise ValueError("a custom benchmark needs uri")
+        if self.name != CUSTOM and self.fields is not None:
+            raise ValueError("fields is only for custom")
+        return self
+
+
+class Engine(CamelModel):
+    """The generation engine: vLLM on GPUs; transformers for CPU runs and tests."""
+
+    name: Literal["vllm", "transformers"] = "vllm"
+    tensor_parallel_size: int = Field(default=1, ge=1, le=64)
+    max_model_len: int | None = Field(default=None, ge=16, description="Unset: prompt length + maxTokens.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "bfloat16"
+    gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
+    batch_size: int = Field(default=16, ge=1, le=4096, description="Sequences per batch (transformers).")
+
+
+class Output(CamelModel):
+    uri: Uri | None = Field(default=None, description="Per-sample JSONL and scores; the operator's store if unset.")
+
+
+class EvalRunSpec(WorkloadSpec):
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    # Guards: an object default is not materialised by the apiserver, only its fields'.
+                    "rule": "!has(self.metrics) || self.metrics.all(m, int(m.substring(m.indexOf('@') + 1))"
+                    f" <= (has(self.sampling) ? self.sampling.samples : {Sampling.model_fields['samples'].default}))",
+                    "message": "metrics: k in pass@k / maj@k must be at most sampling.samples",
+                }
+            ]
+        }
+    }
+
+    model: EvalModel
+    benchmarks: Annotated[list[BenchmarkSelection], Field(min_length=1, max_length=32)]
+    sampling: Sampling = Field(default_factory=Sampling)
+    prompt: Prompt = Field(default_factory=Prompt)
+    metrics: Annotated[
+        list[Annotated[str, Field(pattern=METRIC_PATTERN)]], Field(min_length=1, max_length=16)
+    ] = Field(default_factory=lambda: ["pass@1", "maj@64"])
+    engine: Engine = Field(default_factory=Engine)
+    grader_timeout_seconds: float = Field(default=10.0, gt=0.0, le=600.0)
+    suspend: bool = False
+    max_retries: int = Field(default=3, ge=0, le=100)
+    output: Output = Field(default_factory=Output)
+
+    @model_validator(mode="after")
+    def _k_at_most_samples(self) -> Self:
+        for metric in self.metrics:
+            k = int(re.sub(r"^\w+@", "", metric))
+            if k > self.sampling.samples:
+                raise ValueError(f"metrics: {metric} needs k <= sampling.samples ({self.sampling.samples})")
+        return self
+
+
+class MetricValue(CamelModel):
+    value: float
+    stderr: float | None = None
+
+
+class BenchmarkScore(CamelModel):
+    problems: int
+    samples_per_problem: int
+    metrics: dict[str, MetricValue] = Field(default_factory=dict)
+    mean_output_tokens: float | None = None
+    truncation_rate: float | None = None
+    no_answer_rate: float | None = None
+    grader_timeouts: int = 0
+
+
+class EvalOutputs(CamelModel):
+    samples: Uri | None = None
+    scores: Uri | None = None
+
+
+class EvalRunStatus(CamelModel):
+    phase: ShortStr | None = None
+    conditions: Annotated[list[Condition], Field(max_length=16)] = Field(default_factory=list)
+    observed_generation: int | None = None
+    scores: dict[str, BenchmarkScore] = Field(default_factory=dict)
+    outputs: EvalOutputs | None = None
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+    attempts: int = 0

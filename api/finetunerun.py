@@ -1,0 +1,113 @@
+"""FineTuneRun: light supervised fine-tuning of a base model on a TraceDataset."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, model_validator
+
+from .base import CamelModel, LocalObjectRef, ShortStr, Uri, WorkloadSpec
+from .conditions import Condition
+from .models import ModelSource
+from .tracedataset import Artifact
+
+Method = Literal["full", "lora"]
+Schedule = Literal["cosine", "linear", "constant", "constant_with_warmup"]
+Precision = Literal["bf16", "fp16", "fp32"]
+Strategy = Literal["fsdp", "ddp", "deepspeed"]
+
+
+class LoraSettings(CamelModel):
+    """peft LoraConfig knobs; only valid with method: lora."""
+
+    r: int = Field(default=16, ge=1, le=1024)
+    alpha: int = Field(default=32, ge=1)
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    target_modules: Annotated[list[ShortStr], Field(min_length=1, max_length=64)] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+class Training(CamelModel):
+    """Hyperparameters. The study does not publish its own; defaults follow s1/LIMO (lr 1e-5, cosine)."""
+
+    epochs: float = Field(default=3.0, gt=0.0, le=1000.0)
+    max_steps: int | None = Field(default=None, ge=1, description="Overrides epochs when set.")
+    learning_rate: float = Field(default=1e-5, gt=0.0, le=1.0)
+    schedule: Schedule = "cosine"
+    warmup_ratio: float = Field(default=0.05, ge=0.0, lt=1.0)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    max_grad_norm: float = Field(default=1.0, gt=0.0)
+    per_device_batch_size: int = Field(default=1, ge=1, le=4096)
+    gradient_accumulation_steps: int = Field(default=1, ge=1, le=4096)
+    max_seq_length: int = Field(
+        default=16384, ge=16, le=1048576, description="Longer traces are refused, never cut."
+    )
+    packing: bool = Field(default=True, description="Padding-free batches of whole examples.")
+    gradient_checkpointing: bool = True
+    precision: Precision = "bf16"
+    seed: int = Field(default=0, ge=0)
+    save_every_steps: int | None = Field(default=None, ge=1, description="Unset: a checkpoint per epoch.")
+
+
+class Distributed(CamelModel):
+    nodes: int = Field(default=1, ge=1, le=1024)
+    gpus_per_node: int = Field(default=1, ge=0, le=64)
+    strategy: Strategy = "fsdp"
+
+
+class Output(CamelModel):
+    uri: Uri | None = Field(default=None, description="Where the model goes; the operator's store if unset.")
+
+
+class FineTuneRunSpec(WorkloadSpec):
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "!has(self.lora) || self.method == 'lora'", "message": "lora is only allowed with method: lora"}
+            ]
+        }
+    }
+
+    base_model: ModelSource
+    dataset_ref: LocalObjectRef
+    method: Method = "full"
+    lora: LoraSettings | None = None
+    training: Training = Field(default_factory=Training)
+    distributed: Distributed = Field(default_factory=Distributed)
+    suspend: bool = False
+    max_retries: int = Field(default=3, ge=0, le=100)
+    output: Output = Field(default_factory=Output)
+
+    @model_validator(mode="after")
+    def _lora_only_with_lora(self) -> Self:
+        if self.lora is not None and self.method != "lora":
+            raise ValueError("lora is only allowed with method: lora")
+        return self
+
+
+class Progress(CamelModel):
+    step: int = 0
+    total_steps: int | None = None
+    epoch: float | None = None
+    loss: float | None = None
+    tokens_per_second: float | None = None
+    percent: float | None = None
+    eta_seconds: float | None = None
+
+
+class FineTuneOutputs(CamelModel):
+    model: Artifact | None = None
+
+
+class FineTuneRunStatus(CamelModel):
+    phase: ShortStr | None = None
+    conditions: Annotated[list[Condition], Field(max_length=16)] = Field(default_factory=list)
+    observed_generation: int | None = None
+    progress: Progress | None = None
+    last_checkpoint: Uri | None = None
+    outputs: FineTuneOutputs | None = None
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+    attempts: int = 0

@@ -1,0 +1,131 @@
+"""The three resources as whole objects, and the one registry of kinds (plural, short names, columns)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .base import API_VERSION, ObjectMeta
+from .evalrun import EvalRunSpec, EvalRunStatus
+from .finetunerun import FineTuneRunSpec, FineTuneRunStatus
+from .tracedataset import TraceDatasetSpec, TraceDatasetStatus
+
+
+class _Resource(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    api_version: Literal["cotlab.dev/v1alpha1"] = Field(default=API_VERSION, alias="apiVersion")
+    metadata: ObjectMeta
+
+
+class TraceDataset(_Resource):
+    """A versioned, content-addressed set of chain-of-thought training traces."""
+
+    kind: Literal["TraceDataset"] = "TraceDataset"
+    spec: TraceDatasetSpec
+    status: TraceDatasetStatus | None = None
+
+
+class FineTuneRun(_Resource):
+    """Light supervised fine-tuning of a base model on a TraceDataset."""
+
+    kind: Literal["FineTuneRun"] = "FineTuneRun"
+    spec: FineTuneRunSpec
+    status: FineTuneRunStatus | None = None
+
+
+class EvalRun(_Resource):
+    """Many-sample evaluation of a model on math benchmarks."""
+
+    kind: Literal["EvalRun"] = "EvalRun"
+    spec: EvalRunSpec
+    status: EvalRunStatus | None = None
+
+
+Resource = TraceDataset | FineTuneRun | EvalRun
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    name: str
+    json_path: str
+    type: str = "string"
+    priority: int = 0
+    description: str = ""
+
+
+def _condition(type_: str) -> str:
+    # Select by type, never by position: `[-1:]` shows whichever condition happened to change last.
+    return f".status.conditions[?(@.type=='{type_}')].status"
+
+
+@dataclass(frozen=True)
+class ResourceKind:
+    """Everything the CRD generator, the CLI and the operator need to know about one kind."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    model: type[TraceDataset] | type[FineTuneRun] | type[EvalRun]
+    columns: tuple[PrinterColumn, ...]
+    # spec fields that may change after creation (everything else is immutable, enforced by CEL).
+    mutable_fields: tuple[str, ...] = ()
+
+
+_AGE = PrinterColumn("Age", ".metadata.creationTimestamp", "date")
+
+RESOURCE_KINDS: tuple[ResourceKind, ...] = (
+    ResourceKind(
+        kind="TraceDataset",
+        plural="tracedatasets",
+        singular="tracedataset",
+        short_names=("td", "traces"),
+        model=TraceDataset,
+        columns=(
+            PrinterColumn("Phase", ".status.phase"),
+            PrinterColumn("Ready", _condition("Ready")),
+            PrinterColumn("Count", ".status.count", "integer"),
+            PrinterColumn("Digest", ".status.artifact.digest", priority=1),
+            _AGE,
+        ),
+    ),
+    ResourceKind(
+        kind="FineTuneRun",
+        plural="finetuneruns",
+        singular="finetunerun",
+        short_names=("ftr", "ft"),
+        model=FineTuneRun,
+        columns=(
+            PrinterColumn("Phase", ".status.phase"),
+            PrinterColumn("Dataset", ".spec.datasetRef.name"),
+            PrinterColumn("Method", ".spec.method"),
+            PrinterColumn("Ready", _condition("Ready")),
+            PrinterColumn("Progress", ".status.progress.percent", "number"),
+            PrinterColumn("Loss", ".status.progress.loss", "number", priority=1),
+            PrinterColumn("Queue", ".spec.queueName", priority=1),
+            _AGE,
+        ),
+        mutable_fields=("suspend",),
+    ),
+    ResourceKind(
+        kind="EvalRun",
+        plural="evalruns",
+        singular="evalrun",
+        short_names=("er", "evals"),
+        model=EvalRun,
+        columns=(
+            PrinterColumn("Phase", ".status.phase"),
+            PrinterColumn("Samples", ".spec.sampling.samples", "integer"),
+            PrinterColumn("Ready", _condition("Ready")),
+            PrinterColumn("Waiting", _condition("Waiting"), priority=1),
+            PrinterColumn("Queue", ".spec.queueName", priority=1),
+            _AGE,
+        ),
+        mutable_fields=("suspend",),
+    ),
+)
+
+KINDS_BY_NAME = {k.kind: k for k in RESOURCE_KINDS}

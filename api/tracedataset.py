@@ -1,0 +1,199 @@
+"""TraceDataset: a versioned, content-addressed set of chain-of-thought training traces."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, model_validator
+
+from .base import CamelModel, ConfigMapKeyRef, LongStr, SecretKeyRef, ShortStr, Uri, WorkloadSpec
+from .conditions import Condition
+from .models import ModelSource, Prompt, Sampling
+
+RowFilter = dict[str, Annotated[list[ShortStr], Field(min_length=1, max_length=64)]]
+
+SOURCE_KINDS = ("uri", "huggingface", "configMap", "generate")
+
+
+class HuggingFaceSource(CamelModel):
+    """Rows of a hub dataset, e.g. nvidia/Nemotron-Math-HumanReasoning filtered by solution_type."""
+
+    repo: ShortStr
+    revision: ShortStr = "main"
+    split: ShortStr = "train"
+    config: ShortStr | None = None
+    data_files: Annotated[list[ShortStr], Field(max_length=64)] = Field(default_factory=list)
+    where: RowFilter = Field(
+        default_factory=dict, description="Keep rows whose column equals one of the values."
+    )
+    token_secret_ref: SecretKeyRef | None = None
+
+
+class ProblemSet(CamelModel):
+    """Problems for the teacher: a registered benchmark (e.g. math, gsm8k) or a JSONL/parquet URI."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "has(self.benchmark) != has(self.uri)", "message": "set exactly one of benchmark or uri"}
+            ]
+        }
+    }
+
+    benchmark: ShortStr | None = None
+    uri: Uri | None = None
+    limit: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.benchmark is None) == (self.uri is None):
+            raise ValueError("set exactly one of benchmark or uri")
+        return self
+
+
+class GenerateSource(CamelModel):
+    """Rejection sampling from a teacher: keep only traces whose final answer grades correct."""
+
+    teacher: ModelSource
+    problems: ProblemSet
+    prompt: Prompt = Field(default_factory=Prompt)
+    sampling: Sampling = Field(default_factory=lambda: Sampling(samples=4))
+    keep_per_problem: int = Field(default=1, ge=1, le=4096)
+
+
+class TraceSource(CamelModel):
+    """Where traces come from: exactly one of uri, huggingface, configMap, generate."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "[has(self.uri), has(self.huggingface), has(self.configMap), has(self.generate)]"
+                    ".filter(x, x).size() == 1",
+                    "message": "set exactly one of uri, huggingface, configMap, generate",
+                }
+            ]
+        }
+    }
+
+    uri: Uri | None = Field(default=None, description="file://, pvc://claim/path, s3://, https:// JSONL or parquet.")
+    huggingface: HuggingFaceSource | None = None
+    config_map: ConfigMapKeyRef | None = None
+    generate: GenerateSource | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        given = [kind for kind in SOURCE_KINDS if getattr(self, _snake(kind)) is not None]
+        if len(given) != 1:
+            raise ValueError(f"set exactly one of {', '.join(SOURCE_KINDS)} (got {len(given)}: {given})")
+        return self
+
+
+def _snake(camel: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
+
+
+class FieldMapping(CamelModel):
+    """Which column holds what; defaults match nvidia/Nemotron-Math-HumanReasoning."""
+
+    problem: ShortStr = "problem"
+    solution: ShortStr = "solution"
+    answer: ShortStr | None = Field(
+        default="expected_answer", description="Unset: the answer is the last \\boxed{} of the solution."
+    )
+    id: ShortStr | None = None
+    stage: ShortStr | None = "solution_type"
+    difficulty: ShortStr | None = None
+
+
+Strategy = Literal["random", "hardest", "longest", "shortest", "diverse"]
+
+
+class Filters(CamelModel):
+    """Which traces may be selected at all."""
+
+    min_tokens: int | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    stages: Annotated[list[ShortStr], Field(max_length=64)] = Field(default_factory=list)
+    correct_only: bool = Field(default=False, description="Keep traces whose boxed answer matches the answer.")
+
+
+class Selection(CamelModel):
+    """How `count` traces are chosen from the filtered pool."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.strategy != 'diverse' || has(self.diversityField)",
+                    "message": "strategy diverse needs diversityField (a topic column)",
+                }
+            ]
+        }
+    }
+
+    count: int | None = Field(default=None, ge=1, description="Unset: keep every trace that passes filters.")
+    seed: int = Field(default=0, ge=0)
+    strategy: Strategy = "random"
+    filters: Filters = Field(default_factory=Filters)
+    diversity_field: ShortStr | None = Field(default=None, description="Column to spread the selection over.")
+
+    @model_validator(mode="after")
+    def _diverse_needs_field(self) -> Self:
+        if self.strategy == "diverse" and self.diversity_field is None:
+            raise ValueError("strategy diverse needs diversityField (a topic column)")
+        return self
+
+
+class ThinkMarkers(CamelModel):
+    open: ShortStr = "<think>"
+    close: ShortStr = "</think>"
+
+
+class TraceFormat(CamelModel):
+    """How a trace becomes a training example."""
+
+    prompt: Prompt = Field(default_factory=Prompt)
+    answer_in_boxed: bool = Field(
+        default=True, description="Append \\boxed{answer} when the trace has no boxed answer."
+    )
+    think_markers: ThinkMarkers | None = None
+
+
+class TraceDatasetSpec(WorkloadSpec):
+    source: TraceSource
+    fields: FieldMapping = Field(default_factory=FieldMapping)
+    select: Selection = Field(default_factory=Selection)
+    format: TraceFormat = Field(default_factory=TraceFormat)
+    tokenizer: ModelSource | None = Field(
+        default=None, description="Counts tokens for length filters and stats; the fine-tuned model's."
+    )
+    output: Uri | None = Field(default=None, description="Where the artifact goes; the operator's store if unset.")
+
+
+class Artifact(CamelModel):
+    uri: Uri
+    digest: ShortStr = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+
+
+class TokenStats(CamelModel):
+    min: int
+    p50: int
+    p90: int
+    max: int
+
+
+class TraceStats(CamelModel):
+    tokens: TokenStats | None = None
+    correct_rate: float | None = None
+    stages: dict[str, int] = Field(default_factory=dict)
+
+
+class TraceDatasetStatus(CamelModel):
+    phase: ShortStr | None = None
+    conditions: Annotated[list[Condition], Field(max_length=16)] = Field(default_factory=list)
+    observed_generation: int | None = None
+    artifact: Artifact | None = None
+    count: int | None = None
+    stats: TraceStats | None = None
+    message: LongStr | None = None

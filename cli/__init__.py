@@ -1,0 +1,1 @@
+"""cotlab.cli: the cotctl command line."""

@@ -1,0 +1,24 @@
+"""cotctl: compose the command modules; nothing else lives here."""
+
+from __future__ import annotations
+
+import typer
+
+from .validate import validate
+
+app = typer.Typer(
+    name="cotctl",
+    help="cotlab: curate long chain-of-thought traces, fine-tune, and evaluate on competition math.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command()(validate)
+
+
+@app.callback()
+def _root() -> None:
+    """cotlab's command line."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,41 @@
+"""The one output sink: data on stdout as a table, JSON or YAML; messages on stderr."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from .options import OutputFormat
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+def render(data: Any, rows: Sequence[dict[str, Any]], fmt: OutputFormat, *, title: str | None = None) -> None:
+    """Print `data` as JSON/YAML, or `rows` (flat dicts, same keys) as a table."""
+    if fmt is OutputFormat.json:
+        stdout.out(json.dumps(data, indent=2, sort_keys=False), highlight=False)
+    elif fmt is OutputFormat.yaml:
+        stdout.out(yaml.safe_dump(data, sort_keys=False).rstrip(), highlight=False)
+    else:
+        table = Table(title=title, box=None, header_style="bold")
+        columns = list(rows[0]) if rows else []
+        for column in columns:
+            table.add_column(column.upper())
+        for row in rows:
+            table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+        if rows:
+            # Never truncate cells when stdout is a pipe: the table is data, not decoration.
+            stdout.print(table, width=max(stdout.width, 240) if not stdout.is_terminal else None)
+
+
+def error(message: str, hint: str | None = None) -> None:
+    """One line on stderr (plus an optional next step)."""
+    stderr.print(f"[red]Error:[/red] {message}", highlight=False, markup=True)
+    if hint:
+        stderr.print(f"  {hint}", highlight=False)

@@ -1,0 +1,1 @@
+"""cotlab.operator: kopf handlers over pure builders (resource -> manifests) and reducers (children -> status)."""

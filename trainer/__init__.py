@@ -1,0 +1,1 @@
+"""cotlab.trainer: what runs inside the pods (curation, fine-tuning, evaluation, grading, metrics)."""

@@ -1,0 +1,1 @@
+"""Trace sources: one loader module per TraceDataset source kind."""
