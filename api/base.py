@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
 from pydantic.alias_generators import to_camel
 
 GROUP = "cotlab.dev"
@@ -28,9 +28,21 @@ class CamelModel(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
+    @model_serializer(mode="wrap")
+    def _drop_unset_optionals(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        # A None whose default is None means "unset" and is left out, as Kubernetes omits empty fields.
+        # A None whose default is a value (fields.answer: null) is a choice, and must survive a round trip.
+        data = handler(self)
+        if isinstance(data, dict):
+            for name, field in type(self).model_fields.items():
+                key = field.alias if info.by_alias and field.alias else name
+                if key in data and data[key] is None and field.default is None:
+                    del data[key]
+        return data
+
     def to_wire(self) -> dict[str, Any]:
         """The JSON shape Kubernetes stores: camelCase keys, unset optionals left out."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return self.model_dump(mode="json", by_alias=True)
 
 
 class ObjectMeta(BaseModel):
