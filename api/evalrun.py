@@ -108,9 +108,9 @@ class EvalRunSpec(WorkloadSpec):
     benchmarks: Annotated[list[BenchmarkSelection], Field(min_length=1, max_length=32)]
     sampling: Sampling = Field(default_factory=Sampling)
     prompt: Prompt = Field(default_factory=Prompt)
-    metrics: Annotated[
-        list[Annotated[str, Field(pattern=METRIC_PATTERN)]], Field(min_length=1, max_length=16)
-    ] = Field(default_factory=lambda: ["pass@1", "maj@64"])
+    metrics: Annotated[list[Annotated[str, Field(pattern=METRIC_PATTERN)]], Field(min_length=1, max_length=16)] = Field(
+        default_factory=lambda: ["pass@1", "maj@64"]
+    )
     engine: Engine = Field(default_factory=Engine)
     grader_timeout_seconds: float = Field(default=10.0, gt=0.0, le=600.0)
     suspend: bool = False

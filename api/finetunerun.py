@@ -41,9 +41,7 @@ class Training(CamelModel):
     max_grad_norm: float = Field(default=1.0, gt=0.0)
     per_device_batch_size: int = Field(default=1, ge=1, le=4096)
     gradient_accumulation_steps: int = Field(default=1, ge=1, le=4096)
-    max_seq_length: int = Field(
-        default=16384, ge=16, le=1048576, description="Longer traces are refused, never cut."
-    )
+    max_seq_length: int = Field(default=16384, ge=16, le=1048576, description="Longer traces are refused, never cut.")
     packing: bool = Field(default=True, description="Padding-free batches of whole examples.")
     gradient_checkpointing: bool = True
     precision: Precision = "bf16"
@@ -65,7 +63,10 @@ class FineTuneRunSpec(WorkloadSpec):
     model_config = CamelModel.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
-                {"rule": "!has(self.lora) || self.method == 'lora'", "message": "lora is only allowed with method: lora"}
+                {
+                    "rule": "!has(self.lora) || self.method == 'lora'",
+                    "message": "lora is only allowed with method: lora",
+                }
             ]
         }
     }

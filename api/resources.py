@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .base import API_VERSION, ObjectMeta
+from .base import ObjectMeta
 from .evalrun import EvalRunSpec, EvalRunStatus
 from .finetunerun import FineTuneRunSpec, FineTuneRunStatus
 from .tracedataset import TraceDatasetSpec, TraceDatasetStatus
@@ -16,7 +16,7 @@ from .tracedataset import TraceDatasetSpec, TraceDatasetStatus
 class _Resource(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
-    api_version: Literal["cotlab.dev/v1alpha1"] = Field(default=API_VERSION, alias="apiVersion")
+    api_version: Literal["cotlab.dev/v1alpha1"] = Field(default="cotlab.dev/v1alpha1", alias="apiVersion")
     metadata: ObjectMeta
 
 

@@ -23,9 +23,7 @@ class HuggingFaceSource(CamelModel):
     split: ShortStr = "train"
     config: ShortStr | None = None
     data_files: Annotated[list[ShortStr], Field(max_length=64)] = Field(default_factory=list)
-    where: RowFilter = Field(
-        default_factory=dict, description="Keep rows whose column equals one of the values."
-    )
+    where: RowFilter = Field(default_factory=dict, description="Keep rows whose column equals one of the values.")
     token_secret_ref: SecretKeyRef | None = None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-
 from cotlab.api.validation import FieldError, validate_document
 
 from .manifests import ManifestError, read_documents
@@ -39,7 +38,9 @@ def validate(files: FilesOpt, output: OutputOpt = OutputFormat.table) -> None:
     data = {
         "valid": not all_errors,
         "documents": document_rows(results),
-        "errors": [{"source": e.source, "resource": e.document, "path": e.path, "message": e.message} for e in all_errors],
+        "errors": [
+            {"source": e.source, "resource": e.document, "path": e.path, "message": e.message} for e in all_errors
+        ],
     }
     render(data, document_rows(results), output)
     for e in all_errors:

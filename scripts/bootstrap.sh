@@ -15,7 +15,8 @@ import sys
 sys.exit(0 if sys.version_info >= (3, 11) else 1)
 PY
 
-key="$(cat "$root/pyproject.toml" "$root/scripts/bootstrap.sh" | sha256sum | cut -c1-12)"
+# Only the dependency declarations (the [project] tables) and this script decide the environment.
+key="$( (sed -n '/^\[project\]/,/^\[tool/p' "$root/pyproject.toml"; cat "$root/scripts/bootstrap.sh") | sha256sum | cut -c1-12)"
 venv="$cache/venv-$key"
 mkdir -p "$cache"
 exec 9>"$cache/.venv-$key.lock"

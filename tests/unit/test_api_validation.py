@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from cotlab.api import EvalRun, FineTuneRun, TraceDataset
 from cotlab.api.validation import format_loc, parse_resource, validate_document
+
 from tests.conftest import example_documents, invalid_cases
 
 EXAMPLES = example_documents()
@@ -22,7 +22,9 @@ def test_every_example_is_valid(doc: dict[str, Any]) -> None:
 def test_examples_cover_the_study() -> None:
     resources = [parse_resource(doc) for _, doc in EXAMPLES]
     datasets = [r for r in resources if isinstance(r, TraceDataset)]
-    stages = sorted(v for d in datasets if d.spec.source.huggingface for v in d.spec.source.huggingface.where["solution_type"])
+    stages = sorted(
+        v for d in datasets if d.spec.source.huggingface for v in d.spec.source.huggingface.where["solution_type"]
+    )
     assert stages == ["human_stage1", "human_stage2", "human_stage3", "human_stage4", "qwq_32b_preview"]
     assert all(d.spec.select.count == 20 for d in datasets if d.spec.source.huggingface)
     runs = [r for r in resources if isinstance(r, FineTuneRun) and r.spec.base_model.hub]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from cotlab.api import Condition, ConditionType, Phase, Reason, derive_phase, set_condition
 from cotlab.api.conditions import MAX_MESSAGE_LENGTH
 
@@ -18,12 +17,18 @@ def cond(type_: str, status: str, reason: str = "R", message: str = "", at: date
 
 
 def test_adds_a_new_condition() -> None:
-    got, changed = set_condition([], ConditionType.WAITING, True, Reason.DATASET_NOT_READY, "qwq-20", now=NOW, generation=1)
+    got, changed = set_condition(
+        [], ConditionType.WAITING, True, Reason.DATASET_NOT_READY, "qwq-20", now=NOW, generation=1
+    )
     assert changed
     assert got == [
         Condition(
-            type="Waiting", status="True", reason="DatasetNotReady", message="qwq-20",
-            last_transition_time=NOW, observed_generation=1,
+            type="Waiting",
+            status="True",
+            reason="DatasetNotReady",
+            message="qwq-20",
+            last_transition_time=NOW,
+            observed_generation=1,
         )
     ]
 

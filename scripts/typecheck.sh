@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# mypy --strict over the cotlab packages. The editable install maps folders to `cotlab.*` through an import
+# hook mypy cannot follow, so mypy reads a symlink tree with the installed layout instead.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tree="$(mktemp -d)"
+trap 'rm -rf "$tree"' EXIT
+mkdir -p "$tree/cotlab"
+for pkg in api operator trainer cli; do ln -s "$root/$pkg" "$tree/cotlab/$pkg"; done
+cd "$tree"
+mypy --config-file "$root/pyproject.toml" --namespace-packages -p cotlab.api -p cotlab.cli "$@"
