@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from cotlab.api import EvalRun, FineTuneRun, TraceDataset
 from cotlab.api.validation import format_loc, parse_resource, validate_document
-
 from tests.conftest import example_documents, invalid_cases
 
 EXAMPLES = example_documents()

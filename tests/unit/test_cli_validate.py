@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import yaml
-from cotlab.cli.main import app
 from typer.testing import CliRunner
 
+from cotlab.cli.main import app
 from tests.conftest import EXAMPLES, invalid_cases
 
 runner = CliRunner()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from cotlab.api import Condition, ConditionType, Phase, Reason, derive_phase, set_condition
 from cotlab.api.conditions import MAX_MESSAGE_LENGTH
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 import yaml
+
 from cotlab.api import RESOURCE_KINDS
 from cotlab.api.crd import build_crds
-
 from tests.conftest import REPO
 
 CRDS = {crd["metadata"]["name"]: crd for crd in build_crds()}

@@ -1,0 +1,210 @@
+"""cotlab.trainer.grading: boxed extraction, the exact rules, Math-Verify in workers, and timeouts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cotlab.trainer.grading import Grade, Grader, extract_answer, grade_answers, is_equivalent
+
+CASES_FILE = Path(__file__).parent / "data" / "grading_cases.jsonl"
+
+
+def _load_cases() -> list[Any]:
+    params = []
+    for number, line in enumerate(CASES_FILE.read_text(encoding="utf-8").splitlines(), start=1):
+        case = json.loads(line)
+        orders = [("gold-first", case["pred"], case["gold"])]
+        if case["both_orders"]:
+            orders.append(("swapped", case["gold"], case["pred"]))
+        for order, pred, gold in orders:
+            params.append(
+                pytest.param(
+                    pred,
+                    gold,
+                    case["expected"],
+                    case["answer_kind"],
+                    case["extract"],
+                    id=f"line{number}-{order}-{case['source'].split('::')[-1].split(' ')[0]}",
+                )
+            )
+    return params
+
+
+@pytest.fixture(scope="module")
+def grader() -> Iterator[Grader]:
+    with Grader(workers=2, timeout_s=10.0) as pool:
+        yield pool
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("so the answer is $\\boxed{42}$.", "42"),
+        ("first \\boxed{1}, then \\boxed{2}", "2"),
+        ("\\boxed{\\frac{1}{\\sqrt{2}}}", "\\frac{1}{\\sqrt{2}}"),
+        ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
+        ("\\boxed{\\left\\{ x \\right.}", "\\left\\{ x \\right."),
+        ("The answer is $\\boxed 5$.", "5"),
+        ("\\boxed 12\nnext line", "12"),
+        ("\\boxed7", "7"),
+        ("\\fbox{3}", "3"),
+        ("\\boxed{1} and finally \\fbox{B}", "B"),
+        ("\\boxed{ 7 }", "7"),
+        ("no box here", None),
+        ("", None),
+        ("\\boxed{}", None),
+        ("a truncated \\boxed{\\frac{1}{2", None),
+        ("\\boxed{1} then a truncated \\boxed{2", None),
+        ("\\boxedfoo{3}", None),
+        ("}}}{{{\\boxed{{{", None),
+    ],
+    ids=[
+        "simple",
+        "last-wins",
+        "nested",
+        "escaped-set-braces",
+        "unbalanced-escaped",
+        "space-form",
+        "space-form-newline",
+        "single-char",
+        "fbox",
+        "fbox-after-boxed",
+        "whitespace",
+        "none",
+        "empty",
+        "empty-box",
+        "unclosed",
+        "unclosed-last",
+        "not-a-command",
+        "garbage",
+    ],
+)
+def test_extract_answer(text: str, want: str | None) -> None:
+    assert extract_answer(text) == want
+
+
+@pytest.mark.parametrize(("pred", "gold", "expected", "answer_kind", "extract"), _load_cases())
+def test_published_cases(
+    grader: Grader, pred: str | None, gold: str, expected: bool, answer_kind: Any, extract: bool
+) -> None:
+    [grade] = grader.grade([(pred, gold)], answer_kind=answer_kind, extract=extract)
+    assert grade.correct is expected, grade
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold", "answer_kind", "want"),
+    [
+        (None, "5", "latex", Grade(False, None, "no_answer")),
+        ("  ", "5", "latex", Grade(False, None, "no_answer")),
+        ("073", "73", "integer", Grade(True, "073", "integer")),
+        ("74", "73", "integer", Grade(False, "74", "integer")),
+        ("73.000001", "73", "integer", Grade(False, "73.000001", "integer")),
+        ("2{,}024", "2024", "latex", Grade(True, "2{,}024", "integer")),
+        ("28\\%", "28", "latex", Grade(True, "28\\%", "integer")),
+        ("\\text{(B)}", "B", "choice", Grade(True, "\\text{(B)}", "choice")),
+        ("(C)", "B", "choice", Grade(False, "(C)", "choice")),
+        ("\\left(1, 2\\right)", "(1,2)", "latex", Grade(True, "\\left(1, 2\\right)", "string")),
+        ("\\dfrac{3}{4}", "\\frac{3}{4}", "latex", Grade(True, "\\dfrac{3}{4}", "string")),
+        ("0.75", "\\frac{3}{4}", "latex", Grade(True, "0.75", "math_verify")),
+        ("\\frac{3}{5}", "\\frac{3}{4}", "latex", Grade(False, "\\frac{3}{5}", "math_verify")),
+    ],
+    ids=[
+        "none",
+        "blank",
+        "aime-leading-zero",
+        "aime-wrong",
+        "aime-no-float-rounding",
+        "thousands-braces",
+        "percent",
+        "choice-text",
+        "choice-wrong",
+        "string-left-right",
+        "string-dfrac",
+        "mv-decimal",
+        "mv-wrong",
+    ],
+)
+def test_rule_that_decides(grader: Grader, pred: str | None, gold: str, answer_kind: Any, want: Grade) -> None:
+    assert grader.grade([(pred, gold)], answer_kind=answer_kind) == [want]
+
+
+def test_order_and_duplicates_are_kept(grader: Grader) -> None:
+    pairs: list[tuple[str | None, str]] = [("0.5", "\\frac12"), ("7", "7"), (None, "1"), ("0.5", "\\frac12")] * 5
+    grades = grader.grade(pairs)
+    assert [g.correct for g in grades] == [True, True, False, True] * 5
+    assert [g.rule for g in grades[:4]] == ["math_verify", "integer", "no_answer", "math_verify"]
+
+
+def test_extract_from_whole_outputs(grader: Grader) -> None:
+    outputs: list[tuple[str | None, str]] = [
+        ("Thus $x = \\boxed{\\dfrac{3}{4}}$.", "0.75"),
+        ("I could not finish", "0.75"),
+        (None, "0.75"),
+    ]
+    assert [(g.correct, g.predicted, g.rule) for g in grader.grade(outputs, extract=True)] == [
+        (True, "\\dfrac{3}{4}", "math_verify"),
+        (False, None, "no_answer"),
+        (False, None, "no_answer"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "pred",
+    ["\\frac{", "}}}{{{", "\\begin{pmatrix}", "\x00\x01", "\\sqrt[", "1" * 5000, "x" * 20_000, "$$$", "\\\\\\"],
+    ids=[
+        "open-frac",
+        "braces",
+        "open-env",
+        "control-chars",
+        "open-root",
+        "5000-digits",
+        "long",
+        "dollars",
+        "backslashes",
+    ],
+)
+def test_model_text_never_raises(grader: Grader, pred: str) -> None:
+    [grade] = grader.grade([(pred, "5")])
+    assert grade.correct is False
+    assert grade.rule in {"math_verify", "error", "timeout", "string", "integer"}
+
+
+def test_pathological_input_times_out_and_pool_recovers() -> None:
+    timeout_s = 1.0
+    with Grader(workers=1, timeout_s=timeout_s) as pool:
+        pool.grade([("1/2", "0.5")])  # start the worker, so start-up is not timed below
+        started = time.monotonic()
+        grades = pool.grade([("9^{9^{9^{9}}}", "5"), ("1/2", "0.5")])
+        elapsed = time.monotonic() - started
+        assert (grades[0].correct, grades[0].rule) == (False, "timeout")
+        # The comparison queued behind the stuck one runs on a fresh worker.
+        assert (grades[1].correct, grades[1].rule) == (True, "math_verify")
+        assert elapsed < timeout_s + 3.0, elapsed
+        assert pool.grade([("\\sqrt{4}", "2")])[0].correct
+
+
+def test_grade_answers_and_is_equivalent() -> None:
+    assert [g.correct for g in grade_answers([("1/2", "0.5"), ("3", "4")], workers=1)] == [True, False]
+    assert is_equivalent("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}")
+    assert not is_equivalent("\\frac{\\sqrt{3}}{2}", "\\frac{1}{\\sqrt{2}}")
+    assert not is_equivalent(None, "1")
+
+
+def test_grade_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Grade(True, "1", "integer").correct = False  # type: ignore[misc]
+
+
+def test_closed_grader_refuses_work() -> None:
+    pool = Grader(workers=1)
+    pool.close()
+    assert pool.grade([("5", "5")]) == [Grade(True, "5", "integer")]  # exact rules need no worker
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.grade([("0.5", "1/2")])

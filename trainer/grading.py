@@ -1,0 +1,465 @@
+"""Grade model answers against gold answers: last `\\boxed{}`, fast exact rules, then Math-Verify.
+
+The order follows NeMo-Skills' `math_grader.math_equal`, which the study used:
+
+1. no answer (nothing boxed) is wrong;
+2. integers (AIME's `073` vs `73`) are compared as numbers;
+3. multiple-choice letters (`(B)`, `B`, `\\text{(B)}`) are compared as letters;
+4. answers that are identical after light normalisation are right;
+5. everything else goes to Math-Verify, gold first (`verify` is not symmetric), with both sides wrapped in
+   `$...$` so its LaTeX extraction finds them.
+
+Steps 1-4 run in the calling process and cost microseconds. Step 5 runs in worker processes with a hard
+per-comparison timeout: Math-Verify's own timeout uses `signal.alarm`, which only works on the main thread
+and cannot interrupt long C-level work (sympy evaluating `9^{9^{9^{9}}}`), so a stuck worker is killed and
+replaced instead. Model text never raises: every outcome is a `Grade` naming the rule that decided it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing
+import os
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Literal
+
+from cotlab.api.benchmarks import AnswerKind
+
+logger = logging.getLogger(__name__)
+
+Rule = Literal["no_answer", "integer", "choice", "string", "math_verify", "timeout", "error"]
+
+DEFAULT_TIMEOUT_S = 5.0
+"""Seconds one Math-Verify comparison may take; Math-Verify's own default, and NeMo-Skills' is 10."""
+
+_CHUNK_SIZE = 32
+"""Comparisons sent to a worker per message: amortises pipe round trips (~0.1 ms) over ~1 ms comparisons."""
+
+_MAX_INTEGER_DIGITS = 1000
+"""Longer digit strings go to a worker: `int()` refuses more than 4300 digits and nobody's answer is that."""
+
+
+@dataclass(frozen=True)
+class Grade:
+    """The outcome of grading one answer: whether it is right, what was read, and which rule decided."""
+
+    correct: bool
+    predicted: str | None
+    rule: Rule
+    detail: str | None = None
+
+
+# ---------------------------------------------------------------- answer extraction
+
+_BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+
+
+def extract_answer(text: str) -> str | None:
+    """Return the content of the last `\\boxed{...}` / `\\fbox{...}` / `\\boxed 5` in `text`, or None.
+
+    Braces are matched, so `\\boxed{\\frac{1}{2}}` gives `\\frac{1}{2}`; escaped braces (`\\{`, `\\}`) are
+    literal set braces and do not count. A last box that never closes (a truncated output) or is empty gives
+    None: an earlier box is a draft, not the final answer.
+    """
+    if not isinstance(text, str):
+        return None
+    matches = list(_BOX_COMMAND.finditer(text))
+    if not matches:
+        return None
+    start = matches[-1].end()
+    rest = text[start:]
+    stripped = rest.lstrip()
+    if stripped.startswith("{"):
+        content = _braced_group(stripped)
+    elif rest[:1].isspace():
+        # `\boxed 5$`: the old MATH form; the argument runs to the closing `$` or the end of the line.
+        content = re.split(r"[$\n]", stripped, maxsplit=1)[0]
+    else:
+        # `\boxed5`: LaTeX reads a single-character argument.
+        content = rest[:1]
+    if content is None:
+        return None
+    content = content.strip()
+    return content or None
+
+
+def _braced_group(s: str) -> str | None:
+    """Content of the `{...}` group that `s` starts with, or None when it never closes."""
+    depth = 0
+    i = 0
+    while i < len(s):
+        ch = s[i]
+        if ch == "\\":
+            i += 2  # `\{`, `\}` and `\\` are single tokens
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return s[1:i]
+        i += 1
+    return None
+
+
+# ---------------------------------------------------------------- fast rules (in the calling process)
+
+_PERCENT = re.compile(r"^(\d+\.?\d*)(?:\\%|%)$")
+_MATH_DELIMITERS = re.compile(r"^\$+(.*?)\$+$|^\\\((.*)\\\)$|^\\\[(.*)\\\]$", re.DOTALL)
+_UNIT_SUFFIX = re.compile(r"(?:\\[,;: ]|~|\s)*\\(?:text|textnormal|mbox)\{[^{}]*\}$")
+_DEGREES = re.compile(r"\s*(?:\^\s*\{?\s*\\circ\s*\}?|°|\\degree)$")
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+$")
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
+_DECIMAL = re.compile(r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)$")
+_WRAPPER = re.compile(r"^\\(?:text|textbf|textnormal|mathrm|mathbf|boxed)\{(.*)\}$", re.DOTALL)
+_CHOICE_EXACT = re.compile(r"^\(?([A-J])\)?$")
+# In a multiple-choice benchmark "C. x = 42" chose C (a NeMo-Skills case).
+_CHOICE_LEADING = re.compile(r"^\(?([A-J])(?:\)|[.:]|\s|$)")
+_FRAC_VARIANT = re.compile(r"\\[dtc]frac")
+_SIZING = re.compile(r"\\left|\\right|\\displaystyle|\s+")
+# NeMo-Skills' test for "already in a LaTeX environment"; anything else is wrapped in `$...$`.
+_LATEX_ENV = re.compile(r"\$.*\$|\\\(.*\\\)|\\\[.*\\\]|\\boxed\{", re.DOTALL)
+
+
+def _nemo_normalise(answer: str) -> str:
+    """NeMo-Skills' `_additional_normalization`: `10\\%` -> `10`, drop a sentence-final `.` or `\\`."""
+    answer = answer.strip()
+    match = _PERCENT.fullmatch(answer)
+    if match:
+        answer = match.group(1)
+    return answer.rstrip(".\\").strip()
+
+
+def _strip_delimiters(s: str) -> str:
+    s = s.strip()
+    match = _MATH_DELIMITERS.fullmatch(s)
+    if match:
+        s = next(g for g in match.groups() if g is not None).strip()
+    return s
+
+
+def _as_number_text(answer: str) -> str:
+    """Peel what never changes a number's value: `$`, `\\!`, `{,}`, thousands commas, units, degrees."""
+    s = _strip_delimiters(answer).replace("\\!", "").replace("{,}", "").replace("−", "-")
+    s = s.removeprefix("\\$").strip()
+    s = _UNIT_SUFFIX.sub("", s).strip()
+    s = _DEGREES.sub("", s).strip()
+    s = s.removesuffix("\\%").removesuffix("%").strip()
+    if _THOUSANDS.fullmatch(s):
+        s = s.replace(",", "")
+    return s
+
+
+def _as_integer(answer: str) -> int | None:
+    s = _as_number_text(answer)
+    if len(s) <= _MAX_INTEGER_DIGITS and _INTEGER.fullmatch(s):
+        return int(s)
+    return None
+
+
+def _as_choice(answer: str, *, leading: bool) -> str | None:
+    s = _strip_delimiters(answer)
+    while (match := _WRAPPER.fullmatch(s)) is not None:
+        s = match.group(1).strip()
+    match = (_CHOICE_LEADING if leading else _CHOICE_EXACT).match(s)
+    return match.group(1) if match else None
+
+
+def _canonical(answer: str) -> str:
+    """A spelling-insensitive key: no delimiters, spaces, `\\left`/`\\right`, `\\dfrac` spelled `\\frac`."""
+    s = _FRAC_VARIANT.sub(r"\\frac", _strip_delimiters(answer))
+    return _SIZING.sub("", s).rstrip(".")
+
+
+def _wrap_for_math_verify(answer: str) -> str:
+    return answer if _LATEX_ENV.search(answer) else f"${answer}$"
+
+
+def _decide_fast(predicted: str, gold: str, answer_kind: AnswerKind) -> Grade | None:
+    """Decide in this process when an exact rule applies; None means Math-Verify must decide."""
+    gold_n, pred_n = _nemo_normalise(gold), _nemo_normalise(predicted)
+
+    gold_int, pred_int = _as_integer(gold_n), _as_integer(pred_n)
+    if gold_int is not None and pred_int is not None:
+        return Grade(gold_int == pred_int, predicted, "integer")
+    if answer_kind == "integer" and gold_int is not None:
+        # AIME answers are integers: a plain decimal that is not exactly the integer is wrong, with no
+        # float rounding (Math-Verify rounds to 6 places, which would accept 73.0000001).
+        pred_text = _as_number_text(pred_n)
+        if len(pred_text) <= _MAX_INTEGER_DIGITS and _DECIMAL.fullmatch(pred_text):
+            return Grade(Fraction(pred_text) == gold_int, predicted, "integer")
+
+    gold_choice = _as_choice(gold_n, leading=False)
+    if gold_choice is not None:
+        pred_choice = _as_choice(pred_n, leading=answer_kind == "choice")
+        if pred_choice is not None:
+            return Grade(gold_choice == pred_choice, predicted, "choice")
+
+    if _canonical(gold_n) == _canonical(pred_n):
+        return Grade(True, predicted, "string")
+    return None
+
+
+# ---------------------------------------------------------------- Math-Verify (in worker processes)
+
+
+def _math_verify_equal(gold: str, predicted: str) -> bool:
+    """Math-Verify on answer strings, gold first. Called in workers, whose parent enforces the timeout."""
+    from math_verify import parse, verify  # type: ignore[import-untyped]  # the parent never needs sympy
+
+    # Timeouts off (None): signals cannot stop C-level work, so the parent kills the worker instead.
+    gold_parsed = parse(_wrap_for_math_verify(gold), parsing_timeout=None)
+    pred_parsed = parse(_wrap_for_math_verify(predicted), parsing_timeout=None)
+    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
+_Task = tuple[int, str, str]  # (slot, gold, predicted), both already NeMo-normalised
+_Result = tuple[int, bool, str | None]  # (slot, equal, error)
+
+
+def _serve(conn: Connection) -> None:
+    """Worker loop: receive chunks of comparisons, send one result per comparison as soon as it is known."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    # The "timeout is disabled" warning is expected here: the parent enforces the timeout.
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    while True:
+        try:
+            chunk: list[_Task] = conn.recv()
+        except (EOFError, OSError):
+            return
+        for slot, gold, predicted in chunk:
+            try:
+                result: _Result = (slot, _math_verify_equal(gold, predicted), None)
+            except Exception as exc:  # noqa: BLE001 - model text must never take the worker down
+                result = (slot, False, f"{type(exc).__name__}: {exc}"[:200])
+            conn.send(result)
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    in_flight: deque[_Task]
+    deadline: float = 0.0
+
+
+class Grader:
+    """A pool of grading workers, reused across calls; use as a context manager.
+
+    Args:
+        workers: worker processes for Math-Verify comparisons; default: the CPUs this process may use.
+        timeout_s: seconds one comparison may take before it is graded wrong with rule "timeout".
+        start_method: multiprocessing start method. "forkserver" (default) never forks the caller, which
+            may hold threads (vLLM, tokenizers), and forks replacements for killed workers from a server
+            that has Math-Verify imported already. As with "spawn", the caller's main module must be safe
+            to import (`if __name__ == "__main__":`), because workers import it.
+    """
+
+    def __init__(
+        self, *, workers: int | None = None, timeout_s: float = DEFAULT_TIMEOUT_S, start_method: str = "forkserver"
+    ) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s: must be > 0, got {timeout_s}")
+        self.workers = workers or len(os.sched_getaffinity(0))
+        self.timeout_s = timeout_s
+        self._context = multiprocessing.get_context(start_method)
+        if start_method == "forkserver":
+            self._context.set_forkserver_preload(["math_verify", __name__])
+        self._pool: list[_Worker | None] = [None] * self.workers
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __enter__(self) -> Grader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers. Idempotent."""
+        with self._lock:
+            self._closed = True
+            for i, worker in enumerate(self._pool):
+                if worker is not None:
+                    self._stop(worker)
+                    self._pool[i] = None
+
+    def grade(
+        self,
+        pairs: Iterable[tuple[str | None, str]],
+        *,
+        answer_kind: AnswerKind = "latex",
+        extract: bool = False,
+    ) -> list[Grade]:
+        """Grade (prediction, gold) pairs, in order.
+
+        A prediction is an extracted answer (None when there is none) or, with `extract=True`, the model's
+        whole output, from which the last boxed answer is taken. Pairs that no exact rule decides are
+        deduplicated and sent to the workers in chunks.
+        """
+        grades: list[Grade | None] = []
+        slots: dict[tuple[str, str], int] = {}
+        waiting: list[tuple[str, list[int]]] = []  # per slot: (predicted, indices into grades)
+        tasks: list[_Task] = []
+        for predicted_text, gold in pairs:
+            predicted = extract_answer(predicted_text) if extract and predicted_text is not None else predicted_text
+            grade = _grade_fast(predicted, gold, answer_kind)
+            if grade is not None:
+                grades.append(grade)
+                continue
+            assert predicted is not None  # _grade_fast decides no-answer
+            key = (_nemo_normalise(gold), _nemo_normalise(predicted))
+            slot = slots.get(key)
+            if slot is None:
+                slot = slots[key] = len(waiting)
+                waiting.append((predicted, []))
+                tasks.append((slot, *key))
+            waiting[slot][1].append(len(grades))
+            grades.append(None)
+
+        if tasks:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("Grader is closed; create a new one")
+                outcomes = self._run(tasks)
+            for slot, (predicted, indices) in enumerate(waiting):
+                correct, rule, detail = outcomes[slot]
+                for index in indices:
+                    grades[index] = Grade(correct, predicted, rule, detail)
+        return [grade for grade in grades if grade is not None]
+
+    def equivalent(self, a: str, b: str, *, answer_kind: AnswerKind = "latex") -> bool:
+        """Whether answer `b` is equivalent to answer `a` (`a` in the gold position); for majority grouping."""
+        return self.grade([(b, a)], answer_kind=answer_kind)[0].correct
+
+    def _run(self, tasks: Sequence[_Task]) -> dict[int, tuple[bool, Rule, str | None]]:
+        """Run comparisons on the workers; kill and replace any worker that passes its deadline."""
+        outcomes: dict[int, tuple[bool, Rule, str | None]] = {}
+        pending = deque(tasks)
+        while pending or any(w is not None and w.in_flight for w in self._pool):
+            # Only idle workers get work: their pipe is empty, so a send never blocks this loop.
+            for i in range(self.workers):
+                worker = self._pool[i]
+                if pending and (worker is None or not worker.in_flight):
+                    worker = worker or self._start()
+                    self._pool[i] = worker
+                    share = -(-len(pending) // self.workers)  # small batches still use every worker
+                    chunk = [pending.popleft() for _ in range(min(_CHUNK_SIZE, share, len(pending)))]
+                    worker.in_flight.extend(chunk)
+                    worker.deadline = time.monotonic() + self.timeout_s
+                    worker.conn.send(chunk)
+            busy = [w for w in self._pool if w is not None and w.in_flight]
+            next_deadline = min(w.deadline for w in busy)
+            ready = wait([w.conn for w in busy], timeout=max(0.0, next_deadline - time.monotonic()))
+            for worker in busy:
+                if worker.conn in ready:
+                    self._collect(worker, outcomes, pending)
+                elif time.monotonic() >= worker.deadline:
+                    slot = worker.in_flight.popleft()[0]
+                    logger.warning("grading comparison timed out", extra={"timeout_s": self.timeout_s})
+                    outcomes[slot] = (False, "timeout", f"no result within {self.timeout_s:g} s")
+                    self._replace(worker, pending)
+        return outcomes
+
+    def _collect(
+        self, worker: _Worker, outcomes: dict[int, tuple[bool, Rule, str | None]], pending: deque[_Task]
+    ) -> None:
+        try:
+            while worker.in_flight and worker.conn.poll():
+                slot, equal, error = worker.conn.recv()
+                head = worker.in_flight.popleft()
+                assert head[0] == slot, "workers answer in order"
+                outcomes[slot] = (False, "error", error) if error else (equal, "math_verify", None)
+                worker.deadline = time.monotonic() + self.timeout_s
+        except (EOFError, OSError):
+            # The worker died mid-comparison (out of memory, a crash in native code): blame that one task.
+            slot = worker.in_flight.popleft()[0]
+            logger.warning("grading worker died", extra={"exitcode": worker.process.exitcode})
+            outcomes[slot] = (False, "error", "grading worker died")
+            self._replace(worker, pending)
+
+    def _replace(self, worker: _Worker, pending: deque[_Task]) -> None:
+        """Stop `worker`, put its unfinished tasks back at the front, and leave its slot for a fresh one."""
+        pending.extendleft(reversed(worker.in_flight))
+        worker.in_flight.clear()
+        self._stop(worker, kill=True)
+        self._pool[self._pool.index(worker)] = None
+
+    def _start(self) -> _Worker:
+        parent_conn, child_conn = self._context.Pipe(duplex=True)
+        # Every concrete context has Process; typeshed's BaseContext does not declare it.
+        process = self._context.Process(  # type: ignore[attr-defined]
+            target=_serve, args=(child_conn,), daemon=True, name="cotlab-grader"
+        )
+        process.start()
+        child_conn.close()  # so the parent sees EOF when the worker dies
+        return _Worker(process, parent_conn, deque())
+
+    @staticmethod
+    def _stop(worker: _Worker, *, kill: bool = False) -> None:
+        if kill:
+            worker.process.kill()
+        worker.conn.close()  # a live worker reads EOF and returns
+        worker.process.join(timeout=2.0)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join()
+
+
+def _grade_fast(predicted: str | None, gold: str, answer_kind: AnswerKind) -> Grade | None:
+    if predicted is None or not predicted.strip():
+        return Grade(False, None, "no_answer")
+    return _decide_fast(predicted, str(gold), answer_kind)
+
+
+def grade_answers(
+    pairs: Iterable[tuple[str | None, str]],
+    *,
+    answer_kind: AnswerKind = "latex",
+    extract: bool = False,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    workers: int | None = None,
+) -> list[Grade]:
+    """Grade (prediction, gold) pairs with a pool that lives for this call; see `Grader.grade`."""
+    with Grader(workers=workers, timeout_s=timeout_s) as grader:
+        return grader.grade(pairs, answer_kind=answer_kind, extract=extract)
+
+
+_shared: Grader | None = None
+_shared_lock = threading.Lock()
+
+
+def grade_answer(
+    predicted: str | None, gold: str, *, answer_kind: AnswerKind = "latex", timeout_s: float = DEFAULT_TIMEOUT_S
+) -> Grade:
+    """Grade one extracted answer; Math-Verify runs in a shared one-worker pool started on first need."""
+    grade = _grade_fast(predicted, gold, answer_kind)
+    if grade is not None:
+        return grade
+    global _shared
+    with _shared_lock:
+        if _shared is None or _shared.timeout_s != timeout_s:
+            if _shared is not None:
+                _shared.close()
+            _shared = Grader(workers=1, timeout_s=timeout_s)
+            atexit.register(_shared.close)
+        grader = _shared
+    return grader.grade([(predicted, gold)], answer_kind=answer_kind)[0]
+
+
+def is_equivalent(
+    predicted: str | None, gold: str, *, answer_kind: AnswerKind = "latex", timeout_s: float = DEFAULT_TIMEOUT_S
+) -> bool:
+    """Whether an extracted answer is equivalent to the gold answer (gold first: `verify` is asymmetric)."""
+    return grade_answer(predicted, gold, answer_kind=answer_kind, timeout_s=timeout_s).correct
