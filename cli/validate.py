@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+
 from cotlab.api.validation import FieldError, validate_document
 
 from .manifests import ManifestError, read_documents
