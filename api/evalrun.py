@@ -108,7 +108,7 @@ class EvalRunSpec(WorkloadSpec):
     benchmarks: Annotated[list[BenchmarkSelection], Field(min_length=1, max_length=32)]
     sampling: Sampling = Field(default_factory=Sampling)
     prompt: Prompt = Field(default_factory=Prompt)
-    metrics: Annotated[list[Annotated[str, Field(pattern=METRIC_PATTERN)]], Field(min_length=1, max_length=16)] = Field(
+    metrics: Annotated[list[Annotated[str, Field(max_length=16, pattern=METRIC_PATTERN)]], Field(min_length=1, max_length=16)] = Field(
         default_factory=lambda: ["pass@1", "maj@64"]
     )
     engine: Engine = Field(default_factory=Engine)
