@@ -1,0 +1,104 @@
+"""Every registered benchmark is a complete declaration, and every packaged copy loads into `Problem`s."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from cotlab.api.benchmarks import BENCHMARKS, CUSTOM, Benchmark
+from cotlab.api.evalrun import BenchmarkSelection
+from cotlab.trainer import storage
+from cotlab.trainer.benchmarks import Problem, benchmark_key, load_problems
+from cotlab.trainer.errors import InvalidInputError
+
+PACKAGED = [b for b in BENCHMARKS if b.package_path is not None]
+# The first record of each packaged copy, read off the files by hand.
+FIRST = {
+    "gsm8k": Problem(
+        id="0",
+        problem="Janet\u2019s ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins"
+        " for her friends every day with four. She sells the remainder at the farmers' market daily for $2 per"
+        " fresh duck egg. How much in dollars does she make every day at the farmers' market?",
+        answer="18",
+        answer_kind="latex",
+    ),
+    "math500": Problem(
+        id="test/precalculus/807.json",
+        problem="Convert the point $(0,3)$ in rectangular coordinates to polar coordinates.  Enter your answer in"
+        " the form $(r,\\theta),$ where $r > 0$ and $0 \\le \\theta < 2 \\pi.$",
+        answer="\\left( 3, \\frac{\\pi}{2} \\right)",
+        answer_kind="latex",
+    ),
+}
+
+
+def test_names_are_unique_and_declarations_complete() -> None:
+    names = [b.name for b in BENCHMARKS]
+    assert len(names) == len(set(names)) and CUSTOM not in names
+    for benchmark in BENCHMARKS:
+        assert benchmark.name and benchmark.problem_field and benchmark.answer_field, benchmark.name
+        assert benchmark.hub.repo and benchmark.hub.split and benchmark.hub.revision, benchmark.name
+        assert benchmark.size >= 1 and benchmark.default_metrics, benchmark.name
+        assert benchmark.package_path is None or benchmark.package_path.startswith("pkg://"), benchmark.name
+
+
+def test_every_packaged_benchmark_has_a_known_first_record() -> None:
+    assert sorted(FIRST) == sorted(b.name for b in PACKAGED)
+
+
+@pytest.mark.parametrize("benchmark", PACKAGED, ids=[b.name for b in PACKAGED])
+def test_first_packaged_record_loads(benchmark: Benchmark) -> None:
+    if not storage.is_available(benchmark.package_path or ""):
+        pytest.skip(f"{benchmark.package_path}: package not installed")  # CI installs the data wheels
+    assert load_problems(BenchmarkSelection(name=benchmark.name, limit=1)) == [FIRST[benchmark.name]]
+
+
+def test_custom_gsm8k_format_and_fields(tmp_path: Path) -> None:
+    path = tmp_path / "mine.jsonl"
+    path.write_text(
+        json.dumps({"q": "Sum?", "a": "It is 1,234.\n#### 1,234"})
+        + "\n\n"
+        + json.dumps({"q": "B?", "a": "#### 5"})
+        + "\n"
+    )
+    selection = BenchmarkSelection.model_validate(
+        {
+            "name": "custom",
+            "uri": f"file://{path}",
+            "fields": {"problem": "q", "answer": "a"},
+            "answerFormat": "gsm8k",
+            "answerKind": "integer",
+        }
+    )
+    assert benchmark_key(selection) == "mine"
+    assert load_problems(selection) == [Problem("1", "Sum?", "1234", "integer"), Problem("3", "B?", "5", "integer")]
+
+
+def test_boxed_format_and_repeated_ids(tmp_path: Path) -> None:
+    path = tmp_path / "b.jsonl"
+    rows = [
+        {"id": 1, "problem": "x", "solution": "so \\boxed{\\frac{1}{2}}."},
+        {"id": 1, "problem": "y", "solution": "\\boxed{2}"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fields = {"answer": "solution", "id": "id"}
+    boxed = BenchmarkSelection.model_validate(
+        {"name": "custom", "uri": str(path), "fields": fields, "answerFormat": "boxed"}
+    )
+    assert load_problems(boxed.model_copy(update={"limit": 1})) == [Problem("1", "x", "\\frac{1}{2}", "latex")]
+    with pytest.raises(InvalidInputError, match=r"record 2: id '1' repeats record 1"):
+        load_problems(boxed)
+
+
+def test_missing_file_is_invalid_input(tmp_path: Path) -> None:
+    selection = BenchmarkSelection(name="custom", uri=str(tmp_path / "absent.jsonl"))
+    with pytest.raises(InvalidInputError, match="absent.jsonl: file not found"):
+        load_problems(selection)
+
+
+def test_problem_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        FIRST["gsm8k"].answer = "19"  # type: ignore[misc]

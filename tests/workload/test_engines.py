@@ -1,0 +1,133 @@
+"""Engine pieces: chat prompts, the transformers engine's finish reasons, vLLM output conversion, greedy guard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cotlab.api.evalrun import Engine as EngineSpec
+from cotlab.api.models import ModelSource, Prompt, Sampling
+from cotlab.trainer.engines import SampleRequest, check_sampling, generate_all
+from cotlab.trainer.engines.transformers_engine import TransformersEngine, resolve_model_location
+from cotlab.trainer.engines.vllm_engine import VllmEngine, model_arguments
+from cotlab.trainer.errors import InvalidSpecError
+from cotlab.trainer.prompting import render_prompt
+
+from .fake_engine import FakeSamplingParams, Scripted, ScriptedLLM
+
+pytestmark = pytest.mark.workload
+
+
+def test_chat_prompt_full_string(tokenizer: Any) -> None:
+    prompt = Prompt(system="You are careful.", template="Solve: {problem} Put it in \\boxed{{}}.")
+    assert render_prompt("1+1?", prompt, tokenizer) == (
+        "<|im_start|>system\nYou are careful.<|im_end|>\n"
+        "<|im_start|>user\nSolve: 1+1? Put it in \\boxed{}.<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir: Path) -> TransformersEngine:
+    spec = EngineSpec(name="transformers", dtype="float32", batch_size=4)
+    return TransformersEngine.load(ModelSource(uri=f"file://{tiny_model_dir}"), spec)
+
+
+@pytest.mark.parametrize(
+    ("tail", "stop", "want_tokens", "want_reason"),
+    [
+        (["a", "b", "<eos>", "<pad>", "<pad>"], [], 3, "stop"),  # EOS counts, padding after it does not
+        (["a", "b", "c", "d", "e"], [], 5, "length"),
+        (["a", "b", "#", "<pad>", "<pad>"], ["#"], 3, "stop"),  # a stop string ended it
+    ],
+    ids=["eos", "length", "stop-string"],
+)
+def test_finish_reason(
+    engine: TransformersEngine, tail: list[str], stop: list[str], want_tokens: int, want_reason: str
+) -> None:
+    tok = engine.tokenizer
+    ids = {"<eos>": tok.eos_token_id, "<pad>": tok.pad_token_id}
+    tokens = [ids.get(t) or tok.convert_tokens_to_ids(t) for t in tail]
+    sampling = Sampling(max_tokens=5, samples=1, stop=stop)
+    completion = engine._completion(tokens, sampling)
+    assert (completion.output_tokens, completion.finish_reason) == (want_tokens, want_reason)
+    assert completion.text == ("ab" if want_reason == "stop" else "abcde")
+
+
+def test_generation_is_seeded_and_batched(engine: TransformersEngine) -> None:
+    sampling = Sampling(temperature=1.0, samples=3, max_tokens=8)
+    requests = [SampleRequest("<|im_start|>user\nhi<|im_end|>\n", 3, 0), SampleRequest("hello", 2, 3)]
+    first = generate_all(engine, requests, sampling)
+    assert [len(row) for row in first] == [3, 2]
+    assert generate_all(engine, requests, sampling) == first
+    batches = list(engine.generate(requests, sampling))
+    assert [len(b) for b in batches] == [4, 1]  # batchSize 4 over 5 sequences
+
+
+def test_greedy_single_sample(engine: TransformersEngine) -> None:
+    sampling = Sampling(temperature=0.0, samples=1, max_tokens=6)
+    [[a]] = generate_all(engine, [SampleRequest("hello", 1, 0)], sampling)
+    [[b]] = generate_all(engine, [SampleRequest("hello", 1, 99)], sampling)
+    assert a == b  # greedy ignores the seed
+
+
+def test_greedy_with_several_samples_is_refused(engine: TransformersEngine, tokenizer: Any) -> None:
+    sampling = Sampling.model_construct(**{**Sampling().model_dump(), "temperature": 0.0, "samples": 4})
+    with pytest.raises(InvalidSpecError, match="temperature 0 is greedy"):
+        check_sampling(sampling)
+    with pytest.raises(InvalidSpecError):
+        next(engine.generate([SampleRequest("x", 4, 0)], sampling))
+    vllm = VllmEngine(ScriptedLLM({}, tokenizer), params_factory=FakeSamplingParams)
+    with pytest.raises(InvalidSpecError):
+        next(vllm.generate([SampleRequest("x", 4, 0)], sampling))
+
+
+def test_vllm_request_outputs_become_completions(tokenizer: Any) -> None:
+    script = {
+        "alpha": [Scripted("A0", "stop", 3), Scripted("A1", "length", 8)],
+        "beta": [Scripted("B0"), Scripted("B1")],
+    }
+    llm = ScriptedLLM(script, tokenizer, samples=2)
+    engine = VllmEngine(llm, params_factory=FakeSamplingParams)
+    sampling = Sampling(temperature=0.7, top_p=0.9, top_k=20, max_tokens=8, samples=2, stop=["</s>"])
+    out = generate_all(engine, [SampleRequest("alpha", 2, 0), SampleRequest("beta", 1, 3)], sampling)
+    assert [[(c.text, c.output_tokens, c.finish_reason) for c in row] for row in out] == [
+        [("A0", 3, "stop"), ("A1", 8, "length")],
+        [("B1", 10, "stop")],
+    ]
+    [call] = llm.calls
+    assert [p for _, p in call] == [
+        FakeSamplingParams(n=2, temperature=0.7, top_p=0.9, top_k=20, max_tokens=8, seed=0, stop=["</s>"]),
+        FakeSamplingParams(n=1, temperature=0.7, top_p=0.9, top_k=20, max_tokens=8, seed=3, stop=["</s>"]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "want"),
+    [
+        (ModelSource(hub="Qwen/Qwen2.5-32B", revision="abc"), ("Qwen/Qwen2.5-32B", None)),
+        (ModelSource(uri="file:///m/model.Q4.gguf"), ("/m", "model.Q4.gguf")),
+        (ModelSource(uri="pvc://models/run-1/final"), ("/mnt/pvc/models/run-1/final", None)),
+    ],
+    ids=["hub", "gguf-file", "pvc-dir"],
+)
+def test_model_locations(source: ModelSource, want: tuple[str, str | None], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COTLAB_PVC_ROOT", raising=False)
+    assert resolve_model_location(source) == want
+
+
+def test_vllm_model_arguments() -> None:
+    assert model_arguments(ModelSource(hub="Qwen/Qwen2.5-32B", revision="abc")) == {
+        "model": "Qwen/Qwen2.5-32B",
+        "revision": "abc",
+        "tokenizer": None,
+    }
+    assert model_arguments(ModelSource(uri="file:///m", gguf_file="x.gguf", tokenizer="Org/Base")) == {
+        "model": "/m/x.gguf",
+        "revision": None,
+        "tokenizer": "Org/Base",
+    }
+    with pytest.raises(InvalidSpecError, match="not a local path"):
+        model_arguments(ModelSource(uri="s3://bucket/model"))

@@ -1,0 +1,323 @@
+"""The evaluate stage end to end: scripted engines for exact scores and resume, the tiny model for the real path."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cotlab.api.evalrun import BenchmarkScore
+from cotlab.api.podcontract import decode_summary, parse_marker
+from cotlab.trainer.cli import main
+from cotlab.trainer.engines import SampleRequest
+from cotlab.trainer.engines.vllm_engine import VllmEngine
+from cotlab.trainer.evaluate import run_evaluate
+
+from .conftest import PROBLEMS, make_pod, make_spec, write_benchmark
+from .fake_engine import FakeSamplingParams, Killed, Scripted, ScriptedBatchEngine, ScriptedLLM
+
+pytestmark = pytest.mark.workload
+
+REPO = Path(__file__).resolve().parents[2]
+
+BOX = "so the answer is \\boxed{{{}}}"
+SCRIPT = {
+    # p1 (gold 18): 4/4 correct.
+    "How many eggs does Janet sell?": [Scripted(BOX.format("18"))] * 4,
+    # p2 (gold 7): 2/4; the vote ties 2-2 between 5 and 7 and goes to 5, seen first: maj wrong.
+    "What is 3 + 4?": [Scripted(BOX.format(a)) for a in ("5", "7", "7", "5")],
+    # p3 (gold 12): 0/4, sample 1 has no answer; 11 wins the vote 2-1.
+    "What is 3 * 4?": [
+        Scripted(BOX.format("11")),
+        Scripted("I am not sure."),
+        Scripted(BOX.format("13")),
+        Scripted(BOX.format("11")),
+    ],
+    # p4 (gold \frac{1}{2}): 2/4, samples 1 and 3 truncated (16 tokens) without a finished box;
+    # \dfrac{1}{2} and \frac{1}{2} are one group for the vote (2 votes): maj right.
+    "What is 1 / 2 as a fraction?": [
+        Scripted(BOX.format("\\dfrac{1}{2}")),
+        Scripted("Let me think \\boxed{\\frac{1}{", "length", 16),
+        Scripted(BOX.format("\\frac{1}{2}")),
+        Scripted("Let me think step", "length", 16),
+    ],
+    # p5 (gold 100): 1/4; 99 and 099 are one group (3 votes): maj wrong.
+    "What is 10 squared?": [Scripted(BOX.format(a)) for a in ("99", "100", "099", "99")],
+}
+
+# Worked out by hand from SCRIPT (per-problem scores p1..p5; stderr = sd(ddof=1) / sqrt(5)):
+#   pass@1 per problem 1, 1/2, 0, 1/2, 1/4 -> mean 2.25/5 = 0.45;
+#          squared deviations .3025 + .0025 + .2025 + .0025 + .04 = .55 -> sqrt(.55/4/5) = sqrt(.0275)
+#   pass@2 = 1 - C(4-c, 2)/C(4, 2): c=4 -> 1, c=2 -> 5/6, c=0 -> 0, c=1 -> 1/2 -> mean (19/6)/5 = 19/30;
+#          deviations (11, 6, -19, 6, -4)/30, squares sum 570/900 -> sqrt(570/900/4/5) = sqrt(19/600)
+#   pass@4 = any correct: 1, 1, 0, 1, 1 -> 0.8; squares .04*4 + .64 = .8 -> sqrt(.8/20) = 0.2
+#   maj@4: 1, 0, 0, 1, 0 -> 0.4; squares .36*2 + .16*3 = 1.2 -> sqrt(1.2/20) = sqrt(.06)
+#   no answer: p3 #1, p4 #1, p4 #3 -> 3/20; truncated: p4 #1, #3 -> 2/20
+#   tokens: 18 samples x 10 + 2 x 16 = 212 -> 212/20 = 10.6
+EXPECTED = {
+    "problems": 5,
+    "samplesPerProblem": 4,
+    "metrics": {
+        "pass@1": {"value": 0.45, "stderr": math.sqrt(0.0275)},
+        "pass@2": {"value": 19 / 30, "stderr": math.sqrt(19 / 600)},
+        "pass@4": {"value": 0.8, "stderr": 0.2},
+        "maj@4": {"value": 0.4, "stderr": math.sqrt(0.06)},
+    },
+    "meanOutputTokens": 10.6,
+    "truncationRate": 0.1,
+    "noAnswerRate": 0.15,
+    "graderTimeouts": 0,
+}
+
+
+def flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of dotted keys, so pytest.approx can compare them."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    return {k: v for key, item in value.items() for k, v in flat(item, f"{prefix}.{key}" if prefix else key).items()}
+
+
+def assert_scores(got: dict[str, Any], want: dict[str, Any]) -> None:
+    assert flat(got) == pytest.approx(flat(want), rel=1e-12, abs=1e-12)
+
+
+def vllm_loader(llm: ScriptedLLM) -> Any:
+    return lambda spec, source: VllmEngine(llm, params_factory=FakeSamplingParams)
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{") and line.endswith("}")]
+
+
+def test_scripted_vllm_path_scores_match_hand_computation(tmp_path: Path, tokenizer: Any) -> None:
+    bench = write_benchmark(tmp_path / "fixture.jsonl")
+    llm = ScriptedLLM(SCRIPT, tokenizer)
+    summary = run_evaluate(make_pod(make_spec([bench]), tmp_path / "out"), loader=vllm_loader(llm))
+
+    assert_scores(summary["scores"], {"fixture": EXPECTED})
+    assert_scores(json.loads((tmp_path / "out" / "scores.json").read_text()), {"fixture": EXPECTED})
+    # One generate call over every prompt, n = samples, one seed per problem.
+    assert len(llm.calls) == 1
+    assert [(p.n, p.seed, p.max_tokens) for _, p in llm.calls[0]] == [
+        (4, 0, 16),
+        (4, 4, 16),
+        (4, 8, 16),
+        (4, 12, 16),
+        (4, 16, 16),
+    ]
+    records = read_records(tmp_path / "out" / "samples" / "fixture.jsonl")
+    assert len(records) == 20
+    p4 = sorted((r for r in records if r["problem_id"] == "p4"), key=lambda r: r["sample_index"])
+    assert [(r["answer"], r["correct"], r["finish_reason"], r["seed"]) for r in p4] == [
+        ("\\dfrac{1}{2}", True, "stop", 12),
+        (None, False, "length", 13),
+        ("\\frac{1}{2}", True, "stop", 14),
+        (None, False, "length", 15),
+    ]
+    assert set(records[0]) == {
+        "problem_id",
+        "sample_index",
+        "seed",
+        "text",
+        "answer",
+        "correct",
+        "rule",
+        "output_tokens",
+        "finish_reason",
+        "seconds",
+    }
+
+
+def test_kill_after_first_benchmark_then_resume(tmp_path: Path, tokenizer: Any) -> None:
+    benches = [write_benchmark(tmp_path / "a.jsonl"), write_benchmark(tmp_path / "b.jsonl")]
+    pod = make_pod(make_spec(benches), tmp_path / "out")
+
+    with pytest.raises(Killed):
+        run_evaluate(pod, loader=vllm_loader(ScriptedLLM(SCRIPT, tokenizer, fail_on_call=2)))
+    assert len(read_records(tmp_path / "out" / "samples" / "a.jsonl")) == 20
+    assert not (tmp_path / "out" / "samples" / "b.jsonl").exists()
+
+    restarted = ScriptedLLM(SCRIPT, tokenizer)
+    resumed = run_evaluate(pod, loader=vllm_loader(restarted))
+    # Benchmark a is not regenerated: the restarted engine sees b's five prompts only, once.
+    assert len(restarted.calls) == 1 and len(restarted.calls[0]) == 5
+    assert len(read_records(tmp_path / "out" / "samples" / "a.jsonl")) == 20
+
+    uninterrupted = run_evaluate(
+        make_pod(make_spec(benches), tmp_path / "fresh"), loader=vllm_loader(ScriptedLLM(SCRIPT, tokenizer))
+    )
+    assert resumed["scores"] == uninterrupted["scores"]
+    assert_scores(resumed["scores"], {"a": EXPECTED, "b": EXPECTED})
+
+
+def test_kill_mid_benchmark_then_resume(tmp_path: Path, tokenizer: Any) -> None:
+    bench = write_benchmark(tmp_path / "fixture.jsonl")
+    pod = make_pod(make_spec([bench], engine={"name": "transformers", "batchSize": 3}), tmp_path / "out")
+    samples_file = tmp_path / "out" / "samples" / "fixture.jsonl"
+
+    with pytest.raises(Killed):
+        run_evaluate(pod, loader=lambda s, m: ScriptedBatchEngine(SCRIPT, tokenizer, kill_after=2))
+    # Two batches of 3: p1 #0-3 and p2 #0-1 are recorded. A kill mid-write leaves half a line behind.
+    assert [(r["problem_id"], r["sample_index"]) for r in read_records(samples_file)] == [
+        ("p1", 0),
+        ("p1", 1),
+        ("p1", 2),
+        ("p1", 3),
+        ("p2", 0),
+        ("p2", 1),
+    ]
+    with samples_file.open("a") as f:
+        f.write('{"problem_id": "p2", "sample_index": 2, "se')
+
+    restarted = ScriptedBatchEngine(SCRIPT, tokenizer)
+    resumed = run_evaluate(pod, loader=lambda s, m: restarted)
+    # Only the missing samples are asked for: p2 from sample 2 (seed 4 + 2), then p3..p5 whole.
+    assert [(r.samples, r.seed) for r in restarted.requests] == [(2, 6), (4, 8), (4, 12), (4, 16)]
+    assert all(PROBLEMS[i + 1]["problem"] in r.prompt for i, r in enumerate(restarted.requests))
+    assert_scores(resumed["scores"], {"fixture": EXPECTED})
+    assert len(read_records(samples_file)) == 20
+
+
+def test_nothing_missing_means_no_engine(tmp_path: Path, tokenizer: Any) -> None:
+    bench = write_benchmark(tmp_path / "fixture.jsonl")
+    pod = make_pod(make_spec([bench]), tmp_path / "out")
+    first = run_evaluate(pod, loader=vllm_loader(ScriptedLLM(SCRIPT, tokenizer)))
+
+    def no_engine(spec: Any, source: Any) -> Any:
+        raise AssertionError("the engine must not start when every sample is recorded")
+
+    assert run_evaluate(pod, loader=no_engine) == first
+
+
+def test_transformers_engine_end_to_end(tmp_path: Path, tiny_model_dir: Path) -> None:
+    bench = write_benchmark(tmp_path / "fixture.jsonl")
+    spec = make_spec(
+        [bench],
+        model_uri=f"file://{tiny_model_dir}",
+        engine={"name": "transformers", "dtype": "float32", "batchSize": 8},
+    )
+    summary = run_evaluate(make_pod(spec, tmp_path / "out"))
+
+    score = BenchmarkScore.model_validate(summary["scores"]["fixture"])
+    assert (score.problems, score.samples_per_problem) == (5, 4)
+    assert set(score.metrics) == {"pass@1", "pass@2", "pass@4", "maj@4"}
+    records = read_records(tmp_path / "out" / "samples" / "fixture.jsonl")
+    assert sorted((r["problem_id"], r["sample_index"]) for r in records) == [
+        (p["id"], i) for p in PROBLEMS for i in range(4)
+    ]
+    assert all(r["finish_reason"] in ("stop", "length") and 0 < r["output_tokens"] <= 16 for r in records)
+    assert score.truncation_rate == sum(r["finish_reason"] == "length" for r in records) / 20
+    # Same spec, same batches, same seeds: the same samples.
+    run_evaluate(make_pod(spec, tmp_path / "again"))
+    again = read_records(tmp_path / "again" / "samples" / "fixture.jsonl")
+    assert [r["text"] for r in again] == [r["text"] for r in records]
+
+
+def test_pod_entry_point_subprocess(tmp_path: Path, tiny_model_dir: Path) -> None:
+    bench = write_benchmark(tmp_path / "fixture.jsonl")
+    spec = make_spec(
+        [bench],
+        model_uri=f"file://{tiny_model_dir}",
+        engine={"name": "transformers", "dtype": "float32", "batchSize": 16},
+    )
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(make_pod(spec, tmp_path / "out").model_dump_json(by_alias=True))
+    termination = tmp_path / "termination-log"
+    env = {**os.environ, "COTLAB_TERMINATION_LOG": str(termination), "HF_HUB_OFFLINE": "1"}
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "cotlab.trainer", "evaluate", "--spec", str(spec_file)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    markers = [parse_marker(line) for line in proc.stdout.splitlines()]
+    assert markers and all(m is not None for m in markers), "stdout carries progress markers only"
+    assert markers[0] == {"benchmark": "fixture", "done": 0, "total": 20}
+    assert markers[-1] == {"benchmark": "fixture", "done": 20, "total": 20}
+    assert len(read_records(tmp_path / "out" / "samples" / "fixture.jsonl")) == 20
+    scores = json.loads((tmp_path / "out" / "scores.json").read_text())
+    summary = decode_summary(termination.read_text())
+    assert summary is not None
+    assert summary["scores"] == scores
+    assert summary["outputs"] == {"samples": f"{tmp_path}/out/samples", "scores": f"{tmp_path}/out/scores.json"}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "line 3: not valid JSON"),
+        ('{"id": "p3", "answer": "12"}', 'line 3: field "problem" (problem) missing'),
+        ('["a list"]', "line 3: expected a JSON object"),
+    ],
+    ids=["bad-json", "missing-field", "not-an-object"],
+)
+def test_malformed_benchmark_line_exits_3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, message: str
+) -> None:
+    bench = write_benchmark(tmp_path / "fixture.jsonl")
+    rows = bench.read_text().splitlines()
+    rows[2] = line
+    bench.write_text("\n".join(rows) + "\n")
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(make_pod(make_spec([bench]), tmp_path / "out").model_dump_json(by_alias=True))
+    termination = tmp_path / "termination-log"
+    monkeypatch.setenv("COTLAB_TERMINATION_LOG", str(termination))
+
+    assert main(["evaluate", "--spec", str(spec_file)]) == 3
+
+    summary = decode_summary(termination.read_text())
+    assert summary is not None and summary["exitCode"] == 3
+    assert f"{bench} {message}" in summary["error"]
+
+
+@pytest.mark.parametrize(
+    ("argv_stage", "spec_stage", "code", "message"),
+    [
+        ("finetune", "finetune", 2, "not implemented in this image yet"),
+        ("evaluate", "curate", 2, "stage is 'curate', but 'evaluate' was run"),
+    ],
+    ids=["unimplemented-stage", "stage-mismatch"],
+)
+def test_entry_point_refusals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv_stage: str, spec_stage: str, code: int, message: str
+) -> None:
+    pod = make_pod(make_spec([tmp_path / "x.jsonl"]), tmp_path / "out").model_copy(update={"stage": spec_stage})
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(pod.model_dump_json(by_alias=True))
+    monkeypatch.setenv("COTLAB_TERMINATION_LOG", str(tmp_path / "termination-log"))
+
+    assert main([argv_stage, "--spec", str(spec_file)]) == code
+    assert message in json.loads((tmp_path / "termination-log").read_text())["error"]
+
+
+def test_duplicate_benchmark_names_are_an_invalid_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = write_benchmark(tmp_path / "fixture.jsonl")
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(make_pod(make_spec([bench, bench]), tmp_path / "out").model_dump_json(by_alias=True))
+    monkeypatch.setenv("COTLAB_TERMINATION_LOG", str(tmp_path / "termination-log"))
+    assert main(["evaluate", "--spec", str(spec_file)]) == 2
+
+
+def test_request_seeds_are_per_sample(tmp_path: Path, tokenizer: Any) -> None:
+    """Sample i of a request has seed `request.seed + i`; records carry each sample's own seed."""
+    bench = write_benchmark(tmp_path / "fixture.jsonl", PROBLEMS[:2])
+    engine = ScriptedBatchEngine(SCRIPT, tokenizer, base_seed=7)
+    spec = make_spec([bench], sampling={"temperature": 1.0, "samples": 4, "maxTokens": 16, "seed": 7})
+    run_evaluate(make_pod(spec, tmp_path / "out"), loader=lambda s, m: engine)
+    assert engine.requests == [
+        SampleRequest(engine.requests[0].prompt, 4, 7),
+        SampleRequest(engine.requests[1].prompt, 4, 11),
+    ]
+    records = read_records(tmp_path / "out" / "samples" / "fixture.jsonl")
+    assert [r["seed"] for r in records] == list(range(7, 15))
