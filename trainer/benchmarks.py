@@ -101,7 +101,9 @@ def _layout(selection: BenchmarkSelection) -> _Layout:
         uri = bench.package_path
     return _Layout(
         uri=uri,
-        hub=None if uri else (bench.hub.repo, bench.hub.config, bench.hub.split, bench.hub.revision),
+        hub=None
+        if uri
+        else (bench.hub.repo, bench.hub.config, bench.hub.split, selection.revision or bench.hub.revision),
         problem_field=bench.problem_field,
         answer_field=bench.answer_field,
         id_field=bench.id_field,

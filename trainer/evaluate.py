@@ -8,6 +8,7 @@ termination-message summary.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -34,6 +35,22 @@ logger = logging.getLogger(__name__)
 EngineLoader = Callable[[EvalRunSpec, ModelSource], Engine]
 SAMPLES_DIR = "samples"
 SCORES_FILE = "scores.json"
+
+
+def problems_digest(problems: Sequence[Problem]) -> str:
+    """sha256 over the problems and gold answers, in order: what was scored, independent of where it came from."""
+    canonical = json.dumps([[p.id, p.problem, p.answer, p.answer_kind] for p in problems], separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def generation_fingerprint(spec: EvalRunSpec, source: ModelSource, problems: Sequence[Problem]) -> dict[str, Any]:
+    """What the recorded samples depend on; a resumed run must match it, or old and new samples would mix."""
+    return {
+        "model": source.to_wire(),
+        "prompt": spec.prompt.to_wire(),
+        "sampling": spec.sampling.to_wire(),
+        "problems": problems_digest(problems),
+    }
 
 
 class SampleLine(BaseModel):
@@ -122,6 +139,7 @@ class _Evaluation:
         """Generate what is missing for one benchmark, recording each batch, then score every record."""
         sampling = self.spec.sampling
         uri = storage.join(self.output, SAMPLES_DIR, f"{key}.jsonl")
+        self._check_fingerprint(key, problems)
         done = read_done(uri, problems, sampling.samples)
         total = len(problems) * sampling.samples
         runs = pending_runs(problems, set(done), sampling.samples)
@@ -150,6 +168,21 @@ class _Evaluation:
         if missing:
             raise RuntimeError(f"{key}: the engine left {missing} samples ungenerated")
         return self._score(key, problems, done)
+
+    def _check_fingerprint(self, key: str, problems: list[Problem]) -> None:
+        """Refuse to resume samples generated under another model, prompt, sampling or problem set."""
+        uri = storage.join(self.output, SAMPLES_DIR, f"{key}.fingerprint.json")
+        want = generation_fingerprint(self.spec, self.source, problems)
+        if storage.exists(uri):
+            have = json.loads(storage.read_text(uri))
+            changed = sorted(k for k in want if have.get(k) != want[k])
+            if changed:
+                raise InvalidSpecError(
+                    f"{uri}: the samples there were generated with a different {', '.join(changed)}; "
+                    "write to a new output URI (or delete the old samples) instead of mixing them"
+                )
+        else:
+            storage.write_text(uri, _dumps(want))
 
     def _grade(self, batch: list[GeneratedSample], runs: list[_Pending], seconds: float) -> list[SampleLine]:
         answers = [extract_answer(s.completion.text) for s in batch]
@@ -214,6 +247,7 @@ class _Evaluation:
             metrics[name] = MetricValue(value=estimate.value, stderr=estimate.stderr)
         return BenchmarkScore(
             problems=summary.num_problems,
+            problems_digest=problems_digest(problems),
             samples_per_problem=summary.samples_per_problem,
             metrics=metrics,
             mean_output_tokens=summary.mean_output_tokens,

@@ -11,10 +11,10 @@ from typing import Any
 import kubernetes.client
 import pytest
 import yaml
-from cotlab.api import GROUP, KINDS_BY_NAME, VERSION
 from kube_apply import apply_manifests
 from kubernetes.client.exceptions import ApiException
 
+from cotlab.api import GROUP, KINDS_BY_NAME, VERSION
 from tests.conftest import REPO, example_documents, invalid_cases
 
 EXAMPLES = example_documents()

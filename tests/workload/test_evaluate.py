@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -17,6 +18,7 @@ from cotlab.api.podcontract import decode_summary, parse_marker
 from cotlab.trainer.cli import main
 from cotlab.trainer.engines import SampleRequest
 from cotlab.trainer.engines.vllm_engine import VllmEngine
+from cotlab.trainer.errors import InvalidSpecError
 from cotlab.trainer.evaluate import run_evaluate
 
 from .conftest import PROBLEMS, make_pod, make_spec, write_benchmark
@@ -73,6 +75,11 @@ EXPECTED = {
     "truncationRate": 0.1,
     "noAnswerRate": 0.15,
     "graderTimeouts": 0,
+    # sha256 over [id, problem, answer, answer kind] per problem, compact JSON: pins what was scored.
+    "problemsDigest": "sha256:"
+    + hashlib.sha256(
+        json.dumps([[p["id"], p["problem"], p["answer"], "latex"] for p in PROBLEMS], separators=(",", ":")).encode()
+    ).hexdigest(),
 }
 
 
@@ -84,7 +91,14 @@ def flat(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def assert_scores(got: dict[str, Any], want: dict[str, Any]) -> None:
-    assert flat(got) == pytest.approx(flat(want), rel=1e-12, abs=1e-12)
+    got_flat, want_flat = flat(got), flat(want)
+    numbers = {k for k, v in want_flat.items() if isinstance(v, int | float)}
+    assert {k: got_flat.get(k) for k in numbers} == pytest.approx(
+        {k: want_flat[k] for k in numbers}, rel=1e-12, abs=1e-12
+    )
+    assert {k: v for k, v in got_flat.items() if k not in numbers} == {
+        k: v for k, v in want_flat.items() if k not in numbers
+    }
 
 
 def vllm_loader(llm: ScriptedLLM) -> Any:
@@ -321,3 +335,13 @@ def test_request_seeds_are_per_sample(tmp_path: Path, tokenizer: Any) -> None:
     ]
     records = read_records(tmp_path / "out" / "samples" / "fixture.jsonl")
     assert [r["seed"] for r in records] == list(range(7, 15))
+
+
+def test_resume_refuses_samples_from_a_different_spec(tmp_path: Path, tokenizer: Any) -> None:
+    bench = write_benchmark(tmp_path / "fixture.jsonl")
+    run_evaluate(make_pod(make_spec([bench]), tmp_path / "out"), loader=vllm_loader(ScriptedLLM(SCRIPT, tokenizer)))
+    hotter = make_spec([bench], sampling={"temperature": 0.7, "samples": 4, "maxTokens": 16, "seed": 0})
+    llm = ScriptedLLM(SCRIPT, tokenizer)
+    with pytest.raises(InvalidSpecError, match="generated with a different sampling"):
+        run_evaluate(make_pod(hotter, tmp_path / "out"), loader=vllm_loader(llm))
+    assert llm.calls == []
