@@ -8,4 +8,4 @@ trap 'rm -rf "$tree"' EXIT
 mkdir -p "$tree/cotlab"
 for pkg in api operator trainer cli; do ln -s "$root/$pkg" "$tree/cotlab/$pkg"; done
 cd "$tree"
-mypy --config-file "$root/pyproject.toml" --namespace-packages -p cotlab.api -p cotlab.cli "$@"
+mypy --config-file "$root/pyproject.toml" --namespace-packages -p cotlab.api -p cotlab.cli -p cotlab.trainer -p cotlab.operator "$@"

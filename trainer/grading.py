@@ -10,29 +10,37 @@ The order follows NeMo-Skills' `math_grader.math_equal`, which the study used:
    `$...$` so its LaTeX extraction finds them.
 
 Steps 1-4 run in the calling process and cost microseconds. Step 5 runs in worker processes with a hard
-per-comparison timeout: Math-Verify's own timeout uses `signal.alarm`, which only works on the main thread
-and cannot interrupt long C-level work (sympy evaluating `9^{9^{9^{9}}}`), so a stuck worker is killed and
-replaced instead. Model text never raises: every outcome is a `Grade` naming the rule that decided it.
+per-comparison timeout (`cotlab.trainer.grading_pool`): Math-Verify's own timeout cannot interrupt long C-level
+work, so a stuck worker is killed and replaced instead. Model text never raises: every outcome is a `Grade`
+naming the rule that decided it.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import multiprocessing
 import os
 import re
 import threading
-import time
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
-from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
 from typing import Literal
 
 from cotlab.api.benchmarks import AnswerKind
+
+from .grading_pool import Comparison, MathVerifyPool
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "Grade",
+    "Grader",
+    "Rule",
+    "extract_answer",
+    "grade_answer",
+    "grade_answers",
+    "is_equivalent",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +48,6 @@ Rule = Literal["no_answer", "integer", "choice", "string", "math_verify", "timeo
 
 DEFAULT_TIMEOUT_S = 5.0
 """Seconds one Math-Verify comparison may take; Math-Verify's own default, and NeMo-Skills' is 10."""
-
-_CHUNK_SIZE = 32
-"""Comparisons sent to a worker per message: amortises pipe round trips (~0.1 ms) over ~1 ms comparisons."""
 
 _MAX_INTEGER_DIGITS = 1000
 """Longer digit strings go to a worker: `int()` refuses more than 4300 digits and nobody's answer is that."""
@@ -57,8 +62,6 @@ class Grade:
     rule: Rule
     detail: str | None = None
 
-
-# ---------------------------------------------------------------- answer extraction
 
 _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 
@@ -111,8 +114,7 @@ def _braced_group(s: str) -> str | None:
     return None
 
 
-# ---------------------------------------------------------------- fast rules (in the calling process)
-
+# The exact rules, decided in the calling process.
 _PERCENT = re.compile(r"^(\d+\.?\d*)(?:\\%|%)$")
 _MATH_DELIMITERS = re.compile(r"^\$+(.*?)\$+$|^\\\((.*)\\\)$|^\\\[(.*)\\\]$", re.DOTALL)
 _UNIT_SUFFIX = re.compile(r"(?:\\[,;: ]|~|\s)*\\(?:text|textnormal|mbox)\{[^{}]*\}$")
@@ -126,8 +128,6 @@ _CHOICE_EXACT = re.compile(r"^\(?([A-J])\)?$")
 _CHOICE_LEADING = re.compile(r"^\(?([A-J])(?:\)|[.:]|\s|$)")
 _FRAC_VARIANT = re.compile(r"\\[dtc]frac")
 _SIZING = re.compile(r"\\left|\\right|\\displaystyle|\s+")
-# NeMo-Skills' test for "already in a LaTeX environment"; anything else is wrapped in `$...$`.
-_LATEX_ENV = re.compile(r"\$.*\$|\\\(.*\\\)|\\\[.*\\\]|\\boxed\{", re.DOTALL)
 
 
 def _nemo_normalise(answer: str) -> str:
@@ -180,10 +180,6 @@ def _canonical(answer: str) -> str:
     return _SIZING.sub("", s).rstrip(".")
 
 
-def _wrap_for_math_verify(answer: str) -> str:
-    return answer if _LATEX_ENV.search(answer) else f"${answer}$"
-
-
 def _decide_fast(predicted: str, gold: str, answer_kind: AnswerKind) -> Grade | None:
     """Decide in this process when an exact rule applies; None means Math-Verify must decide."""
     gold_n, pred_n = _nemo_normalise(gold), _nemo_normalise(predicted)
@@ -209,49 +205,10 @@ def _decide_fast(predicted: str, gold: str, answer_kind: AnswerKind) -> Grade | 
     return None
 
 
-# ---------------------------------------------------------------- Math-Verify (in worker processes)
-
-
-def _math_verify_equal(gold: str, predicted: str) -> bool:
-    """Math-Verify on answer strings, gold first. Called in workers, whose parent enforces the timeout."""
-    from math_verify import parse, verify  # type: ignore[import-untyped]  # the parent never needs sympy
-
-    # Timeouts off (None): signals cannot stop C-level work, so the parent kills the worker instead.
-    gold_parsed = parse(_wrap_for_math_verify(gold), parsing_timeout=None)
-    pred_parsed = parse(_wrap_for_math_verify(predicted), parsing_timeout=None)
-    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
-
-
-_Task = tuple[int, str, str]  # (slot, gold, predicted), both already NeMo-normalised
-_Result = tuple[int, bool, str | None]  # (slot, equal, error)
-
-
-def _serve(conn: Connection) -> None:
-    """Worker loop: receive chunks of comparisons, send one result per comparison as soon as it is known."""
-    import warnings
-
-    warnings.simplefilter("ignore")
-    # The "timeout is disabled" warning is expected here: the parent enforces the timeout.
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
-    while True:
-        try:
-            chunk: list[_Task] = conn.recv()
-        except (EOFError, OSError):
-            return
-        for slot, gold, predicted in chunk:
-            try:
-                result: _Result = (slot, _math_verify_equal(gold, predicted), None)
-            except Exception as exc:  # noqa: BLE001 - model text must never take the worker down
-                result = (slot, False, f"{type(exc).__name__}: {exc}"[:200])
-            conn.send(result)
-
-
-@dataclass
-class _Worker:
-    process: BaseProcess
-    conn: Connection
-    in_flight: deque[_Task]
-    deadline: float = 0.0
+def _grade_fast(predicted: str | None, gold: str, answer_kind: AnswerKind) -> Grade | None:
+    if predicted is None or not predicted.strip():
+        return Grade(False, None, "no_answer")
+    return _decide_fast(predicted, str(gold), answer_kind)
 
 
 class Grader:
@@ -273,10 +230,7 @@ class Grader:
             raise ValueError(f"timeout_s: must be > 0, got {timeout_s}")
         self.workers = workers or len(os.sched_getaffinity(0))
         self.timeout_s = timeout_s
-        self._context = multiprocessing.get_context(start_method)
-        if start_method == "forkserver":
-            self._context.set_forkserver_preload(["math_verify", __name__])
-        self._pool: list[_Worker | None] = [None] * self.workers
+        self._pool = MathVerifyPool(workers=self.workers, timeout_s=timeout_s, start_method=start_method)
         self._lock = threading.Lock()
         self._closed = False
 
@@ -290,10 +244,7 @@ class Grader:
         """Stop the workers. Idempotent."""
         with self._lock:
             self._closed = True
-            for i, worker in enumerate(self._pool):
-                if worker is not None:
-                    self._stop(worker)
-                    self._pool[i] = None
+            self._pool.close()
 
     def grade(
         self,
@@ -311,7 +262,7 @@ class Grader:
         grades: list[Grade | None] = []
         slots: dict[tuple[str, str], int] = {}
         waiting: list[tuple[str, list[int]]] = []  # per slot: (predicted, indices into grades)
-        tasks: list[_Task] = []
+        tasks: list[Comparison] = []
         for predicted_text, gold in pairs:
             predicted = extract_answer(predicted_text) if extract and predicted_text is not None else predicted_text
             grade = _grade_fast(predicted, gold, answer_kind)
@@ -332,7 +283,7 @@ class Grader:
             with self._lock:
                 if self._closed:
                     raise RuntimeError("Grader is closed; create a new one")
-                outcomes = self._run(tasks)
+                outcomes = self._pool.run(tasks)
             for slot, (predicted, indices) in enumerate(waiting):
                 correct, rule, detail = outcomes[slot]
                 for index in indices:
@@ -342,85 +293,6 @@ class Grader:
     def equivalent(self, a: str, b: str, *, answer_kind: AnswerKind = "latex") -> bool:
         """Whether answer `b` is equivalent to answer `a` (`a` in the gold position); for majority grouping."""
         return self.grade([(b, a)], answer_kind=answer_kind)[0].correct
-
-    def _run(self, tasks: Sequence[_Task]) -> dict[int, tuple[bool, Rule, str | None]]:
-        """Run comparisons on the workers; kill and replace any worker that passes its deadline."""
-        outcomes: dict[int, tuple[bool, Rule, str | None]] = {}
-        pending = deque(tasks)
-        while pending or any(w is not None and w.in_flight for w in self._pool):
-            # Only idle workers get work: their pipe is empty, so a send never blocks this loop.
-            for i in range(self.workers):
-                worker = self._pool[i]
-                if pending and (worker is None or not worker.in_flight):
-                    worker = worker or self._start()
-                    self._pool[i] = worker
-                    share = -(-len(pending) // self.workers)  # small batches still use every worker
-                    chunk = [pending.popleft() for _ in range(min(_CHUNK_SIZE, share, len(pending)))]
-                    worker.in_flight.extend(chunk)
-                    worker.deadline = time.monotonic() + self.timeout_s
-                    worker.conn.send(chunk)
-            busy = [w for w in self._pool if w is not None and w.in_flight]
-            next_deadline = min(w.deadline for w in busy)
-            ready = wait([w.conn for w in busy], timeout=max(0.0, next_deadline - time.monotonic()))
-            for worker in busy:
-                if worker.conn in ready:
-                    self._collect(worker, outcomes, pending)
-                elif time.monotonic() >= worker.deadline:
-                    slot = worker.in_flight.popleft()[0]
-                    logger.warning("grading comparison timed out", extra={"timeout_s": self.timeout_s})
-                    outcomes[slot] = (False, "timeout", f"no result within {self.timeout_s:g} s")
-                    self._replace(worker, pending)
-        return outcomes
-
-    def _collect(
-        self, worker: _Worker, outcomes: dict[int, tuple[bool, Rule, str | None]], pending: deque[_Task]
-    ) -> None:
-        try:
-            while worker.in_flight and worker.conn.poll():
-                slot, equal, error = worker.conn.recv()
-                head = worker.in_flight.popleft()
-                assert head[0] == slot, "workers answer in order"
-                outcomes[slot] = (False, "error", error) if error else (equal, "math_verify", None)
-                worker.deadline = time.monotonic() + self.timeout_s
-        except (EOFError, OSError):
-            # The worker died mid-comparison (out of memory, a crash in native code): blame that one task.
-            slot = worker.in_flight.popleft()[0]
-            logger.warning("grading worker died", extra={"exitcode": worker.process.exitcode})
-            outcomes[slot] = (False, "error", "grading worker died")
-            self._replace(worker, pending)
-
-    def _replace(self, worker: _Worker, pending: deque[_Task]) -> None:
-        """Stop `worker`, put its unfinished tasks back at the front, and leave its slot for a fresh one."""
-        pending.extendleft(reversed(worker.in_flight))
-        worker.in_flight.clear()
-        self._stop(worker, kill=True)
-        self._pool[self._pool.index(worker)] = None
-
-    def _start(self) -> _Worker:
-        parent_conn, child_conn = self._context.Pipe(duplex=True)
-        # Every concrete context has Process; typeshed's BaseContext does not declare it.
-        process = self._context.Process(  # type: ignore[attr-defined]
-            target=_serve, args=(child_conn,), daemon=True, name="cotlab-grader"
-        )
-        process.start()
-        child_conn.close()  # so the parent sees EOF when the worker dies
-        return _Worker(process, parent_conn, deque())
-
-    @staticmethod
-    def _stop(worker: _Worker, *, kill: bool = False) -> None:
-        if kill:
-            worker.process.kill()
-        worker.conn.close()  # a live worker reads EOF and returns
-        worker.process.join(timeout=2.0)
-        if worker.process.is_alive():
-            worker.process.kill()
-            worker.process.join()
-
-
-def _grade_fast(predicted: str | None, gold: str, answer_kind: AnswerKind) -> Grade | None:
-    if predicted is None or not predicted.strip():
-        return Grade(False, None, "no_answer")
-    return _decide_fast(predicted, str(gold), answer_kind)
 
 
 def grade_answers(
