@@ -48,6 +48,8 @@ class Reason:
     # Failed
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
     INVALID_SPEC = "InvalidSpec"
+    INVALID_INPUT = "InvalidInput"
+    TRACE_TOO_LONG = "TraceTooLong"
     POD_FAILED = "PodFailed"
     DEPENDENCY_FAILED = "DependencyFailed"
 

@@ -21,14 +21,23 @@ from .base import CamelModel, Name, ShortStr, Uri
 from .models import ModelSource
 from .tracedataset import Artifact
 
+# The summaries each stage writes (keys, camelCase): the operator and the local runner reduce them into status.
+#   curate:   {"stage", "artifact": {"uri", "digest"}, "count", "stats"}
+#   finetune: {"stage", "outputs": {"model": {"uri", "digest"}}, "progress"}
+#   evaluate: {"stage", "outputs": {"samples", "scores"}, "scores": {benchmark: BenchmarkScore}}
+#   failure:  {"stage", "error", "exitCode"}
+
 SPEC_DIR = "/etc/cotlab"
 SPEC_FILE = "spec.json"
 SPEC_PATH = f"{SPEC_DIR}/{SPEC_FILE}"
 TERMINATION_LOG = "/dev/termination-log"
+# Overrides TERMINATION_LOG outside a kubelet (the local runner, tests): where the summary is written.
+TERMINATION_LOG_ENV = "COTLAB_TERMINATION_LOG"
 MAX_SUMMARY_BYTES = 4096  # the kubelet's cap on a container's termination message
 MARKER_KEY = "cotlab"
 
 Stage = Literal["curate", "finetune", "evaluate"]
+STAGE_BY_KIND: dict[str, Stage] = {"TraceDataset": "curate", "FineTuneRun": "finetune", "EvalRun": "evaluate"}
 
 
 class ExitCode(IntEnum):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from .results import results
+from .run import run
 from .validate import validate
 
 app = typer.Typer(
@@ -13,6 +15,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(validate)
+app.command()(run)
+app.command()(results)
 
 
 @app.callback()

@@ -6,21 +6,27 @@ from pathlib import Path
 
 import pytest
 
+from cotlab.api.evalrun import Engine as EngineSpec
+from cotlab.api.models import ModelSource, Sampling
+from cotlab.trainer.engines import SampleRequest, generate_all
+from cotlab.trainer.engines.vllm_engine import VllmEngine
+from cotlab.trainer.evaluate import run_evaluate
+
+from ..workload.conftest import make_pod, make_spec, write_benchmark
+from ..workload.tiny_model import build_tiny_model
+
+# CI deselects these with -m "not gpu"; on a lent GPU machine: pytest -m gpu tests/gpu.
 pytestmark = pytest.mark.gpu
 
-pytest.importorskip("vllm")
-torch = pytest.importorskip("torch")
-if not torch.cuda.is_available():
-    pytest.skip("no GPU", allow_module_level=True)
 
-from cotlab.api.evalrun import Engine as EngineSpec  # noqa: E402 - after the skips
-from cotlab.api.models import ModelSource, Sampling  # noqa: E402
-from cotlab.trainer.engines import SampleRequest, generate_all  # noqa: E402
-from cotlab.trainer.engines.vllm_engine import VllmEngine  # noqa: E402
-from cotlab.trainer.evaluate import run_evaluate  # noqa: E402
+@pytest.fixture(scope="module", autouse=True)
+def _gpu_and_vllm() -> None:
+    # In a fixture, not at import: a deselected module must not report a skip.
+    pytest.importorskip("vllm")
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no GPU")
 
-from ..workload.conftest import make_pod, make_spec, write_benchmark  # noqa: E402
-from ..workload.tiny_model import build_tiny_model  # noqa: E402
 
 ENGINE = {"name": "vllm", "dtype": "bfloat16", "gpuMemoryUtilization": 0.3, "maxModelLen": 512}
 

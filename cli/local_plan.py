@@ -1,0 +1,42 @@
+"""Order an experiment's resources so each runs after what it depends on, and name what is missing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cotlab.api import EvalRun, FineTuneRun, Resource
+
+# Dependencies only point down this list (EvalRun -> FineTuneRun -> TraceDataset), so kind order is a
+# topological order and no cycle is possible.
+KIND_ORDER = {"TraceDataset": 0, "FineTuneRun": 1, "EvalRun": 2}
+
+
+class PlanError(ValueError):
+    """A resource refers to something neither given nor already run."""
+
+
+def dependency(resource: Resource) -> tuple[str, str] | None:
+    """(kind, name) of the resource this one waits for, if any."""
+    if isinstance(resource, FineTuneRun):
+        return "TraceDataset", resource.spec.dataset_ref.name
+    if isinstance(resource, EvalRun) and resource.spec.model.fine_tune_run_ref is not None:
+        return "FineTuneRun", resource.spec.model.fine_tune_run_ref.name
+    return None
+
+
+def plan(resources: list[Resource], known: Callable[[str, str, str], bool]) -> list[Resource]:
+    """The resources in run order (stable within a kind); `known(kind, namespace, name)` covers earlier runs."""
+    given = {(r.kind, r.metadata.namespace or "default", r.metadata.name) for r in resources}
+    if len(given) != len(resources):
+        raise PlanError("the same resource appears twice in the given manifests")
+    for resource in resources:
+        needed = dependency(resource)
+        if needed is None:
+            continue
+        key = (*needed[:1], resource.metadata.namespace or "default", needed[1])
+        if key not in given and not known(*key):
+            raise PlanError(
+                f"{resource.kind}/{resource.metadata.name}: needs {needed[0]}/{needed[1]}, which is neither in the "
+                "given manifests nor run before; add its manifest with -f"
+            )
+    return sorted(resources, key=lambda r: KIND_ORDER[r.kind])

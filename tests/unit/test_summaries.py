@@ -1,0 +1,106 @@
+"""A stage's summary becomes status the same way for the operator and the local runner."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from cotlab.api import EvalRun, FineTuneRun, TraceDataset
+from cotlab.api.summaries import failed_status, failure_reason, succeeded_status, with_condition
+from cotlab.api.validation import parse_resource
+from tests.conftest import example_documents
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+EXAMPLES = {doc["metadata"]["name"]: doc for _, doc in example_documents()}
+DIGEST = "sha256:" + "ab" * 32
+
+
+def example(name: str) -> Any:
+    resource = parse_resource(EXAMPLES[name])
+    resource.metadata.generation = 3
+    return resource
+
+
+def test_eval_summary_becomes_scores_and_ready() -> None:
+    run = example("quickstart-before")
+    assert isinstance(run, EvalRun)
+    summary = {
+        "stage": "evaluate",
+        "outputs": {"samples": "file:///o/samples", "scores": "file:///o/scores.json"},
+        "scores": {
+            "gsm8k": {
+                "problems": 20,
+                "samplesPerProblem": 4,
+                "metrics": {"pass@1": {"value": 0.25, "stderr": 0.05}},
+                "noAnswerRate": 0.1,
+                "truncationRate": 0.0,
+                "meanOutputTokens": 100.0,
+                "graderTimeouts": 0,
+            }
+        },
+    }
+    status = succeeded_status(run, summary, now=NOW)
+    assert status.model_dump(mode="json", by_alias=True, exclude_none=True) == {
+        "phase": "Succeeded",
+        "observedGeneration": 3,
+        "conditions": [
+            {"type": "Running", "status": "False", "reason": "Succeeded", "message": "",
+             "lastTransitionTime": "2026-11-28T12:00:00Z"},
+            {"type": "Ready", "status": "True", "reason": "Succeeded", "message": "scored gsm8k",
+             "lastTransitionTime": "2026-11-28T12:00:00Z", "observedGeneration": 3},
+        ],
+        "scores": {
+            "gsm8k": {
+                "problems": 20,
+                "samplesPerProblem": 4,
+                "metrics": {"pass@1": {"value": 0.25, "stderr": 0.05}},
+                "meanOutputTokens": 100.0,
+                "truncationRate": 0.0,
+                "noAnswerRate": 0.1,
+                "graderTimeouts": 0,
+            }
+        },
+        "outputs": {"samples": "file:///o/samples", "scores": "file:///o/scores.json"},
+        "completionTime": "2026-11-28T12:00:00Z",
+        "attempts": 0,
+    }  # fmt: skip
+
+
+def test_curate_and_finetune_summaries() -> None:
+    dataset = example("quickstart-traces")
+    assert isinstance(dataset, TraceDataset)
+    status = succeeded_status(
+        dataset,
+        {"artifact": {"uri": "file:///d/traces.jsonl", "digest": DIGEST}, "count": 20,
+         "stats": {"tokens": {"min": 10, "p50": 50, "p90": 90, "max": 100}, "stages": {}}},
+        now=NOW,
+    )  # fmt: skip
+    assert status.phase == "Succeeded" and status.count == 20 and status.artifact is not None
+    assert status.conditions[-1].message == f"20 traces, {DIGEST}"
+    run = example("quickstart-lora")
+    assert isinstance(run, FineTuneRun)
+    status = succeeded_status(run, {"outputs": {"model": {"uri": "file:///m", "digest": DIGEST}}}, now=NOW)
+    assert status.phase == "Succeeded" and status.conditions[-1].message == "model at file:///m"
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "reason"),
+    [(2, "InvalidSpec"), (3, "InvalidInput"), (4, "TraceTooLong"), (1, "PodFailed"), (137, "PodFailed")],
+    ids=["invalid-spec", "invalid-input", "trace-too-long", "crash", "killed"],
+)
+def test_failure_reason_from_exit_code(exit_code: int, reason: str) -> None:
+    assert failure_reason(exit_code) == reason
+    status = failed_status(example("quickstart-lora"), exit_code, "boom", now=NOW)
+    failed = next(c for c in status.conditions if c.type == "Failed")
+    assert status.phase == "Failed" and failed.reason == reason and failed.message == "boom"
+
+
+def test_waiting_then_running() -> None:
+    run = example("quickstart-after")
+    run.status = with_condition(run, "Waiting", True, "FineTuneRunNotSucceeded", "waiting", now=NOW)
+    assert run.status.phase == "Waiting"
+    run.status = with_condition(run, "Waiting", False, "PodRunning", now=NOW)
+    run.status = with_condition(run, "Running", True, "PodRunning", now=NOW)
+    assert run.status.phase == "Running" and [c.type for c in run.status.conditions] == ["Waiting", "Running"]
