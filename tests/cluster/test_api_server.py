@@ -22,6 +22,11 @@ INVALID = invalid_cases()
 OPERATOR = "system:serviceaccount:cotlab-system:cotlab-operator"
 
 
+@pytest.fixture(autouse=True)
+def _crds_installed(crds: list[str]) -> None:
+    """Fail with the API server's reason when a generated CRD was rejected, not with a 404 later."""
+
+
 def _create(api: kubernetes.client.ApiClient, namespace: str, doc: dict[str, Any], *, dry_run: bool) -> Any:
     """Create like `kubectl create --validate=strict`: unknown fields are errors, not silently pruned."""
     plural = KINDS_BY_NAME[doc["kind"]].plural
