@@ -1,0 +1,239 @@
+"""Curation's pure parts: filters, selection strategies, trace formatting and stats, with hand-worked answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cotlab.api.models import Prompt
+from cotlab.api.tracedataset import Filters, Selection, ThinkMarkers, TraceFormat, TraceStats
+from cotlab.trainer.curate_format import format_trace, percentile, trace_stats, training_example
+from cotlab.trainer.curate_records import TraceRecord
+from cotlab.trainer.curate_select import Candidate, difficulty_rank, passes_filters, select_traces
+from cotlab.trainer.errors import InvalidInputError
+
+
+def make_record(id: str, **overrides: Any) -> TraceRecord:
+    fields: dict[str, Any] = {"problem": f"problem {id}", "solution": "so \\boxed{7}", "answer": "7"}
+    return TraceRecord(id=id, where=f"t.jsonl line {id}", **(fields | overrides))
+
+
+def make_candidate(id: str, *, length: int = 10, tokens: int | None = None, **overrides: Any) -> Candidate:
+    correct = overrides.pop("correct", None)
+    return Candidate(make_record(id, **overrides), "x" * length, tokens, correct)
+
+
+def ids(candidates: list[Candidate]) -> list[str]:
+    return [c.record.id for c in candidates]
+
+
+# --- selection ----------------------------------------------------------------------------------------------
+
+# Lengths: a 5, b 3, c 5, d 1 characters.
+BY_LENGTH = [make_candidate("a", length=5), make_candidate("b", length=3), make_candidate("c", length=5)]
+BY_LENGTH.append(make_candidate("d", length=1))
+
+
+@pytest.mark.parametrize(
+    ("candidates", "selection", "want"),
+    [
+        (BY_LENGTH, Selection(count=3, strategy="shortest"), ["d", "b", "a"]),  # a and c tie at 5: by id
+        (BY_LENGTH, Selection(count=2, strategy="longest"), ["a", "c"]),
+        (BY_LENGTH, Selection(strategy="shortest"), ["d", "b", "a", "c"]),  # count unset: all, in order
+        # Tokens, when counted, rank instead of characters: c has fewer tokens despite more characters.
+        (
+            [make_candidate("a", length=1, tokens=9), make_candidate("c", length=50, tokens=2)],
+            Selection(count=1, strategy="shortest"),
+            ["c"],
+        ),
+        # Hardest: Level 5 > 3 > Level 2; "Level ?" and no difficulty come last.
+        (
+            [
+                make_candidate("q", difficulty="Level ?"),
+                make_candidate("l2", difficulty="Level 2"),
+                make_candidate("n", difficulty=None),
+                make_candidate("l5", difficulty="Level 5"),
+                make_candidate("three", difficulty="3"),
+            ],
+            Selection(count=3, strategy="hardest"),
+            ["l5", "three", "l2"],
+        ),
+        # Diverse with one trace per group: round-robin in group name order.
+        (
+            [
+                make_candidate("n1", group="Number Theory"),
+                make_candidate("a1", group="Algebra"),
+                make_candidate("g1", group="Geometry"),
+            ],
+            Selection(count=3, strategy="diverse", diversity_field="type"),
+            ["a1", "g1", "n1"],
+        ),
+    ],
+    ids=["shortest-ties-by-id", "longest", "count-unset-keeps-all", "tokens-over-chars", "hardest", "diverse"],
+)
+def test_select_traces(candidates: list[Candidate], selection: Selection, want: list[str]) -> None:
+    assert ids(select_traces(candidates, selection)) == want
+
+
+def test_diverse_takes_a_round_from_every_group_before_a_second() -> None:
+    # Algebra 3, Geometry 1, Number Theory 2 -> rounds: (A, G, N), (A, N), (A): the first 5 are A G N A N.
+    groups = {"a": "Algebra", "g": "Geometry", "n": "Number Theory"}
+    pool = [make_candidate(f"{k}{i}", group=g) for k, g in groups.items() for i in range({"a": 3, "g": 1, "n": 2}[k])]
+    got = select_traces(pool, Selection(count=5, strategy="diverse", diversity_field="type", seed=3))
+    assert [c.record.id[0] for c in got] == ["a", "g", "n", "a", "n"]
+    assert got == select_traces(pool, Selection(count=5, strategy="diverse", diversity_field="type", seed=3))
+
+
+@pytest.mark.parametrize("strategy", ["random", "hardest", "diverse"], ids=["random", "hardest", "diverse"])
+def test_seeded_strategies_repeat_for_a_seed_and_vary_across_seeds(strategy: str) -> None:
+    # Every candidate ties (same difficulty, one group), so only the seed orders them.
+    pool = [make_candidate(str(i), difficulty="Level 1", group="g") for i in range(20)]
+    extra = {"diversity_field": "type"} if strategy == "diverse" else {}
+    runs = {
+        seed: ids(select_traces(pool, Selection(count=5, seed=seed, strategy=strategy, **extra))) for seed in (0, 1)
+    }
+    assert runs[0] == ids(select_traces(pool, Selection(count=5, seed=0, strategy=strategy, **extra)))
+    assert runs[0] != runs[1]
+    assert all(len(set(r)) == 5 and set(r) <= {str(i) for i in range(20)} for r in runs.values())
+
+
+def test_too_few_traces_says_how_many_passed() -> None:
+    with pytest.raises(InvalidInputError, match="20 traces wanted, but only 4 passed the filters"):
+        select_traces(BY_LENGTH, Selection(count=20))
+
+
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [("Level 5", 5.0), ("7", 7.0), ("2.5", 2.5), ("Level ?", None), (None, None)],
+    ids=["level", "integer", "decimal", "unknown-level", "none"],
+)
+def test_difficulty_rank(value: str | None, want: float | None) -> None:
+    assert difficulty_rank(value) == want
+
+
+# --- filters ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("candidate", "filters", "want"),
+    [
+        (make_candidate("a", tokens=10), Filters(), True),
+        (make_candidate("a", tokens=10), Filters(max_tokens=10), True),
+        (make_candidate("a", tokens=11), Filters(max_tokens=10), False),
+        (make_candidate("a", tokens=9), Filters(min_tokens=10), False),
+        (make_candidate("a", tokens=None), Filters(min_tokens=1), False),
+        (make_candidate("a", stage="human"), Filters(stages=["qwq_32b_preview"]), False),
+        (make_candidate("a", stage="qwq_32b_preview"), Filters(stages=["qwq_32b_preview"]), True),
+        (make_candidate("a", correct=True), Filters(correct_only=True), True),
+        (make_candidate("a", correct=False), Filters(correct_only=True), False),
+        (make_candidate("a", correct=None), Filters(correct_only=True), False),
+    ],
+    ids=[
+        "none",
+        "at-max",
+        "over-max",
+        "under-min",
+        "uncounted",
+        "other-stage",
+        "stage",
+        "correct",
+        "wrong",
+        "ungraded",
+    ],
+)
+def test_passes_filters(candidate: Candidate, filters: Filters, want: bool) -> None:
+    assert passes_filters(candidate, filters) is want
+
+
+# --- formatting ---------------------------------------------------------------------------------------------
+
+THINK = ThinkMarkers()
+
+
+@pytest.mark.parametrize(
+    ("solution", "fmt", "want"),
+    [
+        ("3 + 4 = \\boxed{7}.", TraceFormat(), "3 + 4 = \\boxed{7}."),
+        ("3 + 4 = 7.\n", TraceFormat(), "3 + 4 = 7.\n\nThe final answer is \\boxed{7}."),
+        ("3 + 4 = 7.", TraceFormat(answer_in_boxed=False), "3 + 4 = 7."),
+        (
+            "3 + 4 = \\boxed{7}.",
+            TraceFormat(think_markers=THINK),
+            "<think>\n3 + 4 = \\boxed{7}.\n</think>\n\nThe final answer is \\boxed{7}.",
+        ),
+        (
+            "Add.",
+            TraceFormat(think_markers=ThinkMarkers(open="<reasoning>", close="</reasoning>")),
+            "<reasoning>\nAdd.\n</reasoning>\n\nThe final answer is \\boxed{7}.",
+        ),
+    ],
+    ids=["boxed-kept", "box-appended", "no-box-asked", "think-markers", "custom-markers"],
+)
+def test_format_trace(solution: str, fmt: TraceFormat, want: str) -> None:
+    assert format_trace(make_record("1", solution=solution), fmt) == want
+
+
+def test_chat_example_with_system_turn() -> None:
+    candidate = Candidate(make_record("p1", problem="What is 3 + 4?", stage="human"), "so \\boxed{7}", 5)
+    fmt = TraceFormat(prompt=Prompt(system="Think step by step.", template="Q: {problem}"))
+    assert training_example(candidate, fmt) == {
+        "id": "p1",
+        "problem": "What is 3 + 4?",
+        "answer": "7",
+        "stage": "human",
+        "messages": [
+            {"role": "system", "content": "Think step by step."},
+            {"role": "user", "content": "Q: What is 3 + 4?"},
+            {"role": "assistant", "content": "so \\boxed{7}"},
+        ],
+        "tokens": 5,
+    }
+
+
+def test_completion_example_has_the_evaluators_prompt_text() -> None:
+    candidate = Candidate(make_record("p1", problem="What is 3 + 4?"), "so \\boxed{7}", None)
+    fmt = TraceFormat(prompt=Prompt(style="completion", system="Be brief.", template="Problem: {problem}\nSolution:"))
+    assert training_example(candidate, fmt) == {
+        "id": "p1",
+        "problem": "What is 3 + 4?",
+        "answer": "7",
+        "stage": None,
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Problem: What is 3 + 4?\nSolution:"},
+            {"role": "assistant", "content": "so \\boxed{7}"},
+        ],
+        "tokens": None,
+        "prompt": "Be brief.\n\nProblem: What is 3 + 4?\nSolution:",
+        "completion": "so \\boxed{7}",
+    }
+
+
+# --- stats --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "q", "want"),
+    [([10, 20, 30, 40, 50, 60, 70, 80, 90, 100], 50, 50), ([10, 20, 30, 40, 50, 60, 70, 80, 90, 100], 90, 90)]
+    + [([7], 90, 7), ([1, 2, 3], 50, 2), ([1, 2, 3, 4], 50, 2), ([1, 2, 3, 4], 0, 1)],
+    ids=["p50-of-10", "p90-of-10", "single", "p50-odd", "p50-even-lower", "p0-is-min"],
+)
+def test_percentile_is_nearest_rank(values: list[int], q: float, want: int) -> None:
+    assert percentile(values, q) == want
+
+
+def test_trace_stats() -> None:
+    # Tokens 10..100 by tens: p50 is the 5th (50), p90 the 9th (90). Two of three graded correct.
+    selected = [make_candidate(str(i), tokens=10 * i, stage="human" if i < 4 else "qwq") for i in range(10, 0, -1)]
+    graded = [
+        Candidate(c.record, c.trace, c.tokens, correct)
+        for c, correct in zip(selected, [True, False, True] * 3 + [True], strict=True)
+    ]
+    assert trace_stats(graded, graded=True) == TraceStats.model_validate(
+        {"tokens": {"min": 10, "p50": 50, "p90": 90, "max": 100}, "correctRate": 0.7, "stages": {"human": 3, "qwq": 7}}
+    )
+
+
+def test_trace_stats_without_tokenizer_or_answers() -> None:
+    assert trace_stats([make_candidate("a"), make_candidate("b")], graded=False) == TraceStats()
