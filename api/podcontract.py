@@ -31,6 +31,8 @@ SPEC_DIR = "/etc/cotlab"
 SPEC_FILE = "spec.json"
 SPEC_PATH = f"{SPEC_DIR}/{SPEC_FILE}"
 TERMINATION_LOG = "/dev/termination-log"
+# The hub token's environment variable: the operator fills it from a spec's tokenSecretRef, never the spec itself.
+HF_TOKEN_ENV = "HF_TOKEN"
 # Overrides TERMINATION_LOG outside a kubelet (the local runner, tests): where the summary is written.
 TERMINATION_LOG_ENV = "COTLAB_TERMINATION_LOG"
 MAX_SUMMARY_BYTES = 4096  # the kubelet's cap on a container's termination message

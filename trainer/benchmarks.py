@@ -8,24 +8,23 @@ the token from `HF_TOKEN` (the pod gets it from the Secret). Gold answers are re
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
 from cotlab.api.benchmarks import CUSTOM, AnswerFormat, AnswerKind, get_benchmark
 from cotlab.api.evalrun import BenchmarkSelection, CustomFields
+from cotlab.api.podcontract import HF_TOKEN_ENV
 
 from . import storage
 from .errors import InvalidInputError, InvalidSpecError
 from .grading import extract_answer
+from .jsonl import jsonl_rows
 
 logger = logging.getLogger(__name__)
-
-HF_TOKEN_ENV = "HF_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ def load_problems(selection: BenchmarkSelection) -> list[Problem]:
     """The selection's problems, in file order, cut to `limit`."""
     layout = _layout(selection)
     if layout.uri is not None:
-        source, rows = layout.uri, _jsonl_rows(layout.uri)
+        source, rows = layout.uri, jsonl_rows(layout.uri)
     else:
         assert layout.hub is not None
         source, rows = f"hf://datasets/{layout.hub[0]}", _hub_rows(*layout.hub)
@@ -110,27 +109,6 @@ def _layout(selection: BenchmarkSelection) -> _Layout:
         answer_kind=selection.answer_kind or bench.answer_kind,
         answer_format=selection.answer_format or bench.answer_format,
     )
-
-
-def _jsonl_rows(uri: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """(where, record) per non-blank line; `where` is "FILE line N" for error messages."""
-    try:
-        lines: Iterable[str] = storage.iter_lines(uri)
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{uri} line {number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(row, dict):
-                raise InvalidInputError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            yield where, row
-    except FileNotFoundError as exc:
-        raise InvalidInputError(f"{uri}: file not found ({exc})") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidInputError(f"{uri}: not UTF-8 text ({exc.reason})") from None
 
 
 def _hub_rows(repo: str, config: str | None, split: str, revision: str) -> Iterator[tuple[str, Mapping[str, Any]]]:

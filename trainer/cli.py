@@ -1,7 +1,8 @@
 """The pod entry point: `python -m cotlab.trainer <stage> --spec FILE`.
 
 Runs one stage, writes the summary to the termination message file, and exits with an `ExitCode`:
-2 for a spec that can never work, 3 for malformed input data (both never retried), 1 for anything else.
+2 for a spec that can never work, 3 for malformed input data, 4 for a trace longer than the maximum length
+(all three never retried), 1 for anything else.
 """
 
 from __future__ import annotations
@@ -15,14 +16,27 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cotlab.api.podcontract import SPEC_PATH, TERMINATION_LOG, ExitCode, PodSpecFile, write_summary
+from cotlab.api.podcontract import (
+    SPEC_PATH,
+    STAGE_BY_KIND,
+    TERMINATION_LOG,
+    TERMINATION_LOG_ENV,
+    ExitCode,
+    PodSpecFile,
+    write_summary,
+)
 
-from .errors import InvalidInputError, InvalidSpecError
+from .errors import InvalidInputError, InvalidSpecError, TraceTooLongError
 
 logger = logging.getLogger(__name__)
 
-TERMINATION_LOG_ENV = "COTLAB_TERMINATION_LOG"
-STAGES = ("curate", "finetune", "evaluate")
+STAGES = tuple(STAGE_BY_KIND.values())
+
+
+def _curate(pod: PodSpecFile) -> dict[str, Any]:
+    from .curate import run_curate  # imported per stage: each image carries only its stage's dependencies
+
+    return run_curate(pod)
 
 
 def _evaluate(pod: PodSpecFile) -> dict[str, Any]:
@@ -31,7 +45,17 @@ def _evaluate(pod: PodSpecFile) -> dict[str, Any]:
     return run_evaluate(pod)
 
 
-RUNNERS: dict[str, Callable[[PodSpecFile], dict[str, Any]]] = {"evaluate": _evaluate}
+def _finetune(pod: PodSpecFile) -> dict[str, Any]:
+    from .finetune import run_finetune  # torch, transformers, peft, accelerate
+
+    return run_finetune(pod)
+
+
+RUNNERS: dict[str, Callable[[PodSpecFile], dict[str, Any]]] = {
+    "curate": _curate,
+    "evaluate": _evaluate,
+    "finetune": _finetune,
+}
 
 
 def termination_log_path() -> str:
@@ -70,9 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     stage: str = args.stage
-    runner = RUNNERS.get(stage)
-    if runner is None:
-        return _fail(stage, ExitCode.INVALID_SPEC, f"stage {stage!r} is not implemented in this image yet")
+    runner = RUNNERS[stage]
     try:
         pod = PodSpecFile.load(args.spec)
     except (OSError, ValidationError, ValueError) as exc:
@@ -83,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = runner(pod)
     except InvalidSpecError as exc:
         return _fail(stage, ExitCode.INVALID_SPEC, str(exc))
+    except TraceTooLongError as exc:  # before its base class InvalidInputError
+        return _fail(stage, ExitCode.TRACE_TOO_LONG, str(exc))
     except InvalidInputError as exc:
         return _fail(stage, ExitCode.INVALID_INPUT, str(exc))
     except Exception as exc:  # noqa: BLE001 - anything else is a crash the Job retries

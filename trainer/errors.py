@@ -1,7 +1,7 @@
-"""The two failures a pod reports as permanent: a spec that can never work, and malformed input data.
+"""The failures a pod reports as permanent: a spec that can never work, malformed input data, a trace too long.
 
-The CLI maps them to `ExitCode.INVALID_SPEC` and `ExitCode.INVALID_INPUT` (never retried); any other
-exception is a retryable crash.
+The CLI maps them to `ExitCode.INVALID_SPEC`, `ExitCode.INVALID_INPUT` and `ExitCode.TRACE_TOO_LONG` (never
+retried); any other exception is a retryable crash.
 """
 
 from __future__ import annotations
@@ -13,3 +13,7 @@ class InvalidSpecError(ValueError):
 
 class InvalidInputError(ValueError):
     """The input data is malformed; the message names the file and line (or row) and what is wrong."""
+
+
+class TraceTooLongError(InvalidInputError):
+    """A training example is longer than training.maxSeqLength; refused rather than silently cut."""

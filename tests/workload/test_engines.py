@@ -10,9 +10,10 @@ import pytest
 from cotlab.api.evalrun import Engine as EngineSpec
 from cotlab.api.models import ModelSource, Prompt, Sampling
 from cotlab.trainer.engines import SampleRequest, check_sampling, generate_all
-from cotlab.trainer.engines.transformers_engine import TransformersEngine, resolve_model_location
+from cotlab.trainer.engines.transformers_engine import TransformersEngine
 from cotlab.trainer.engines.vllm_engine import VllmEngine, model_arguments
 from cotlab.trainer.errors import InvalidSpecError
+from cotlab.trainer.pretrained import resolve_model_location
 from cotlab.trainer.prompting import render_prompt
 
 from .fake_engine import FakeSamplingParams, Scripted, ScriptedLLM

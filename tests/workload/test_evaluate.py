@@ -15,6 +15,7 @@ import pytest
 
 from cotlab.api.evalrun import BenchmarkScore
 from cotlab.api.podcontract import decode_summary, parse_marker
+from cotlab.trainer import cli
 from cotlab.trainer.cli import main
 from cotlab.trainer.engines import SampleRequest
 from cotlab.trainer.engines.vllm_engine import VllmEngine
@@ -295,24 +296,20 @@ def test_malformed_benchmark_line_exits_3(
     assert f"{bench} {message}" in summary["error"]
 
 
-@pytest.mark.parametrize(
-    ("argv_stage", "spec_stage", "code", "message"),
-    [
-        ("finetune", "finetune", 2, "not implemented in this image yet"),
-        ("evaluate", "curate", 2, "stage is 'curate', but 'evaluate' was run"),
-    ],
-    ids=["unimplemented-stage", "stage-mismatch"],
-)
-def test_entry_point_refusals(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv_stage: str, spec_stage: str, code: int, message: str
-) -> None:
-    pod = make_pod(make_spec([tmp_path / "x.jsonl"]), tmp_path / "out").model_copy(update={"stage": spec_stage})
+def test_entry_point_refuses_a_spec_for_another_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pod = make_pod(make_spec([tmp_path / "x.jsonl"]), tmp_path / "out").model_copy(update={"stage": "curate"})
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(pod.model_dump_json(by_alias=True))
     monkeypatch.setenv("COTLAB_TERMINATION_LOG", str(tmp_path / "termination-log"))
 
-    assert main([argv_stage, "--spec", str(spec_file)]) == code
-    assert message in json.loads((tmp_path / "termination-log").read_text())["error"]
+    assert main(["evaluate", "--spec", str(spec_file)]) == 2
+    assert (
+        "stage is 'curate', but 'evaluate' was run" in json.loads((tmp_path / "termination-log").read_text())["error"]
+    )
+
+
+def test_every_stage_has_a_runner() -> None:
+    assert sorted(cli.RUNNERS) == sorted(cli.STAGES) == ["curate", "evaluate", "finetune"]
 
 
 def test_duplicate_benchmark_names_are_an_invalid_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,36 +9,16 @@ same requests and batch size is reproducible. A batch's samples share one random
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from cotlab.api.evalrun import Engine as EngineSpec
 from cotlab.api.models import ModelSource, Sampling
 
-from .. import storage
-from ..errors import InvalidSpecError
+from ..pretrained import load_tokenizer, pretrained_kwargs
 from .base import Completion, GeneratedSample, SampleRequest, check_sampling
 
 logger = logging.getLogger(__name__)
-
-HF_TOKEN_ENV = "HF_TOKEN"
-
-
-def resolve_model_location(source: ModelSource) -> tuple[str, str | None]:
-    """(directory or hub id, GGUF file name or None) for `from_pretrained`; a `.gguf` URI is split in two."""
-    if source.hub is not None:
-        return source.hub, source.gguf_file
-    assert source.uri is not None
-    path = storage.local_path(source.uri) if not source.uri.startswith("hf://") else None
-    if path is None:
-        raise InvalidSpecError(
-            f"model.uri: {source.uri} is not a local path; the transformers engine loads local directories or"
-            " GGUF files (file://, pvc://, pkg://) or hub ids (model.hub)"
-        )
-    if path.suffix == ".gguf":
-        return str(path.parent), source.gguf_file or path.name
-    return str(path), source.gguf_file
 
 
 def _torch_dtype(name: str) -> Any:
@@ -65,20 +45,11 @@ class TransformersEngine:
     def load(cls, source: ModelSource, spec: EngineSpec) -> TransformersEngine:
         """Load the model and tokenizer that `source` names, on a GPU when there is one."""
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
-        location, gguf_file = resolve_model_location(source)
-        common: dict[str, Any] = {"trust_remote_code": source.trust_remote_code}
-        if source.hub is not None:
-            common |= {"revision": source.revision, "token": os.environ.get(HF_TOKEN_ENV)}
-        if gguf_file is not None:
-            common["gguf_file"] = gguf_file
-        tokenizer_kwargs = dict(common)
-        tokenizer_location = location
-        if source.tokenizer is not None:  # a hub repo id: the GGUF-less tokenizer of a quantised model
-            tokenizer_location = source.tokenizer
-            tokenizer_kwargs = {"trust_remote_code": source.trust_remote_code, "token": os.environ.get(HF_TOKEN_ENV)}
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_location, **tokenizer_kwargs)
+        location, common = pretrained_kwargs(source)
+        gguf_file = common.get("gguf_file")
+        tokenizer = load_tokenizer(source)
         tokenizer.padding_side = "left"  # decoder-only: new tokens follow the prompt directly
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model = AutoModelForCausalLM.from_pretrained(location, dtype=_torch_dtype(spec.dtype), **common)

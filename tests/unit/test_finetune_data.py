@@ -1,0 +1,215 @@
+"""Fine-tuning data: assistant-only labels worked out by hand, refusal of long traces, batch order and shapes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import torch
+
+from cotlab.trainer.errors import InvalidInputError, TraceTooLongError
+from cotlab.trainer.finetune_batches import (
+    epoch_order,
+    flatten_batch,
+    packing_supported,
+    pad_batch,
+    plan_steps,
+    process_micro_batches,
+)
+from cotlab.trainer.finetune_data import (
+    IGNORE_INDEX,
+    TokenizedExample,
+    TrainingExample,
+    assistant_labels,
+    end_of_turn_ids,
+    parse_examples,
+    tokenize_dataset,
+    tokenize_example,
+)
+from tests.workload.tiny_model import build_tokenizer
+
+X = IGNORE_INDEX
+HI_YO = TrainingExample.model_validate(
+    {"id": "hi", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    return build_tokenizer()
+
+
+@pytest.mark.parametrize(
+    ("prompt", "completion", "end_ids", "want"),
+    [
+        ([1, 2], [3, 4, 9, 5], {9}, [X, X, 3, 4, 9, X]),
+        ([1], [3, 9, 4, 9], {9}, [X, 3, 9, 4, 9]),
+        ([1], [3, 4], {9}, [X, 3, 4]),
+        ([1], [3, 8, 7], {7, 8}, [X, 3, 8, 7]),
+        ([], [9, 5], {9}, [9, X]),
+    ],
+    ids=["trailing-newline-ignored", "last-end-of-turn", "no-end-token-trains-all", "two-end-ids", "no-prompt"],
+)
+def test_assistant_labels(prompt: list[int], completion: list[int], end_ids: set[int], want: list[int]) -> None:
+    assert assistant_labels(prompt, completion, end_ids) == want
+
+
+def test_tokenize_example_by_hand(tokenizer: Any) -> None:
+    # The byte-level tokenizer is one token per character, so the ChatML rendering can be counted by hand:
+    #   prompt     "<|im_start|>" "user\n" "hi" "<|im_end|>" "\n" "<|im_start|>" "assistant\n"  = 1+5+2+1+1+1+10 = 21
+    #   completion "y" "o" "<|im_end|>" "\n"                                                     = 4
+    # Trained: y, o and <|im_end|> (the model must learn to stop); not the newline after it, never generated.
+    im_start, im_end = tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
+    newline = tokenizer.convert_tokens_to_ids("Ċ")  # the byte-level alphabet's "\n"
+    y, o = tokenizer.convert_tokens_to_ids(["y", "o"])
+
+    got = tokenize_example(tokenizer, HI_YO, end_of_turn_ids(tokenizer, None))
+
+    assert got.length == 25
+    assert got.input_ids[0] == im_start and got.input_ids[-4:] == (y, o, im_end, newline)
+    assert got.labels == (X,) * 21 + (y, o, im_end, X)
+    assert tokenizer.decode(got.input_ids) == tokenizer.apply_chat_template(
+        [m.model_dump() for m in HI_YO.messages], tokenize=False
+    )
+
+
+def test_system_turn_is_not_trained(tokenizer: Any) -> None:
+    example = TrainingExample.model_validate(
+        {"id": "s", "messages": [{"role": "system", "content": "be brief"}, *HI_YO.model_dump()["messages"]]}
+    )
+    got = tokenize_example(tokenizer, example, end_of_turn_ids(tokenizer, None))
+    assert [t for t, label in zip(got.input_ids, got.labels, strict=True) if label != X] == list(got.labels[-4:-1])
+
+
+def test_a_template_that_rewrites_the_prompt_is_refused(tokenizer: Any) -> None:
+    rewriting = build_tokenizer()
+    rewriting.chat_template = (
+        "{% for m in messages %}{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}>{% endif %}"
+    )
+    with pytest.raises(InvalidInputError, match="example 'hi'.*cannot be located"):
+        tokenize_example(rewriting, HI_YO, {0})
+
+
+@pytest.mark.parametrize(
+    ("max_length", "refused"), [(24, True), (25, False)], ids=["one-token-too-long", "exactly-the-limit"]
+)
+def test_too_long_examples_are_refused_by_id_and_length(tokenizer: Any, max_length: int, refused: bool) -> None:
+    end_ids = end_of_turn_ids(tokenizer, None)
+    if refused:
+        with pytest.raises(TraceTooLongError, match=r"maxSeqLength 24: 'hi' \(25 tokens\)"):
+            tokenize_dataset(tokenizer, [HI_YO], max_length=max_length, end_ids=end_ids)
+    else:
+        assert [t.length for t in tokenize_dataset(tokenizer, [HI_YO], max_length=max_length, end_ids=end_ids)] == [25]
+
+
+@pytest.mark.parametrize(
+    ("lines", "match"),
+    [
+        (["{not json"], "traces.jsonl line 1: not a training example"),
+        ([json.dumps({"id": "a", "messages": [{"role": "user", "content": "q"}]})], "line 1: not a training"),
+        (
+            [
+                "",
+                json.dumps(
+                    {"id": "b", "messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "q"}]}
+                ),
+            ],
+            "line 2 \\(id 'b'\\): the last message must be the assistant's",
+        ),
+        ([""], "has no examples"),
+    ],
+    ids=["bad-json", "one-message", "ends-with-user", "empty"],
+)
+def test_bad_lines_are_named(lines: list[str], match: str) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        parse_examples("\n".join(lines).encode(), "file:///d/traces.jsonl")
+
+
+def _example(name: str, ids: list[int], labels: list[int]) -> TokenizedExample:
+    return TokenizedExample(name, tuple(ids), tuple(labels))
+
+
+def test_pad_batch_masks_pads_by_length_even_when_pad_is_eos() -> None:
+    eos = 9  # pad == eos: a mask by id would also drop the real EOS label of the longer example
+    batch = pad_batch([_example("a", [1, 2, 9], [X, 2, 9]), _example("b", [1, 9], [X, 9])], pad_id=eos)
+    assert {k: v.tolist() for k, v in batch.items()} == {
+        "input_ids": [[1, 2, 9], [1, 9, 9]],
+        "attention_mask": [[1, 1, 1], [1, 1, 0]],
+        "labels": [[X, 2, 9], [X, 9, X]],
+    }
+
+
+def test_flatten_batch_restarts_positions_and_never_trains_across_examples() -> None:
+    batch = flatten_batch([_example("a", [1, 2, 9], [1, 2, 9]), _example("b", [3, 9], [3, 9])])
+    assert {k: v.tolist() for k, v in batch.items()} == {
+        "input_ids": [[1, 2, 9, 3, 9]],
+        "position_ids": [[0, 1, 2, 0, 1]],
+        "labels": [[X, 2, 9, X, 9]],
+    }
+    assert batch["input_ids"].dtype == torch.long
+
+
+@pytest.mark.parametrize(
+    ("requested", "attention", "want"),
+    [
+        (True, "flash_attention_2", True),
+        (True, "sdpa", False),
+        (True, "eager", False),
+        (False, "flash_attention_2", False),
+    ],
+    ids=["flash", "sdpa-pads", "eager-pads", "not-requested"],
+)
+def test_packing_only_with_varlen_attention(requested: bool, attention: str, want: bool) -> None:
+    assert packing_supported(requested, attention) is want
+
+
+def test_epoch_order_depends_on_seed_and_epoch_only() -> None:
+    assert epoch_order(20, seed=3, epoch=1) == epoch_order(20, seed=3, epoch=1)
+    assert sorted(epoch_order(20, seed=3, epoch=1)) == list(range(20))
+    assert epoch_order(20, seed=3, epoch=1) != epoch_order(20, seed=3, epoch=2)
+    assert epoch_order(20, seed=3, epoch=1) != epoch_order(20, seed=4, epoch=1)
+
+
+@pytest.mark.parametrize(
+    ("processes", "rank", "want"),
+    [
+        (1, 0, [[0, 1], [2, 3], [4]]),
+        (
+            2,
+            0,
+            [
+                [0, 1],
+                [4],
+            ],
+        ),
+        (2, 1, [[2, 3], [0, 1]]),
+    ],
+    ids=["one-process-short-last", "rank0-of-2", "rank1-of-2-wraps-around"],
+)
+def test_process_micro_batches(processes: int, rank: int, want: list[list[int]]) -> None:
+    assert process_micro_batches(list(range(5)), batch_size=2, processes=processes, rank=rank) == want
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "want"),
+    [
+        (
+            {"examples": 20, "batch_size": 4, "processes": 1, "accumulation": 1, "epochs": 2.0, "max_steps": None},
+            (5, 5, 10),
+        ),
+        (
+            {"examples": 20, "batch_size": 4, "processes": 1, "accumulation": 2, "epochs": 2.0, "max_steps": None},
+            (5, 3, 6),
+        ),
+        (
+            {"examples": 20, "batch_size": 4, "processes": 2, "accumulation": 1, "epochs": 1.5, "max_steps": None},
+            (3, 3, 5),
+        ),
+        ({"examples": 8, "batch_size": 4, "processes": 1, "accumulation": 1, "epochs": 3.0, "max_steps": 7}, (2, 2, 7)),
+    ],
+    ids=["epochs", "accumulation-short-last-step", "two-processes-half-epoch", "max-steps-wins"],
+)
+def test_plan_steps(kwargs: dict[str, Any], want: tuple[int, int, int]) -> None:
+    plan = plan_steps(**kwargs)
+    assert (plan.micro_batches_per_epoch, plan.steps_per_epoch, plan.total_steps) == want
