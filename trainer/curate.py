@@ -117,7 +117,7 @@ def write_dataset(
     unanswered: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write traces.jsonl and manifest.json under `output`; returns the summary naming the artifact."""
-    lines = [json.dumps(training_example(c, spec.format), ensure_ascii=False, separators=(",", ":")) for c in selected]
+    lines = [training_example(c, spec.format).model_dump_json(exclude_none=True) for c in selected]
     text = "".join(line + "\n" for line in lines)
     digest = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
     uri = storage.join(output, TRACES_FILE)

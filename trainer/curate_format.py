@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 from cotlab.api.tracedataset import TokenStats, TraceFormat, TraceStats
 
 from .curate_records import TraceRecord
 from .curate_select import Candidate
+from .dataset_format import ChatMessage, TrainingExample
 from .grading import extract_answer
 from .prompting import fill_template, render_prompt
 
@@ -32,24 +32,24 @@ def format_trace(record: TraceRecord, fmt: TraceFormat) -> str:
     return solution
 
 
-def training_example(candidate: Candidate, fmt: TraceFormat) -> dict[str, Any]:
+def training_example(candidate: Candidate, fmt: TraceFormat) -> TrainingExample:
     """One line of traces.jsonl: the chat messages, plus prompt/completion text for the completion style."""
     record = candidate.record
     user = fill_template(fmt.prompt.template, record.problem)
-    messages = [{"role": "system", "content": fmt.prompt.system}] if fmt.prompt.system else []
-    messages += [{"role": "user", "content": user}, {"role": "assistant", "content": candidate.trace}]
-    example: dict[str, Any] = {
-        "id": record.id,
-        "problem": record.problem,
-        "answer": record.answer,
-        "stage": record.stage,
-        "messages": messages,
-        "tokens": candidate.tokens,
-    }
-    if fmt.prompt.style == "completion":
+    messages = [ChatMessage(role="system", content=fmt.prompt.system)] if fmt.prompt.system else []
+    messages += [ChatMessage(role="user", content=user), ChatMessage(role="assistant", content=candidate.trace)]
+    completion_style = fmt.prompt.style == "completion"
+    return TrainingExample(
+        id=record.id,
+        problem=record.problem,
+        answer=record.answer,
+        stage=record.stage,
+        messages=messages,
+        tokens=candidate.tokens,
         # Exactly the text the evaluator prompts a base model with, so training and evaluation agree.
-        example |= {"prompt": render_prompt(record.problem, fmt.prompt, None), "completion": candidate.trace}
-    return example
+        prompt=render_prompt(record.problem, fmt.prompt, None) if completion_style else None,
+        completion=candidate.trace if completion_style else None,
+    )
 
 
 def percentile(sorted_values: Sequence[int], q: float) -> int:

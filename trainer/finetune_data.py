@@ -14,34 +14,17 @@ import json
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from .dataset_format import TrainingExample
 from .errors import InvalidInputError, InvalidSpecError, TraceTooLongError
 
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # the label torch's cross-entropy (and transformers' losses) skip
 MAX_NAMED = 5  # too-long examples named in the error message; the count covers the rest
-
-
-class ChatMessage(BaseModel):
-    """One turn of a training conversation."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    role: Literal["system", "user", "assistant"]
-    content: str
-
-
-class TrainingExample(BaseModel):
-    """One line of the curated dataset (`traces.jsonl`); fields other than these are kept by curate, unused here."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    id: str = Field(min_length=1)
-    messages: list[ChatMessage] = Field(min_length=2)
 
 
 @dataclass(frozen=True)
@@ -90,7 +73,9 @@ def assistant_labels(prompt_ids: Sequence[int], completion_ids: Sequence[int], e
 
 
 def tokenize_example(tokenizer: Any, example: TrainingExample, end_ids: Collection[int]) -> TokenizedExample:
-    """Render `example` with the tokenizer's chat template and label its final assistant turn."""
+    """Tokenize `example` as the model will be prompted, and label only the reply it should learn to give."""
+    if example.prompt is not None and example.completion is not None:
+        return _tokenize_completion(tokenizer, example)
     messages = [m.model_dump() for m in example.messages]
     full = tokenizer.apply_chat_template(messages, tokenize=False)
     prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
@@ -106,6 +91,17 @@ def tokenize_example(tokenizer: Any, example: TrainingExample, end_ids: Collecti
     return TokenizedExample(example.id, tuple(prompt_ids) + tuple(completion_ids), tuple(labels))
 
 
+def _tokenize_completion(tokenizer: Any, example: TrainingExample) -> TokenizedExample:
+    """Plain text for a base model: BOS (if the tokenizer has one) + prompt, then completion + EOS, trained."""
+    assert example.prompt is not None and example.completion is not None
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    prompt_ids = bos + tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
+    # EOS is trained: a base model that never sees it after an answer does not learn to stop.
+    completion_ids = tokenizer(example.completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    labels = [IGNORE_INDEX] * len(prompt_ids) + completion_ids
+    return TokenizedExample(example.id, tuple(prompt_ids) + tuple(completion_ids), tuple(labels))
+
+
 def end_of_turn_ids(tokenizer: Any, generation_eos: int | list[int] | None) -> frozenset[int]:
     """The token ids that end an assistant turn: the tokenizer's EOS and the model's generation EOS ids."""
     ids = [tokenizer.eos_token_id]
@@ -117,7 +113,8 @@ def tokenize_dataset(
     tokenizer: Any, examples: Sequence[TrainingExample], *, max_length: int, end_ids: Collection[int]
 ) -> list[TokenizedExample]:
     """Tokenize every example; refuse the dataset (TraceTooLongError) if any is longer than `max_length`."""
-    if not getattr(tokenizer, "chat_template", None):
+    chat = any(e.prompt is None or e.completion is None for e in examples)
+    if chat and not getattr(tokenizer, "chat_template", None):
         raise InvalidSpecError("spec.baseModel: its tokenizer has no chat template; set spec.baseModel.tokenizer")
     tokenized = [tokenize_example(tokenizer, e, end_ids) for e in examples]
     too_long = [t for t in tokenized if t.length > max_length]

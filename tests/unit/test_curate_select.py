@@ -177,7 +177,7 @@ def test_format_trace(solution: str, fmt: TraceFormat, want: str) -> None:
 def test_chat_example_with_system_turn() -> None:
     candidate = Candidate(make_record("p1", problem="What is 3 + 4?", stage="human"), "so \\boxed{7}", 5)
     fmt = TraceFormat(prompt=Prompt(system="Think step by step.", template="Q: {problem}"))
-    assert training_example(candidate, fmt) == {
+    assert training_example(candidate, fmt).model_dump(exclude_none=True) == {
         "id": "p1",
         "problem": "What is 3 + 4?",
         "answer": "7",
@@ -194,17 +194,15 @@ def test_chat_example_with_system_turn() -> None:
 def test_completion_example_has_the_evaluators_prompt_text() -> None:
     candidate = Candidate(make_record("p1", problem="What is 3 + 4?"), "so \\boxed{7}", None)
     fmt = TraceFormat(prompt=Prompt(style="completion", system="Be brief.", template="Problem: {problem}\nSolution:"))
-    assert training_example(candidate, fmt) == {
+    assert training_example(candidate, fmt).model_dump(exclude_none=True) == {
         "id": "p1",
         "problem": "What is 3 + 4?",
         "answer": "7",
-        "stage": None,
         "messages": [
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Problem: What is 3 + 4?\nSolution:"},
             {"role": "assistant", "content": "so \\boxed{7}"},
         ],
-        "tokens": None,
         "prompt": "Be brief.\n\nProblem: What is 3 + 4?\nSolution:",
         "completion": "so \\boxed{7}",
     }

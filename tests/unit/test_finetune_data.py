@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 
+from cotlab.trainer.dataset_format import TrainingExample
 from cotlab.trainer.errors import InvalidInputError, TraceTooLongError
 from cotlab.trainer.finetune_batches import (
     epoch_order,
@@ -20,7 +21,6 @@ from cotlab.trainer.finetune_batches import (
 from cotlab.trainer.finetune_data import (
     IGNORE_INDEX,
     TokenizedExample,
-    TrainingExample,
     assistant_labels,
     end_of_turn_ids,
     parse_examples,
@@ -72,6 +72,17 @@ def test_tokenize_example_by_hand(tokenizer: Any) -> None:
     assert tokenizer.decode(got.input_ids) == tokenizer.apply_chat_template(
         [m.model_dump() for m in HI_YO.messages], tokenize=False
     )
+
+
+def test_completion_style_trains_the_completion_and_eos(tokenizer: Any) -> None:
+    # A base model is prompted with plain text (format.prompt.style: completion): no chat template.
+    #   prompt "Q: hi\nA:" = Q : Ġ h i Ċ A : = 8 tokens (this tokenizer has no BOS); completion " yo" = Ġ y o = 3
+    # Trained: the completion and the EOS after it.
+    example = TrainingExample(id="c", messages=HI_YO.messages, prompt="Q: hi\nA:", completion=" yo")
+    got = tokenize_example(tokenizer, example, end_of_turn_ids(tokenizer, None))
+    assert got.length == 12 and got.input_ids[-1] == tokenizer.eos_token_id
+    assert got.labels == (X,) * 8 + got.input_ids[8:]
+    assert tokenizer.decode(got.input_ids[:8]) == "Q: hi\nA:"
 
 
 def test_system_turn_is_not_trained(tokenizer: Any) -> None:
