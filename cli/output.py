@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +13,8 @@ from rich.table import Table
 
 from .options import OutputFormat
 
-stdout = Console(soft_wrap=True)
+# When stdout is a pipe or a file the table is data, not decoration: wide enough that no cell is cut.
+stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
 stderr = Console(stderr=True, soft_wrap=True)
 
 
@@ -30,8 +32,7 @@ def render(data: Any, rows: Sequence[dict[str, Any]], fmt: OutputFormat, *, titl
         for row in rows:
             table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
         if rows:
-            # Never truncate cells when stdout is a pipe: the table is data, not decoration.
-            stdout.print(table, width=max(stdout.width, 240) if not stdout.is_terminal else None)
+            stdout.print(table)
 
 
 def error(message: str, hint: str | None = None) -> None:

@@ -12,6 +12,5 @@ venv="$(bash "$root/scripts/bootstrap.sh" | tail -n 1)"
 cotctl="$venv/bin/cotctl"
 
 "$cotctl" validate -f "$root/manifests/examples/quickstart.yaml"
+# Prints each resource's outcome and the score table; `cotctl results --local` shows the scores again later.
 "$cotctl" run --local -f "$root/manifests/examples/quickstart.yaml" "$@"
-echo
-"$cotctl" results --local
