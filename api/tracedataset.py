@@ -7,6 +7,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, model_validator
 
 from .base import CamelModel, ConfigMapKeyRef, LongStr, SecretKeyRef, ShortStr, Uri, WorkloadSpec
+from .benchmarks import AnswerFormat
 from .conditions import Condition
 from .models import ModelSource, Prompt, Sampling
 
@@ -98,6 +99,9 @@ class FieldMapping(CamelModel):
     solution: ShortStr = "solution"
     answer: ShortStr | None = Field(
         default="expected_answer", description="Unset: the answer is the last \\boxed{} of the solution."
+    )
+    answer_format: AnswerFormat = Field(
+        default="plain", description="How the answer column states it: plain, gsm8k (after ####), boxed."
     )
     id: ShortStr | None = None
     stage: ShortStr | None = "solution_type"

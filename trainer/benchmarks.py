@@ -20,8 +20,8 @@ from cotlab.api.evalrun import BenchmarkSelection, CustomFields
 from cotlab.api.podcontract import HF_TOKEN_ENV
 
 from . import storage
+from .answer_formats import read_answer
 from .errors import InvalidInputError, InvalidSpecError
-from .grading import extract_answer
 from .jsonl import jsonl_rows
 
 logger = logging.getLogger(__name__)
@@ -138,13 +138,8 @@ def _normalise(row: Mapping[str, Any], where: str, layout: _Layout) -> Problem:
 
 
 def _gold_answer(value: str, answer_format: AnswerFormat, where: str, field: str) -> str:
-    if answer_format == "gsm8k":
-        if "####" not in value:
-            raise InvalidInputError(f'{where}: field "{field}" has no "####" final answer (answerFormat gsm8k)')
-        return value.rsplit("####", 1)[1].strip().replace(",", "")
-    if answer_format == "boxed":
-        boxed = extract_answer(value)
-        if boxed is None:
-            raise InvalidInputError(f'{where}: field "{field}" has no \\boxed{{}} answer (answerFormat boxed)')
-        return boxed
-    return value.strip()
+    answer = read_answer(value, answer_format)
+    if answer is None:
+        marker = {"gsm8k": 'no "####" final answer', "boxed": "no \\boxed{} answer"}.get(answer_format, "no answer")
+        raise InvalidInputError(f'{where}: field "{field}" has {marker} (answerFormat {answer_format})')
+    return answer

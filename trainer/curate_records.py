@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cotlab.api.tracedataset import FieldMapping
 
+from .answer_formats import read_answer
 from .errors import InvalidInputError
 from .grading import extract_answer
 from .sources import Row
@@ -69,6 +70,12 @@ def to_record(row: Mapping[str, Any], where: str, fields: FieldMapping, *, diver
             )
     if values.get("group") is None and diversity_field is not None:
         raise InvalidInputError(f'{where}: field "{diversity_field}" (spec.select.diversityField) missing')
+    if values.get("answer") is not None and fields.answer_format != "plain":
+        values["answer"] = read_answer(values["answer"], fields.answer_format)
+        if values["answer"] is None:
+            raise UnansweredTraceError(
+                f'{where}: no answer: field "{fields.answer}" has none in answerFormat {fields.answer_format}'
+            )
     if values.get("answer") is None:
         # No answer column, or an empty cell: the trace's own final boxed answer is its answer.
         values["answer"] = extract_answer(values["solution"])

@@ -1,4 +1,5 @@
-"""The curate stage end to end: the quickstart's MATH traces with SmolLM2's tokenizer, every source kind, failures."""
+"""The curate stage end to end: MATH and the quickstart's GSM8K traces with SmolLM2's tokenizer, every source kind,
+failures."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from cotlab.trainer.curate import run_curate
 from cotlab.trainer.curate_tokens import load_tokenizer
 from cotlab.trainer.engines import Engine
 from cotlab.trainer.errors import InvalidInputError, InvalidSpecError
+from tests.conftest import example_documents
 
 from .conftest import PROBLEMS, write_benchmark
 from .fake_engine import Scripted, ScriptedBatchEngine
@@ -49,13 +51,24 @@ def make_pod(spec: dict[str, Any], output: Path) -> PodSpecFile:
     )
 
 
-def quickstart_spec() -> dict[str, Any]:
+def math_shortest_spec() -> dict[str, Any]:
     return {
         "source": {"uri": MATH_TRAIN},
         "fields": MATH_FIELDS,
         "select": {"count": 20, "seed": 0, "strategy": "shortest", "filters": {"maxTokens": 384}},
         "tokenizer": {"uri": SMOLLM2},
     }
+
+
+def test_the_quickstart_dataset_teaches_boxed_answers(tmp_path: Path) -> None:
+    """The example manifest's own TraceDataset: 20 GSM8K traces, each ending with its answer in \\boxed{}."""
+    doc = next(d for name, d in example_documents() if name.endswith("TraceDataset/quickstart-traces"))
+    summary = run_curate(make_pod(doc["spec"], tmp_path / "q"), tokenizer_loader=cached_tokenizer)
+    assert summary["count"] == 20 and summary["stats"]["tokens"]["max"] <= 200
+    for example in read_jsonl(tmp_path / "q" / "traces.jsonl"):
+        trace = example["messages"][-1]["content"]
+        assert f"#### {example['answer']}" in trace.replace(",", "")
+        assert trace.endswith(f"The final answer is \\boxed{{{example['answer']}}}.")
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -68,10 +81,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def test_quickstart_traces_are_the_20_shortest_and_reproducible(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    pod = make_pod(quickstart_spec(), tmp_path / "a")
+def test_math_traces_are_the_20_shortest_and_reproducible(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pod = make_pod(math_shortest_spec(), tmp_path / "a")
     summary = run_curate(pod, tokenizer_loader=cached_tokenizer)
     traces = tmp_path / "a" / "traces.jsonl"
     data = traces.read_bytes()
@@ -99,7 +110,7 @@ def test_quickstart_traces_are_the_20_shortest_and_reproducible(
     assert 20 < markers[-1]["kept"] < 7498
 
     # Same spec, same bytes.
-    again = run_curate(make_pod(quickstart_spec(), tmp_path / "b"), tokenizer_loader=cached_tokenizer)
+    again = run_curate(make_pod(math_shortest_spec(), tmp_path / "b"), tokenizer_loader=cached_tokenizer)
     assert (tmp_path / "b" / "traces.jsonl").read_bytes() == data
     assert again["artifact"]["digest"] == summary["artifact"]["digest"]
 
