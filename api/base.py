@@ -75,7 +75,8 @@ class ConfigMapKeyRef(CamelModel):
     """A key of a ConfigMap in the resource's namespace."""
 
     name: Name
-    key: ShortStr
+    # Kubernetes' own rule for ConfigMap keys (no "/", not only dots): a key never names a path outside the mount.
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]*[-_a-zA-Z0-9][-._a-zA-Z0-9]*$")]
 
 
 class ResourceRequirements(CamelModel):

@@ -117,15 +117,25 @@ def is_true(conditions: list[Condition], type_: str) -> bool:
     return any(c.type == type_ and c.status == "True" for c in conditions)
 
 
+_PHASE_BY_CONDITION = (  # in order of finality: the first true condition decides the phase
+    (ConditionType.FAILED, Phase.FAILED),
+    (ConditionType.READY, Phase.SUCCEEDED),
+    (ConditionType.SUSPENDED, Phase.SUSPENDED),
+    (ConditionType.RUNNING, Phase.RUNNING),
+    (ConditionType.WAITING, Phase.WAITING),
+)
+
+
 def derive_phase(conditions: list[Condition]) -> Phase:
     """The phase a user sees, derived from conditions in order of finality."""
-    for type_, phase in (
-        (ConditionType.FAILED, Phase.FAILED),
-        (ConditionType.READY, Phase.SUCCEEDED),
-        (ConditionType.SUSPENDED, Phase.SUSPENDED),
-        (ConditionType.RUNNING, Phase.RUNNING),
-        (ConditionType.WAITING, Phase.WAITING),
-    ):
-        if is_true(conditions, type_):
-            return phase
-    return Phase.PENDING
+    deciding = phase_condition(conditions)
+    return dict(_PHASE_BY_CONDITION)[ConditionType(deciding.type)] if deciding else Phase.PENDING
+
+
+def phase_condition(conditions: list[Condition]) -> Condition | None:
+    """The condition that decides the phase (its reason and message explain it), or None while Pending."""
+    for type_, _ in _PHASE_BY_CONDITION:
+        found = next((c for c in conditions if c.type == type_ and c.status == "True"), None)
+        if found is not None:
+            return found
+    return None

@@ -72,6 +72,9 @@ class Inputs(CamelModel):
 
     dataset: Artifact | None = None
     model: ModelSource | None = None
+    model_digest: ShortStr | None = Field(
+        default=None, description="Digest of the resolved model (a FineTuneRun's output): what samples depend on."
+    )
 
 
 class PodSpecFile(CamelModel):
@@ -110,13 +113,27 @@ def parse_marker(line: str) -> dict[str, Any] | None:
     return {k: v for k, v in value.items() if k != MARKER_KEY}
 
 
+def _rounded(value: Any, digits: int) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v, digits) for v in value]
+    return value
+
+
 def encode_summary(summary: dict[str, Any]) -> str:
-    """The summary as compact JSON within MAX_SUMMARY_BYTES; the largest fields are dropped if needed.
+    """The summary as compact JSON within MAX_SUMMARY_BYTES: floats are rounded to 4 significant digits if
+    that makes it fit, and only then are the largest fields dropped (`truncated: true` says so).
 
     The full results always live at the output URI: the termination message is only a digest.
     """
     body = dict(summary)
     text = json.dumps(body, separators=(",", ":"), sort_keys=True)
+    if len(text.encode()) > MAX_SUMMARY_BYTES:
+        body = _rounded(body, 4)
+        text = json.dumps(body, separators=(",", ":"), sort_keys=True)
     while len(text.encode()) > MAX_SUMMARY_BYTES and body:
         largest = max(body, key=lambda k: len(json.dumps(body[k])))
         del body[largest]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,11 +13,22 @@ from .finetunerun import FineTuneRunSpec, FineTuneRunStatus
 from .tracedataset import TraceDatasetSpec, TraceDatasetStatus
 
 
+def _drop_nones(value: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if v is not None}
+
+
 class _Resource(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
     api_version: Literal["cotlab.dev/v1alpha1"] = Field(default="cotlab.dev/v1alpha1", alias="apiVersion")
     metadata: ObjectMeta
+
+    def to_wire(self) -> dict[str, Any]:
+        """The object as the API server stores it. Unset fields are left out, but an explicit null that differs
+        from a default (`fields.answer: null`) is kept: dropping it would bring the default back on reload."""
+        body = self.model_dump(mode="json", by_alias=True)
+        body["metadata"] = _drop_nones(body["metadata"])
+        return _drop_nones(body)
 
 
 class TraceDataset(_Resource):

@@ -11,7 +11,7 @@ from typing import Any
 
 from .conditions import ConditionType, Reason, derive_phase, set_condition
 from .evalrun import BenchmarkScore, EvalOutputs, EvalRunStatus
-from .finetunerun import FineTuneOutputs, FineTuneRunStatus
+from .finetunerun import FineTuneOutputs, FineTuneRunStatus, Progress
 from .podcontract import ExitCode
 from .resources import FineTuneRun, Resource, TraceDataset
 from .tracedataset import Artifact, TraceDatasetStatus, TraceStats
@@ -55,6 +55,8 @@ def succeeded_status(resource: Resource, summary: dict[str, Any], *, now: dateti
         message = f"{status.count} traces, {status.artifact.digest}"
     elif isinstance(status, FineTuneRunStatus):
         status.outputs = FineTuneOutputs.model_validate(summary.get("outputs", {}))
+        if "progress" in summary:
+            status.progress = Progress.model_validate(summary["progress"])
         status.completion_time = now
         message = f"model at {status.outputs.model.uri}" if status.outputs.model else "done"
     else:
@@ -62,6 +64,9 @@ def succeeded_status(resource: Resource, summary: dict[str, Any], *, now: dateti
         status.outputs = EvalOutputs.model_validate(summary.get("outputs", {}))
         status.completion_time = now
         message = f"scored {', '.join(status.scores)}"
+        if not status.scores:
+            # Too many benchmarks for the 4 KiB termination message: the scores file has them all.
+            message = f"scores did not fit the termination message; read them at {status.outputs.scores}"
     conditions, _ = set_condition(status.conditions, ConditionType.RUNNING, False, Reason.SUCCEEDED, now=now)
     conditions, _ = set_condition(
         conditions, ConditionType.READY, True, Reason.SUCCEEDED, message, now=now, generation=generation

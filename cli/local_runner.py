@@ -43,6 +43,7 @@ from .local_plan import dependency
 from .local_store import LocalStore, namespace_of
 
 LOG_TAIL_LINES = 20
+INPUTS_FILE = "inputs.json"
 MarkerCallback = Callable[[Resource, dict[str, Any]], None]
 
 
@@ -112,19 +113,15 @@ class LocalRunner:
         self.on_marker: MarkerCallback = on_marker or (lambda resource, marker: None)
 
     def run(self, resource: Resource, *, force: bool = False) -> tuple[Resource, bool]:
-        """Run `resource` unless an earlier run with the same spec succeeded; returns it and whether it ran."""
+        """Run `resource` unless an earlier run with the same spec and inputs succeeded; returns it and whether it
+        ran. The inputs count: an EvalRun whose FineTuneRun was trained again must be evaluated again."""
         resource = resource.model_copy(deep=True)
         resource.metadata.generation = resource.metadata.generation or 1
         resource.metadata.namespace = namespace_of(resource)
         folder = self.store.folder_of(resource)
         previous = self.store.load(resource.kind, namespace_of(resource), resource.metadata.name)
         if previous is not None and previous.spec == resource.spec:
-            if previous.status is not None and previous.status.phase == Phase.SUCCEEDED and not force:
-                return previous, False
-            resource.status = previous.status  # same spec: keep the history, and let the stage resume
-        elif previous is not None:
-            shutil.rmtree(folder / "output", ignore_errors=True)  # a new spec never mixes with old outputs
-        folder.mkdir(parents=True, exist_ok=True)
+            resource.status = previous.status  # keep the history
 
         inputs = self._resolve_inputs(resource)
         if isinstance(inputs, Waiting):
@@ -133,6 +130,16 @@ class LocalRunner:
             )
             self.store.save(resource)
             return resource, False
+
+        unchanged = previous is not None and previous.spec == resource.spec and _inputs_of(folder) == inputs
+        if unchanged and previous is not None and previous.status is not None:
+            if previous.status.phase == Phase.SUCCEEDED and not force:
+                return previous, False
+        elif previous is not None:
+            # Outputs of another spec or other inputs never mix with this run's: the stage starts clean.
+            shutil.rmtree(folder / "output", ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / INPUTS_FILE).write_text(inputs.model_dump_json(by_alias=True, indent=2), encoding="utf-8")
 
         pod = PodSpecFile(
             stage=STAGE_BY_KIND[resource.kind],
@@ -148,8 +155,10 @@ class LocalRunner:
         )
         spec_path = folder / "spec.json"
         spec_path.write_text(pod.model_dump_json(by_alias=True, indent=2), encoding="utf-8")
-        if resource.status is not None:  # a re-run after a failure starts clean
-            resource.status.conditions = [c for c in resource.status.conditions if c.type != ConditionType.FAILED]
+        if resource.status is not None:  # a re-run starts with no verdict: neither the old Ready nor Failed
+            resource.status.conditions = [
+                c for c in resource.status.conditions if c.type not in (ConditionType.FAILED, ConditionType.READY)
+            ]
         resource.status = with_condition(resource, ConditionType.WAITING, False, Reason.POD_RUNNING, now=self.now())
         resource.status = with_condition(resource, ConditionType.RUNNING, True, Reason.POD_RUNNING, now=self.now())
         self.store.save(resource)
@@ -183,4 +192,10 @@ class LocalRunner:
         model = upstream.status.outputs.model if upstream.status.outputs else None
         if model is None:
             return Waiting(Reason.FINETUNE_NOT_SUCCEEDED, f"{kind}/{name} recorded no model")
-        return Inputs(model=ModelSource(uri=model.uri))
+        return Inputs(model=ModelSource(uri=model.uri), model_digest=model.digest)
+
+
+def _inputs_of(folder: Path) -> Inputs | None:
+    """The inputs the previous run in `folder` was given, if any."""
+    path = folder / INPUTS_FILE
+    return Inputs.model_validate_json(path.read_text(encoding="utf-8")) if path.is_file() else None

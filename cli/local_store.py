@@ -1,8 +1,9 @@
 """The local runner's state: one folder per resource under a root, holding the object (with status) and outputs.
 
 Layout: `<root>/<namespace>/<plural>/<name>/` with `resource.json` (the manifest plus its status, as the API
-server would store it), `spec.json` (the pod spec file), `output/` (the stage's artifacts), `stage.log`
-(the stage's stdout and stderr) and `termination-log` (its summary).
+server would store it), `spec.json` (the pod spec file), `inputs.json` (what the run was given: the dataset
+artifact or the model, with digests), `output/` (the stage's artifacts), `stage.log` (the stage's stdout and
+stderr) and `termination-log` (its summary).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class LocalStore:
     def save(self, resource: Resource) -> None:
         folder = self.folder_of(resource)
         folder.mkdir(parents=True, exist_ok=True)
-        body = resource.model_dump(mode="json", by_alias=True, exclude_none=True)
+        body = resource.to_wire()
         tmp = folder / "resource.json.tmp"
         tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
         tmp.replace(folder / "resource.json")  # atomic: `cotctl results` may read while a stage runs

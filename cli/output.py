@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .options import OutputFormat
 
@@ -30,13 +31,14 @@ def render(data: Any, rows: Sequence[dict[str, Any]], fmt: OutputFormat, *, titl
         for column in columns:
             table.add_column(column.upper())
         for row in rows:
-            table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+            # Text, not markup: cells hold user data ("[rank0]: ...") that rich would otherwise interpret.
+            table.add_row(*(Text("" if row[c] is None else str(row[c])) for c in columns))
         if rows:
             stdout.print(table)
 
 
 def error(message: str, hint: str | None = None) -> None:
     """One line on stderr (plus an optional next step)."""
-    stderr.print(f"[red]Error:[/red] {message}", highlight=False, markup=True)
+    stderr.print(Text("Error: ", style="red") + Text(message), highlight=False)
     if hint:
-        stderr.print(f"  {hint}", highlight=False)
+        stderr.print(Text(f"  {hint}"), highlight=False)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cotlab.api import EvalRun, Resource
+from cotlab.api import EvalRun, Phase, Resource
 
 from .local_store import LocalStore, default_root
 from .options import OutputFormat, OutputOpt
@@ -18,8 +18,8 @@ def score_rows(resources: list[Resource]) -> list[dict[str, Any]]:
     """One row per (EvalRun, benchmark): each metric as a percentage with its standard error."""
     rows = []
     for run in resources:
-        if not isinstance(run, EvalRun) or run.status is None:
-            continue
+        if not isinstance(run, EvalRun) or run.status is None or run.status.phase != Phase.SUCCEEDED:
+            continue  # a failed or running re-run's old scores are not its results
         for benchmark, score in run.status.scores.items():
             row: dict[str, Any] = {"evalrun": run.metadata.name, "benchmark": benchmark, "problems": score.problems}
             for name, metric in score.metrics.items():
@@ -43,7 +43,11 @@ def results(
         )
         raise typer.Exit(2)
     runs = [r for r in LocalStore(root or default_root()).all() if isinstance(r, EvalRun)]
-    data = {r.metadata.name: {k: v.to_wire() for k, v in (r.status.scores if r.status else {}).items()} for r in runs}
+    data = {
+        r.metadata.name: {k: v.to_wire() for k, v in r.status.scores.items()}
+        for r in runs
+        if r.status is not None and r.status.phase == Phase.SUCCEEDED
+    }
     rows = score_rows(list(runs))
     if not rows and output is OutputFormat.table:
         error("no scored EvalRuns yet", "run one with: cotctl run --local -f manifests/examples/quickstart.yaml")

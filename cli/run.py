@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from cotlab.api import Resource
+from cotlab.api.conditions import phase_condition
 from cotlab.api.validation import parse_resource, validate_document
 
 from .local_plan import PlanError, plan
@@ -25,7 +26,7 @@ def resource_rows(resources: list[tuple[Resource, bool, float]]) -> list[dict[st
     rows = []
     for resource, ran, seconds in resources:
         status = resource.status
-        last = status.conditions[-1] if status and status.conditions else None
+        last = phase_condition(status.conditions) if status else None  # the condition that explains the phase
         rows.append(
             {
                 "resource": f"{resource.kind}/{resource.metadata.name}",
@@ -88,7 +89,7 @@ def run(
         finished.append((result, ran, time.monotonic() - started))
     rows = resource_rows(finished)
     data = {
-        "resources": [r.model_dump(mode="json", by_alias=True, exclude_none=True) for r, _, _ in finished],
+        "resources": [r.to_wire() for r, _, _ in finished],
     }
     render(data, rows, output)
     scores = score_rows([r for r, _, _ in finished])

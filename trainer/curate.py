@@ -82,6 +82,9 @@ def run_curate(
             pool = _graded(pool, grader)
         kept = [c for c in pool if passes_filters(c, spec.select.filters)]
         logger.info("filtered", extra={"loaded": len(records), "kept": len(kept)})
+        if not kept:
+            # An empty dataset would only fail later, in fine-tuning, far from its cause.
+            raise InvalidInputError(f"no trace passed spec.select.filters ({len(records)} loaded); loosen the filters")
         selected = select_traces(kept, spec.select)
         # Answers read from the solutions themselves always match, so a rate would say nothing.
         independent_answers = fields.answer is not None

@@ -43,10 +43,14 @@ def problems_digest(problems: Sequence[Problem]) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def generation_fingerprint(spec: EvalRunSpec, source: ModelSource, problems: Sequence[Problem]) -> dict[str, Any]:
-    """What the recorded samples depend on; a resumed run must match it, or old and new samples would mix."""
+def generation_fingerprint(
+    spec: EvalRunSpec, source: ModelSource, problems: Sequence[Problem], *, model_digest: str | None = None
+) -> dict[str, Any]:
+    """What the recorded samples depend on; a resumed run must match it, or old and new samples would mix.
+
+    The model's digest counts, not only its URI: a FineTuneRun trained again writes to the same place."""
     return {
-        "model": source.to_wire(),
+        "model": {**source.to_wire(), "digest": model_digest},
         "prompt": spec.prompt.to_wire(),
         "sampling": spec.sampling.to_wire(),
         "problems": problems_digest(problems),
@@ -124,8 +128,18 @@ def pending_runs(problems: Sequence[Problem], done: Collection[tuple[str, int]],
 class _Evaluation:
     """One EvalRun's state across benchmarks: the spec, the output root, a lazily started engine, a grader."""
 
-    def __init__(self, spec: EvalRunSpec, source: ModelSource, output: str, loader: EngineLoader, grader: Grader):
+    def __init__(
+        self,
+        spec: EvalRunSpec,
+        source: ModelSource,
+        output: str,
+        loader: EngineLoader,
+        grader: Grader,
+        *,
+        model_digest: str | None = None,
+    ):
         self.spec, self.source, self.output, self.loader, self.grader = spec, source, output, loader, grader
+        self.model_digest = model_digest
         self._engine: Engine | None = None
 
     @property
@@ -172,7 +186,7 @@ class _Evaluation:
     def _check_fingerprint(self, key: str, problems: list[Problem]) -> None:
         """Refuse to resume samples generated under another model, prompt, sampling or problem set."""
         uri = storage.join(self.output, SAMPLES_DIR, f"{key}.fingerprint.json")
-        want = generation_fingerprint(self.spec, self.source, problems)
+        want = generation_fingerprint(self.spec, self.source, problems, model_digest=self.model_digest)
         if storage.exists(uri):
             have = json.loads(storage.read_text(uri))
             changed = sorted(k for k in want if have.get(k) != want[k])
@@ -284,7 +298,9 @@ def run_evaluate(pod: PodSpecFile, *, loader: EngineLoader | None = None) -> dic
     scores_uri = storage.join(pod.output, SCORES_FILE)
     scores: dict[str, BenchmarkScore] = {}
     with Grader(timeout_s=spec.grader_timeout_seconds) as grader:
-        evaluation = _Evaluation(spec, source, pod.output, loader or _default_loader, grader)
+        evaluation = _Evaluation(
+            spec, source, pod.output, loader or _default_loader, grader, model_digest=pod.inputs.model_digest
+        )
         for key, benchmark_problems in problems.items():
             scores[key] = evaluation.run_benchmark(key, benchmark_problems)
             wire = {name: score.to_wire() for name, score in scores.items()}

@@ -20,6 +20,8 @@ from typing import Any
 
 import fsspec
 
+from .errors import InvalidSpecError
+
 logger = logging.getLogger(__name__)
 
 PVC_ROOT = "/mnt/pvc"
@@ -41,6 +43,9 @@ def local_path(uri: str) -> Path | None:
         return Path(uri)
     if scheme == "file":
         return Path(rest)
+    if scheme in ("pvc", "pkg") and ".." in Path(rest).parts:
+        # A claim or package root is a boundary: a spec value may not climb out of it.
+        raise InvalidSpecError(f"{uri}: '..' is not allowed in a {scheme}:// path")
     if scheme == "pvc":
         claim, _, path = rest.partition("/")
         return Path(os.environ.get(PVC_ROOT_ENV, PVC_ROOT)) / claim / path

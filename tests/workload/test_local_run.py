@@ -93,3 +93,84 @@ def test_missing_dependency_is_refused_before_running(tmp_path: Path) -> None:
 def test_run_without_local_points_to_kubectl(tmp_path: Path) -> None:
     result = cotctl("run", "-f", str(tmp_path / "x.yaml"))
     assert result.exit_code == 2 and "kubectl apply" in result.stderr
+
+
+TRACES = [
+    {"problem": f"What is {a} + {b}?", "solution": f"{a} + {b} = {a + b}, so \\boxed{{{a + b}}}.", "answer": str(a + b)}
+    for a, b in [(1, 2), (3, 4), (5, 6), (7, 8)]
+]
+
+
+def experiment(model_dir: Path, traces: Path, benchmark: Path, *, learning_rate: float) -> list[dict[str, Any]]:
+    """A whole small experiment: curate 4 traces, LoRA-tune the tiny model on them, evaluate the result."""
+    meta = {"apiVersion": "cotlab.dev/v1alpha1"}
+    return [
+        meta
+        | {
+            "kind": "TraceDataset",
+            "metadata": {"name": "sums"},
+            "spec": {
+                "source": {"uri": str(traces)},
+                "fields": {"problem": "problem", "solution": "solution", "answer": "answer", "stage": None},
+                "select": {"count": 4},
+            },
+        },
+        meta
+        | {
+            "kind": "FineTuneRun",
+            "metadata": {"name": "tiny-lora"},
+            "spec": {
+                "baseModel": {"uri": f"file://{model_dir}"},
+                "datasetRef": {"name": "sums"},
+                "method": "lora",
+                "training": {
+                    "epochs": 1,
+                    "learningRate": learning_rate,
+                    "perDeviceBatchSize": 2,
+                    "maxSeqLength": 512,
+                    "precision": "fp32",
+                    "gradientCheckpointing": False,
+                },
+                "distributed": {"gpusPerNode": 0, "strategy": "ddp"},
+            },
+        },
+        eval_run("tiny-after", model_dir, benchmark)
+        | {"spec": eval_run("x", model_dir, benchmark)["spec"] | {"model": {"fineTuneRunRef": {"name": "tiny-lora"}}}},
+    ]
+
+
+def test_a_whole_experiment_runs_in_order_and_reruns_what_a_change_affects(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    traces = tmp_path / "traces.jsonl"
+    traces.write_text("".join(json.dumps(t) + "\n" for t in TRACES))
+    benchmark = write_benchmark(tmp_path / "bench.jsonl")
+    manifest, root = tmp_path / "experiment.yaml", tmp_path / "state"
+
+    def run(learning_rate: float) -> Any:
+        manifest.write_text(
+            yaml.safe_dump_all(experiment(tiny_model_dir, traces, benchmark, learning_rate=learning_rate))
+        )
+        result = cotctl("run", "--local", "-f", str(manifest), "--root", str(root), "-o", "json")
+        assert result.exit_code == 0, result.output
+        return result
+
+    first = run(1e-3)
+    phases = {r["metadata"]["name"]: r["status"]["phase"] for r in json.loads(first.stdout)["resources"]}
+    assert phases == {"sums": "Succeeded", "tiny-lora": "Succeeded", "tiny-after": "Succeeded"}
+    for marker in ("TraceDataset/sums: ", "FineTuneRun/tiny-lora: ", "EvalRun/tiny-after: benchmark="):
+        assert marker in first.stderr
+    model = json.loads(first.stdout)["resources"][1]["status"]["outputs"]["model"]
+    inputs = json.loads((root / "default" / "evalruns" / "tiny-after" / "inputs.json").read_text())
+    assert inputs["model"]["uri"] == model["uri"] and inputs["modelDigest"] == model["digest"]
+
+    # Nothing changed: nothing runs (no stage prints a progress marker).
+    assert "=" not in run(1e-3).stderr
+
+    # A new learning rate: the FineTuneRun trains again, so the EvalRun of its model is run again too.
+    third = run(5e-3)
+    assert "TraceDataset/sums: loaded" not in third.stderr
+    assert "FineTuneRun/tiny-lora: " in third.stderr and "step=" in third.stderr
+    assert "EvalRun/tiny-after: benchmark=" in third.stderr
+    new_model = json.loads(third.stdout)["resources"][1]["status"]["outputs"]["model"]
+    assert new_model["digest"] != model["digest"]
