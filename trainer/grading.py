@@ -127,7 +127,13 @@ _CHOICE_EXACT = re.compile(r"^\(?([A-J])\)?$")
 # In a multiple-choice benchmark "C. x = 42" chose C (a NeMo-Skills case).
 _CHOICE_LEADING = re.compile(r"^\(?([A-J])(?:\)|[.:]|\s|$)")
 _FRAC_VARIANT = re.compile(r"\\[dtc]frac")
-_SIZING = re.compile(r"\\left|\\right|\\displaystyle|\s+")
+_SIZING = re.compile(r"\\left|\\right|\\displaystyle")
+_SPACES = re.compile(r"\s+")
+# Once runs of spaces are one space: a control word ends at its first non-letter, so `\sqrt 2` is `\sqrt2`
+# (but `\pi r` is not `\pir`); any other space goes unless it separates two letters or digits (`1 2` is not
+# `12`; `x = 5` is `x=5`).
+_SPACE_AFTER_COMMAND = re.compile(r"(\\[A-Za-z]+) (?![A-Za-z])")
+_NOISE_SPACE = re.compile(r"(?<![^\W_]) | (?![^\W_])")
 
 
 def _nemo_normalise(answer: str) -> str:
@@ -175,9 +181,11 @@ def _as_choice(answer: str, *, leading: bool) -> str | None:
 
 
 def _canonical(answer: str) -> str:
-    """A spelling-insensitive key: no delimiters, spaces, `\\left`/`\\right`, `\\dfrac` spelled `\\frac`."""
-    s = _FRAC_VARIANT.sub(r"\\frac", _strip_delimiters(answer))
-    return _SIZING.sub("", s).rstrip(".")
+    """A spelling-insensitive key: no delimiters, `\\left`/`\\right`, `\\dfrac` spelled `\\frac`, and no spaces
+    except one between two letters or digits (`1 2` and `12` differ; `x = 5` and `x=5` do not)."""
+    s = _SIZING.sub("", _FRAC_VARIANT.sub(r"\\frac", _strip_delimiters(answer)))
+    s = _SPACE_AFTER_COMMAND.sub(r"\1", _SPACES.sub(" ", s.strip()))
+    return _NOISE_SPACE.sub("", s).rstrip(".")
 
 
 def _decide_fast(predicted: str, gold: str, answer_kind: AnswerKind) -> Grade | None:
@@ -261,7 +269,7 @@ class Grader:
         """
         grades: list[Grade | None] = []
         slots: dict[tuple[str, str], int] = {}
-        waiting: list[tuple[str, list[int]]] = []  # per slot: (predicted, indices into grades)
+        waiting: list[list[tuple[int, str]]] = []  # per slot: (index into grades, that pair's predicted)
         tasks: list[Comparison] = []
         for predicted_text, gold in pairs:
             predicted = extract_answer(predicted_text) if extract and predicted_text is not None else predicted_text
@@ -274,9 +282,10 @@ class Grader:
             slot = slots.get(key)
             if slot is None:
                 slot = slots[key] = len(waiting)
-                waiting.append((predicted, []))
+                waiting.append([])
                 tasks.append((slot, *key))
-            waiting[slot][1].append(len(grades))
+            # Pairs that share a key share an outcome, but each grade keeps its own text (maj@k groups by it).
+            waiting[slot].append((len(grades), predicted))
             grades.append(None)
 
         if tasks:
@@ -284,9 +293,9 @@ class Grader:
                 if self._closed:
                     raise RuntimeError("Grader is closed; create a new one")
                 outcomes = self._pool.run(tasks)
-            for slot, (predicted, indices) in enumerate(waiting):
+            for slot, members in enumerate(waiting):
                 correct, rule, detail = outcomes[slot]
-                for index in indices:
+                for index, predicted in members:
                     grades[index] = Grade(correct, predicted, rule, detail)
         return [grade for grade in grades if grade is not None]
 

@@ -61,6 +61,7 @@ def _serve(conn: Connection) -> None:
     warnings.simplefilter("ignore")
     # The "timeout is disabled" warning is expected here: the parent enforces the timeout.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
+    conn.send(None)  # ready: the parent starts deadlines only now, so a slow start never counts as a timeout
     while True:
         try:
             chunk: list[Comparison] = conn.recv()
@@ -72,6 +73,11 @@ def _serve(conn: Connection) -> None:
             except Exception as exc:  # noqa: BLE001 - model text must never take the worker down
                 result = (slot, False, f"{type(exc).__name__}: {exc}"[:200])
             conn.send(result)
+
+
+_START_TIMEOUT_S = 120.0
+"""How long a new worker may take to start (import Math-Verify) before grading gives up: minutes on a loaded
+machine are possible, and start-up must not eat into a comparison's own timeout."""
 
 
 @dataclass
@@ -164,6 +170,10 @@ class MathVerifyPool:
         )
         process.start()
         child_conn.close()  # so the parent sees EOF when the worker dies
+        if not parent_conn.poll(_START_TIMEOUT_S):
+            process.kill()
+            raise RuntimeError(f"a grading worker did not start within {_START_TIMEOUT_S:g} s")
+        parent_conn.recv()  # the ready message
         return _Worker(process, parent_conn, deque())
 
     @staticmethod
