@@ -1,7 +1,9 @@
 """Training checkpoints: `checkpoints/step-<N>/` with accelerate's state, our position, and a COMPLETE marker.
 
 `accelerator.save_state` writes the model, optimizer, registered objects (the LR scheduler) and every RNG;
-`position.json` says where training stood (step, epoch, micro-batches of that epoch done, total steps).
+`position.json` says where training stood (step, epoch, micro-batches of that epoch done, total steps) and what it
+was trained on (the dataset's digest and a digest of the spec's training-relevant parts): a checkpoint is resumed
+only by a run with the same ones (`check_resumable`).
 `COMPLETE` is written last, so a checkpoint cut short by a kill is never resumed from; the last `KEEP` complete
 checkpoints are kept and everything else under `checkpoints/` is removed.
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import storage
+from .errors import InvalidSpecError
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ class TrainingPosition:
     epoch: int
     batch_in_epoch: int
     total_steps: int
+    dataset_digest: str | None = None  # None only in checkpoints written before these were recorded
+    spec_digest: str | None = None
 
 
 START = TrainingPosition(step=0, epoch=0, batch_in_epoch=0, total_steps=0)
@@ -61,6 +66,34 @@ def latest_checkpoint(root: Path) -> tuple[Path, TrainingPosition] | None:
     """The newest complete checkpoint under `root`, or None; half-written ones are ignored."""
     complete = complete_checkpoints(root)
     return complete[-1] if complete else None
+
+
+def check_resumable(
+    path: Path, position: TrainingPosition, *, dataset_digest: str, spec_digest: str, total_steps: int
+) -> None:
+    """Refuse to resume from the checkpoint at `path` unless it was trained on this dataset, spec and step count."""
+    fresh = "use a fresh checkpoint directory (or remove this one)"
+    if position.dataset_digest is None or position.spec_digest is None:
+        raise InvalidSpecError(
+            f"checkpointDir: {path} is an old-format checkpoint without the dataset and spec digests it was"
+            f" trained on, so resuming from it cannot be checked; {fresh}"
+        )
+    differs = [
+        f"{what} ({was} at the checkpoint, {now} now)"
+        for what, was, now in (
+            ("dataset", position.dataset_digest, dataset_digest),
+            ("spec", position.spec_digest, spec_digest),
+        )
+        if was != now
+    ]
+    if differs:
+        raise InvalidSpecError(
+            f"checkpointDir: {path} was trained on different inputs; differs: {', '.join(differs)}; {fresh}"
+        )
+    if position.total_steps != total_steps:
+        raise InvalidSpecError(
+            f"checkpointDir: {path} was written for {position.total_steps} steps, this run takes {total_steps}; {fresh}"
+        )
 
 
 def save_checkpoint(accelerator: Any, root: Path, position: TrainingPosition) -> Path:

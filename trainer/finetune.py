@@ -2,13 +2,17 @@
 
 Order matters for fast failures: the spec, the dataset digest and every example's length are checked with the
 tokenizer alone, before the model is loaded. A restarted pod resumes from the newest complete checkpoint under
-`<checkpointDir or output>/checkpoints/` and replays the same data order. The summary is
+`<checkpointDir or output>/checkpoints/` and replays the same data order, provided that checkpoint was trained on
+the same dataset (digest) and the same training-relevant spec (`training_spec_digest`); otherwise it refuses.
+The summary is
 `{"stage": "finetune", "outputs": {"model": {"uri", "digest"}}, "progress": <last progress marker>}`.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,11 +22,12 @@ from pydantic import ValidationError
 from cotlab.api.finetunerun import FineTuneRunSpec, LoraSettings
 from cotlab.api.models import ModelSource
 from cotlab.api.podcontract import PodSpecFile
+from cotlab.api.tracedataset import Artifact
 
 from . import storage
 from .accelerator import build_accelerator
 from .artifacts import directory_digest, read_verified
-from .checkpoints import CHECKPOINTS_DIR, START, TrainingPosition, latest_checkpoint
+from .checkpoints import CHECKPOINTS_DIR, START, TrainingPosition, check_resumable, latest_checkpoint
 from .errors import InvalidSpecError
 from .finetune_batches import StepPlan, flatten_batch, packing_supported, pad_batch, plan_steps
 from .finetune_data import end_of_turn_ids, parse_examples, tokenize_dataset
@@ -63,26 +68,58 @@ def _attention_for(packing: bool) -> str | None:
     return "flash_attention_2" if packing and torch.cuda.is_available() and is_flash_attn_2_available() else None
 
 
-def _tokenized_examples(pod: PodSpecFile, spec: FineTuneRunSpec, source: ModelSource, tokenizer: Any) -> list[Any]:
-    """The verified dataset, tokenized and length-checked: fails in seconds, before any model is loaded."""
+def _dataset(pod: PodSpecFile) -> Artifact:
     if pod.inputs.dataset is None:
         raise InvalidSpecError("inputs.dataset: the operator did not resolve spec.datasetRef to an artifact")
-    examples = parse_examples(read_verified(pod.inputs.dataset), pod.inputs.dataset.uri)
+    return pod.inputs.dataset
+
+
+def _tokenized_examples(pod: PodSpecFile, spec: FineTuneRunSpec, source: ModelSource, tokenizer: Any) -> list[Any]:
+    """The verified dataset, tokenized and length-checked: fails in seconds, before any model is loaded."""
+    dataset = _dataset(pod)
+    examples = parse_examples(read_verified(dataset), dataset.uri)
     end_ids = end_of_turn_ids(tokenizer, generation_eos(source))
     return tokenize_dataset(tokenizer, examples, max_length=spec.training.max_seq_length, end_ids=end_ids)
 
 
-def _resume(accelerator: Any, checkpoint_root: Path, plan: StepPlan) -> TrainingPosition:
-    """Load the newest complete checkpoint, if any, and return where it left off."""
+# Where and how the pods run, not what they train: changing these never invalidates a checkpoint. The dataset
+# reference is left out too, as the dataset's digest stands for what it resolved to.
+_NOT_TRAINING_FIELDS = frozenset(
+    {
+        "suspend",
+        "max_retries",
+        "output",
+        "dataset_ref",
+        "resources",
+        "node_selector",
+        "tolerations",
+        "queue_name",
+        "image",
+        "service_account_name",
+        "pod_template_overrides",
+    }
+)
+
+
+def training_spec_digest(spec: FineTuneRunSpec) -> str:
+    """sha256 of the canonical JSON of the spec's training-relevant parts (base model, method, LoRA, training,
+    distributed), defaults filled in, so an explicit default and an omitted field digest alike."""
+    wire = spec.model_dump(mode="json", by_alias=True, exclude=set(_NOT_TRAINING_FIELDS))
+    canonical = json.dumps(wire, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _resume(
+    accelerator: Any, checkpoint_root: Path, plan: StepPlan, *, dataset_digest: str, spec_digest: str
+) -> TrainingPosition:
+    """Load the newest complete checkpoint, if any, and return where it left off; refuse one of other inputs."""
     found = latest_checkpoint(checkpoint_root)
     if found is None:
         return START
     path, position = found
-    if position.total_steps != plan.total_steps:
-        raise InvalidSpecError(
-            f"checkpointDir: {path} was written for {position.total_steps} steps, this run takes {plan.total_steps};"
-            " the spec changed since: use a fresh checkpoint directory"
-        )
+    check_resumable(
+        path, position, dataset_digest=dataset_digest, spec_digest=spec_digest, total_steps=plan.total_steps
+    )
     accelerator.load_state(str(path))
     logger.info("resuming from a checkpoint", extra={"path": str(path), "step": position.step})
     return position
@@ -131,7 +168,9 @@ def run_finetune(pod: PodSpecFile) -> dict[str, Any]:
     model, optimizer = accelerator.prepare(model, optimizer)
     # Not prepared: a prepared scheduler steps once per process per step. Registered, so checkpoints hold it.
     accelerator.register_for_checkpointing(scheduler)
-    start = _resume(accelerator, checkpoint_root, plan)
+    dataset_digest = _dataset(pod).digest
+    spec_digest = training_spec_digest(spec)
+    start = _resume(accelerator, checkpoint_root, plan, dataset_digest=dataset_digest, spec_digest=spec_digest)
     logger.info(
         "training",
         extra={"examples": len(tokenized), "total_steps": plan.total_steps, "flat": flatten, "method": spec.method},
@@ -143,6 +182,8 @@ def run_finetune(pod: PodSpecFile) -> dict[str, Any]:
         seed=training.seed,
         save_every_steps=training.save_every_steps,
         checkpoint_root=checkpoint_root,
+        dataset_digest=dataset_digest,
+        spec_digest=spec_digest,
     )
     last = run_loop(
         accelerator,

@@ -61,12 +61,16 @@ def epoch_order(examples: int, *, seed: int, epoch: int) -> list[int]:
 def process_micro_batches(order: Sequence[int], *, batch_size: int, processes: int, rank: int) -> list[list[int]]:
     """This process's micro-batches of an epoch: batch k of the epoch goes to process k mod `processes`.
 
-    With several processes the last round is completed with batches from the epoch's start, so every
-    process takes the same number of steps (a process with nothing to do would hang the others).
+    With several processes the last round is completed by cycling through the epoch's batches from its start
+    (as often as needed: there may be fewer batches than processes), so every process gets exactly
+    `ceil(batches / processes)` of them, `StepPlan.micro_batches_per_epoch`; a process with nothing to do would
+    hang the others.
     """
     batches = [list(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
-    batches += batches[: -len(batches) % processes]
-    return batches[rank::processes]
+    if not batches:
+        return []
+    padded = math.ceil(len(batches) / processes) * processes
+    return [batches[i % len(batches)] for i in range(rank, padded, processes)]
 
 
 def packing_supported(requested: bool, attn_implementation: str | None) -> bool:

@@ -38,6 +38,8 @@ class LoopSettings:
     seed: int
     save_every_steps: int | None  # None: a checkpoint at the end of each epoch
     checkpoint_root: Path
+    dataset_digest: str  # recorded in every checkpoint, so a resume can check what it was trained on
+    spec_digest: str
 
 
 @dataclass
@@ -110,6 +112,13 @@ def run_loop(
         micro = process_micro_batches(
             order, batch_size=settings.batch_size, processes=accelerator.num_processes, rank=accelerator.process_index
         )
+        if len(micro) != plan.micro_batches_per_epoch or skip >= len(micro):
+            # Looping on would spin here while the other processes wait in a collective forever.
+            raise RuntimeError(
+                f"process {accelerator.process_index} of {accelerator.num_processes} got {len(micro)} micro-batches"
+                f" for epoch {epoch} (from micro-batch {skip}), the plan says {plan.micro_batches_per_epoch};"
+                f" it cannot reach step {plan.total_steps} from step {step}"
+            )
         for first in range(skip, len(micro), settings.accumulation):
             if step >= plan.total_steps:
                 break
@@ -128,6 +137,8 @@ def run_loop(
                 epoch=epoch + 1 if epoch_end else epoch,
                 batch_in_epoch=0 if epoch_end else done,
                 total_steps=plan.total_steps,
+                dataset_digest=settings.dataset_digest,
+                spec_digest=settings.spec_digest,
             )
             every = settings.save_every_steps
             due = step % every == 0 if every is not None else epoch_end

@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 import torch
 
+from cotlab.trainer.checkpoints import START
 from cotlab.trainer.dataset_format import TrainingExample
 from cotlab.trainer.errors import InvalidInputError, TraceTooLongError
 from cotlab.trainer.finetune_batches import (
+    StepPlan,
     epoch_order,
     flatten_batch,
     packing_supported,
@@ -27,6 +29,7 @@ from cotlab.trainer.finetune_data import (
     tokenize_dataset,
     tokenize_example,
 )
+from cotlab.trainer.training_loop import LoopSettings, run_loop
 from tests.workload.tiny_model import build_tokenizer
 
 X = IGNORE_INDEX
@@ -200,6 +203,64 @@ def test_epoch_order_depends_on_seed_and_epoch_only() -> None:
 )
 def test_process_micro_batches(processes: int, rank: int, want: list[list[int]]) -> None:
     assert process_micro_batches(list(range(5)), batch_size=2, processes=processes, rank=rank) == want
+
+
+@pytest.mark.parametrize(
+    ("examples", "batch_size", "processes"),
+    [(20, 8, 8), (20, 4, 16), (5, 2, 4), (1, 1, 3), (20, 4, 5), (21, 4, 2), (100, 3, 7), (7, 8, 1)],
+)
+def test_every_process_gets_the_planned_micro_batches(examples: int, batch_size: int, processes: int) -> None:
+    # Fewer batches than processes (20 traces, 8 a batch, 8 processes: 3 batches) must still feed every rank.
+    plan = plan_steps(examples, batch_size=batch_size, processes=processes, accumulation=1, epochs=1.0, max_steps=None)
+    order = epoch_order(examples, seed=0, epoch=0)
+    per_rank = [
+        process_micro_batches(order, batch_size=batch_size, processes=processes, rank=rank) for rank in range(processes)
+    ]
+    assert {len(micro) for micro in per_rank} == {plan.micro_batches_per_epoch}
+    assert plan.micro_batches_per_epoch > 0
+    assert all(batch for micro in per_rank for batch in micro)
+    # Every example is trained at least once in the epoch; the padding only repeats whole batches.
+    batches = [order[i : i + batch_size] for i in range(0, examples, batch_size)]
+    dealt = [batch for micro in per_rank for batch in micro]
+    assert {i for batch in dealt for i in batch} == set(range(examples))
+    assert all(batch in batches for batch in dealt)
+
+
+class _OneProcessOfMany:
+    """Just what `run_loop` reads before it trains: rank, process count and device."""
+
+    num_processes = 8
+    process_index = 7
+    device = torch.device("cpu")
+    is_main_process = False
+
+
+def test_the_loop_refuses_to_spin_when_a_process_runs_out_of_batches(tmp_path: Any) -> None:
+    # A plan that promises more micro-batches than the rank is dealt: it used to loop forever on the empty epoch.
+    plan = StepPlan(micro_batches_per_epoch=3, steps_per_epoch=3, total_steps=3)
+    settings = LoopSettings(
+        batch_size=8,
+        accumulation=1,
+        max_grad_norm=1.0,
+        seed=0,
+        save_every_steps=None,
+        checkpoint_root=tmp_path,
+        dataset_digest="sha256:d",
+        spec_digest="sha256:s",
+    )
+    examples = [TokenizedExample(id=f"t{i}", input_ids=(1, 2), labels=(1, 2)) for i in range(20)]
+    with pytest.raises(RuntimeError, match="process 7 of 8 got 1 micro-batches for epoch 0.*plan says 3"):
+        run_loop(
+            _OneProcessOfMany(),
+            None,
+            None,
+            None,
+            examples=examples,
+            collate=flatten_batch,
+            plan=plan,
+            settings=settings,
+            start=START,
+        )
 
 
 @pytest.mark.parametrize(

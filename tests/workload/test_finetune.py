@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from cotlab.trainer import training_loop
 from cotlab.trainer.artifacts import directory_digest
 from cotlab.trainer.checkpoints import CHECKPOINTS_DIR
 from cotlab.trainer.cli import main
+from cotlab.trainer.errors import InvalidSpecError
 from cotlab.trainer.finetune import run_finetune
 
 from .tiny_model import build_tiny_model
@@ -177,6 +179,20 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint(
     (checkpoints / "step-8").mkdir()  # killed while writing the next one: no COMPLETE marker, ignored
 
     monkeypatch.setattr(training_loop, "save_checkpoint", real_save)
+    # The same number of steps from other inputs must not resume: new traces, or another learning rate.
+    other_traces = write_dataset(tmp_path / "other.jsonl", filler=" please")
+    changed_lr = make_pod(base_dir, dataset, tmp_path / "out", training=training | {"learningRate": 1e-3}, lora=lora)
+    for changed, differs in [
+        (make_pod(base_dir, other_traces, tmp_path / "out", training=training, lora=lora), "dataset"),
+        (changed_lr, "spec"),
+    ]:
+        with pytest.raises(
+            InvalidSpecError, match=f"{re.escape(str(checkpoints / 'step-6'))} .*differs: {differs} \\("
+        ):
+            run_finetune(changed)
+    assert markers(capsys.readouterr().out) == []
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-4", "step-6", "step-8"]
+
     resumed = run_finetune(pod)
 
     steps = markers(capsys.readouterr().out)
