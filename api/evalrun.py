@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Literal, Self
 
@@ -14,6 +13,16 @@ from .conditions import Condition
 from .models import ModelSource, Prompt, Sampling
 
 METRIC_PATTERN = r"^(pass|maj)@[1-9][0-9]{0,3}$"
+
+
+def parse_metric(name: str) -> tuple[Literal["pass", "maj"], int]:
+    """("pass", 8) for "pass@8": the one reading of a metric name (validated against METRIC_PATTERN)."""
+    kind, _, k = name.partition("@")
+    if kind not in ("pass", "maj") or not k.isdigit():
+        raise ValueError(f"metric {name!r} is not pass@k or maj@k")
+    return ("pass" if kind == "pass" else "maj"), int(k)
+
+
 BenchmarkName = Literal[*BENCHMARK_NAMES, CUSTOM]  # type: ignore[valid-type]
 
 
@@ -123,7 +132,7 @@ class EvalRunSpec(WorkloadSpec):
     @model_validator(mode="after")
     def _k_at_most_samples(self) -> Self:
         for metric in self.metrics:
-            k = int(re.sub(r"^\w+@", "", metric))
+            _, k = parse_metric(metric)
             if k > self.sampling.samples:
                 raise ValueError(f"metrics: {metric} needs k <= sampling.samples ({self.sampling.samples})")
         return self

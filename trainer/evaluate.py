@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from cotlab.api.evalrun import BenchmarkScore, EvalRunSpec, MetricValue
+from cotlab.api.evalrun import BenchmarkScore, EvalRunSpec, MetricValue, parse_metric
 from cotlab.api.models import ModelSource
 from cotlab.api.podcontract import PodSpecFile, emit_progress
 
@@ -240,30 +240,27 @@ class _Evaluation:
             for p in problems
             for line in (done[(p.id, i)] for i in range(samples))
         ]
-        ks = sorted({int(m.split("@")[1]) for m in self.spec.metrics if m.startswith("pass@")} - {1})
-        majority_ks = sorted({int(m.split("@")[1]) for m in self.spec.metrics if m.startswith("maj@")})
+        metrics = [(name, *parse_metric(name)) for name in self.spec.metrics]
+        ks = sorted({k for _, estimator, k in metrics if estimator == "pass"} - {1})
+        majority_ks = sorted({k for _, estimator, k in metrics if estimator == "maj"})
         kind = problems[0].answer_kind
 
         def equivalent(a: str, b: str) -> bool:
             return self.grader.equivalent(a, b, answer_kind=kind)
 
         summary = summarize(key, records, ks=ks, majority_ks=majority_ks, equivalent=equivalent)
-        metrics = {}
-        for name in self.spec.metrics:
-            k = int(name.split("@")[1])
-            estimate = (
-                summary.pass_at_1
-                if name == "pass@1"
-                else summary.pass_at_k[k]
-                if name.startswith("pass@")
-                else summary.majority_at_k[k]
-            )
-            metrics[name] = MetricValue(value=estimate.value, stderr=estimate.stderr)
+        scores = {}
+        for name, estimator, k in metrics:
+            if estimator == "maj":
+                estimate = summary.majority_at_k[k]
+            else:
+                estimate = summary.pass_at_1 if k == 1 else summary.pass_at_k[k]
+            scores[name] = MetricValue(value=estimate.value, stderr=estimate.stderr)
         return BenchmarkScore(
             problems=summary.num_problems,
             problems_digest=problems_digest(problems),
             samples_per_problem=summary.samples_per_problem,
-            metrics=metrics,
+            metrics=scores,
             mean_output_tokens=summary.mean_output_tokens,
             truncation_rate=summary.truncation_rate,
             no_answer_rate=summary.no_answer_rate,
