@@ -1,7 +1,7 @@
 """The benchmark registry: one frozen declaration per benchmark, plain data read by validation and pods.
 
 A new benchmark is one `Benchmark` record added to `BENCHMARKS`. Loading (hub, mounted copy or a file a
-Python package ships) lives in `cotlab.trainer.benchmarks`; this module only declares.
+Python package ships) lives in `cotlab.trainer.generation.benchmarks`; this module only declares.
 """
 
 from __future__ import annotations

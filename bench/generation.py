@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))  # the random model builder is shared with the tes
 
 from cotlab.api.evalrun import Engine as EngineSpec  # noqa: E402
 from cotlab.api.models import ModelSource, Sampling  # noqa: E402
-from cotlab.trainer.engines import Completion, Engine, SampleRequest, generate_all  # noqa: E402
+from cotlab.trainer.generation import Completion, Engine, SampleRequest, generate_all  # noqa: E402
 from tests.workload.tiny_model import build_tiny_model  # noqa: E402
 
 DEFAULTS = {  # engine: (prompts, samples, max_tokens, hidden_size, layers, heads)
@@ -54,12 +54,12 @@ def _engines(args: argparse.Namespace, model_dir: Path) -> tuple[Engine, Engine,
             raise Unavailable(f"vLLM mode needs vllm and torch ({exc}); try --engine transformers") from None
         if not torch.cuda.is_available():
             raise Unavailable("vLLM mode needs a GPU, and none is visible; try --engine transformers")
-        from cotlab.trainer.engines.vllm_engine import VllmEngine
+        from cotlab.trainer.generation.vllm import VllmEngine
 
         spec = EngineSpec(name="vllm", dtype="bfloat16", gpu_memory_utilization=0.5, max_model_len=2048)
         engine = VllmEngine.load(source, spec, seed=0)
         return engine, engine, "one LLM.generate per prompt (n=samples)"
-    from cotlab.trainer.engines.transformers_engine import TransformersEngine
+    from cotlab.trainer.generation.transformers import TransformersEngine
 
     batched = TransformersEngine.load(
         source, EngineSpec(name="transformers", dtype="float32", batch_size=args.batch_size)

@@ -27,7 +27,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 
-from cotlab.trainer.grading import Grade, Grader
+from cotlab.trainer.grading.grader import Grade, Grader
 
 SAMPLES_PER_PROBLEM = 64
 

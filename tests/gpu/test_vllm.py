@@ -8,9 +8,9 @@ import pytest
 
 from cotlab.api.evalrun import Engine as EngineSpec
 from cotlab.api.models import ModelSource, Sampling
-from cotlab.trainer.engines import SampleRequest, generate_all
-from cotlab.trainer.engines.vllm_engine import VllmEngine
-from cotlab.trainer.evaluate import run_evaluate
+from cotlab.trainer.evaluate.stage import run_evaluate
+from cotlab.trainer.generation import SampleRequest, generate_all
+from cotlab.trainer.generation.vllm import VllmEngine
 
 from ..workload.conftest import make_pod, make_spec, write_benchmark
 from ..workload.tiny_model import build_tiny_model

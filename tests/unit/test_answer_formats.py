@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cotlab.api.tracedataset import FieldMapping
-from cotlab.trainer.answer_formats import read_answer
-from cotlab.trainer.curate_records import UnansweredTraceError, to_record
+from cotlab.trainer.curate.records import UnansweredTraceError, to_record
+from cotlab.trainer.grading.answer_formats import read_answer
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,9 @@ import pytest
 
 from cotlab.api.benchmarks import BENCHMARKS, CUSTOM, Benchmark
 from cotlab.api.evalrun import BenchmarkSelection
-from cotlab.trainer import storage
-from cotlab.trainer.benchmarks import Problem, benchmark_key, load_problems
-from cotlab.trainer.errors import InvalidInputError
+from cotlab.trainer.core import storage
+from cotlab.trainer.core.errors import InvalidInputError
+from cotlab.trainer.generation.benchmarks import Problem, benchmark_key, load_problems
 
 PACKAGED = [b for b in BENCHMARKS if b.package_path is not None]
 # The first record of each packaged copy, read off the files by hand.

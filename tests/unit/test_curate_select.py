@@ -8,10 +8,10 @@ import pytest
 
 from cotlab.api.models import Prompt
 from cotlab.api.tracedataset import Filters, Selection, ThinkMarkers, TraceFormat, TraceStats
-from cotlab.trainer.curate_format import format_trace, percentile, trace_stats, training_example
-from cotlab.trainer.curate_records import TraceRecord
-from cotlab.trainer.curate_select import Candidate, difficulty_rank, passes_filters, select_traces
-from cotlab.trainer.errors import InvalidInputError
+from cotlab.trainer.core.errors import InvalidInputError
+from cotlab.trainer.curate.format import format_trace, percentile, trace_stats, training_example
+from cotlab.trainer.curate.records import TraceRecord
+from cotlab.trainer.curate.selection import Candidate, difficulty_rank, passes_filters, select_traces
 
 
 def make_record(id: str, **overrides: Any) -> TraceRecord:

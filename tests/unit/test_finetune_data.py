@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 import torch
 
-from cotlab.trainer.checkpoints import START
-from cotlab.trainer.dataset_format import TrainingExample
-from cotlab.trainer.errors import InvalidInputError, TraceTooLongError
-from cotlab.trainer.finetune_batches import (
+from cotlab.trainer.core.dataset_format import TrainingExample
+from cotlab.trainer.core.errors import InvalidInputError, TraceTooLongError
+from cotlab.trainer.finetune.batches import (
     StepPlan,
     epoch_order,
     flatten_batch,
@@ -20,7 +19,8 @@ from cotlab.trainer.finetune_batches import (
     plan_steps,
     process_micro_batches,
 )
-from cotlab.trainer.finetune_data import (
+from cotlab.trainer.finetune.checkpoints import START
+from cotlab.trainer.finetune.data import (
     IGNORE_INDEX,
     TokenizedExample,
     assistant_labels,
@@ -29,7 +29,7 @@ from cotlab.trainer.finetune_data import (
     tokenize_dataset,
     tokenize_example,
 )
-from cotlab.trainer.training_loop import LoopSettings, run_loop
+from cotlab.trainer.finetune.loop import LoopSettings, run_loop
 from tests.workload.tiny_model import build_tokenizer
 
 X = IGNORE_INDEX

@@ -1,4 +1,4 @@
-"""cotlab.trainer.grading: boxed extraction, the exact rules, Math-Verify in workers, and timeouts."""
+"""cotlab.trainer.grading.grader: boxed extraction, the exact rules, Math-Verify in workers, and timeouts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cotlab.trainer.grading import Grade, Grader, extract_answer, grade_answers, is_equivalent
+from cotlab.trainer.grading.grader import Grade, Grader, extract_answer, grade_answers, is_equivalent
 
 CASES_FILE = Path(__file__).parent / "data" / "grading_cases.jsonl"
 

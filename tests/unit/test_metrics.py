@@ -1,4 +1,4 @@
-"""cotlab.trainer.metrics, against numbers worked out by hand."""
+"""cotlab.trainer.grading.metrics, against numbers worked out by hand."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from cotlab.trainer.metrics import (
+from cotlab.trainer.grading.metrics import (
     BenchmarkSummary,
     Estimate,
     SampleRecord,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cotlab.api.models import Prompt
-from cotlab.trainer.errors import InvalidSpecError
-from cotlab.trainer.prompting import fill_template, render_prompt
+from cotlab.trainer.core.errors import InvalidSpecError
+from cotlab.trainer.generation.prompting import fill_template, render_prompt
 
 
 def test_default_template_keeps_the_literal_box() -> None:

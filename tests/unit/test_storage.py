@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cotlab.trainer import storage
-from cotlab.trainer.errors import InvalidSpecError
-from cotlab.trainer.storage import local_path
+from cotlab.trainer.core import storage
+from cotlab.trainer.core.errors import InvalidSpecError
+from cotlab.trainer.core.storage import local_path
 
 
 @pytest.mark.parametrize(

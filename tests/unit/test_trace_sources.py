@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from cotlab.api.tracedataset import SOURCE_KINDS, FieldMapping, TraceDatasetSpec
-from cotlab.trainer.curate_records import TraceRecord, to_record, to_records
-from cotlab.trainer.errors import InvalidInputError
-from cotlab.trainer.sources import LOADERS, source_kind
-from cotlab.trainer.sources.huggingface import matches
+from cotlab.trainer.core.errors import InvalidInputError
+from cotlab.trainer.curate.records import TraceRecord, to_record, to_records
+from cotlab.trainer.curate.sources import LOADERS, source_kind
+from cotlab.trainer.curate.sources.huggingface import matches
 
 MATH_FIELDS = FieldMapping(problem="problem", solution="solution", answer=None, stage=None, difficulty="level")
 WHERE = "traces.jsonl line 17"

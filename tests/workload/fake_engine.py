@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cotlab.api.models import Sampling
-from cotlab.trainer.engines import Completion, GeneratedSample, SampleRequest, check_sampling
+from cotlab.trainer.generation import Completion, GeneratedSample, SampleRequest, check_sampling
 
 
 @dataclass(frozen=True)

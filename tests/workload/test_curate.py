@@ -19,10 +19,10 @@ from cotlab.api.podcontract import PodSpecFile, decode_summary, parse_marker
 from cotlab.api.resources import TraceDataset
 from cotlab.api.summaries import succeeded_status
 from cotlab.api.tracedataset import GenerateSource, TraceDatasetStatus
-from cotlab.trainer.curate import run_curate
-from cotlab.trainer.curate_tokens import load_tokenizer
-from cotlab.trainer.engines import Engine
-from cotlab.trainer.errors import InvalidInputError, InvalidSpecError
+from cotlab.trainer.core.errors import InvalidInputError, InvalidSpecError
+from cotlab.trainer.curate.stage import run_curate
+from cotlab.trainer.curate.tokens import load_tokenizer
+from cotlab.trainer.generation import Engine
 from tests.conftest import example_documents
 
 from .conftest import PROBLEMS, write_benchmark

@@ -9,12 +9,12 @@ import pytest
 
 from cotlab.api.evalrun import Engine as EngineSpec
 from cotlab.api.models import ModelSource, Prompt, Sampling
-from cotlab.trainer.engines import SampleRequest, check_sampling, generate_all
-from cotlab.trainer.engines.transformers_engine import TransformersEngine
-from cotlab.trainer.engines.vllm_engine import VllmEngine, model_arguments
-from cotlab.trainer.errors import InvalidSpecError
-from cotlab.trainer.pretrained import resolve_model_location
-from cotlab.trainer.prompting import render_prompt
+from cotlab.trainer.core.errors import InvalidSpecError
+from cotlab.trainer.core.pretrained import resolve_model_location
+from cotlab.trainer.generation import SampleRequest, check_sampling, generate_all
+from cotlab.trainer.generation.prompting import render_prompt
+from cotlab.trainer.generation.transformers import TransformersEngine
+from cotlab.trainer.generation.vllm import VllmEngine, model_arguments
 
 from .fake_engine import FakeSamplingParams, Scripted, ScriptedLLM
 

@@ -15,12 +15,12 @@ import pytest
 
 from cotlab.api.evalrun import BenchmarkScore
 from cotlab.api.podcontract import decode_summary, parse_marker
-from cotlab.trainer import cli
-from cotlab.trainer.cli import main
-from cotlab.trainer.engines import SampleRequest
-from cotlab.trainer.engines.vllm_engine import VllmEngine
-from cotlab.trainer.errors import InvalidSpecError
-from cotlab.trainer.evaluate import run_evaluate
+from cotlab.trainer import entrypoint
+from cotlab.trainer.core.errors import InvalidSpecError
+from cotlab.trainer.entrypoint import main
+from cotlab.trainer.evaluate.stage import run_evaluate
+from cotlab.trainer.generation import SampleRequest
+from cotlab.trainer.generation.vllm import VllmEngine
 
 from .conftest import PROBLEMS, make_pod, make_spec, write_benchmark
 from .fake_engine import FakeSamplingParams, Killed, Scripted, ScriptedBatchEngine, ScriptedLLM
@@ -309,7 +309,7 @@ def test_entry_point_refuses_a_spec_for_another_stage(tmp_path: Path, monkeypatc
 
 
 def test_every_stage_has_a_runner() -> None:
-    assert sorted(cli.RUNNERS) == sorted(cli.STAGES) == ["curate", "evaluate", "finetune"]
+    assert sorted(entrypoint.RUNNERS) == sorted(entrypoint.STAGES) == ["curate", "evaluate", "finetune"]
 
 
 def test_duplicate_benchmark_names_are_an_invalid_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

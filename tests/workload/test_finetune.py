@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from cotlab.api.podcontract import PodSpecFile, decode_summary, parse_marker
-from cotlab.trainer import training_loop
-from cotlab.trainer.artifacts import directory_digest
-from cotlab.trainer.checkpoints import CHECKPOINTS_DIR
-from cotlab.trainer.cli import main
-from cotlab.trainer.errors import InvalidSpecError
-from cotlab.trainer.finetune import run_finetune
+from cotlab.trainer.finetune import loop as training_loop
+from cotlab.trainer.core.artifacts import directory_digest
+from cotlab.trainer.core.errors import InvalidSpecError
+from cotlab.trainer.entrypoint import main
+from cotlab.trainer.finetune.checkpoints import CHECKPOINTS_DIR
+from cotlab.trainer.finetune.stage import run_finetune
 
 from .tiny_model import build_tiny_model
 
@@ -143,7 +143,7 @@ def test_full_fine_tune_changes_every_layer(
         training={"maxSteps": 3, "learningRate": 1e-3, "packing": True, "gradientAccumulationSteps": 2},
     )
 
-    with caplog.at_level(logging.INFO, logger="cotlab.trainer.finetune_batches"):
+    with caplog.at_level(logging.INFO, logger="cotlab.trainer.finetune.batches"):
         summary = run_finetune(pod)
 
     assert [m["step"] for m in markers(capsys.readouterr().out)] == [1, 2, 3]

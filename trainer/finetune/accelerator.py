@@ -1,0 +1,72 @@
+"""The accelerate `Accelerator` for a FineTuneRun: the mixed precision the hardware allows and the sharding plugin.
+
+The world size comes from the launcher's environment (`WORLD_SIZE`, set by torchrun or `accelerate launch`);
+one process (the CPU quickstart, one GPU) needs no plugin. With several, `fsdp` shards with FSDP2, wrapping each
+decoder layer (the model's `_no_split_modules`) and checkpointing sharded state (every rank writes its own
+shard, fast); the final model is gathered whole. `ddp` replicates. Gradient accumulation is done by the
+training loop, not by `Accelerator(gradient_accumulation_steps=…)`: it normalises each optimizer step's loss
+by that step's trained-token count, and an epoch's last step may take fewer micro-batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import torch
+
+from cotlab.api.finetunerun import Distributed, Precision
+from cotlab.trainer.core.errors import InvalidSpecError
+
+logger = logging.getLogger(__name__)
+
+ACCELERATE_PRECISION: dict[Precision, str] = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+
+def world_size() -> int:
+    """The number of training processes the launcher started (1 without a launcher)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def supported_precision(requested: Precision) -> Precision:
+    """`requested` when this machine can train in it; fp32 otherwise (CPU), with a warning."""
+    if requested == "fp32":
+        return requested
+    on_gpu = torch.cuda.is_available()
+    if on_gpu and (requested == "fp16" or torch.cuda.is_bf16_supported()):
+        return requested
+    logger.warning(
+        "training in fp32: %s is not supported here",
+        requested,
+        extra={"requested": requested, "cuda": on_gpu},
+    )
+    return "fp32"
+
+
+def _plugins(distributed: Distributed) -> dict[str, Any]:
+    """The Accelerator keyword arguments for the strategy, when there is more than one process."""
+    if world_size() == 1:
+        return {}
+    if distributed.strategy == "fsdp":
+        from accelerate import FullyShardedDataParallelPlugin
+
+        plugin = FullyShardedDataParallelPlugin(
+            fsdp_version=2,
+            auto_wrap_policy="transformer_based_wrap",  # wraps the model's _no_split_modules (decoder layers)
+            state_dict_type="SHARDED_STATE_DICT",
+            cpu_ram_efficient_loading=False,
+        )
+        return {"fsdp_plugin": plugin}
+    if distributed.strategy == "deepspeed":
+        # DeepSpeed's engine owns accumulation, clipping and the optimizer step inside `backward`; this loop
+        # does those itself, so the two would fight. Refuse rather than train with the wrong loss scale.
+        raise InvalidSpecError("spec.distributed.strategy: deepspeed is not supported yet; use fsdp or ddp")
+    return {}  # ddp: accelerate wraps the model in DistributedDataParallel from the launcher's environment
+
+
+def build_accelerator(precision: Precision, distributed: Distributed) -> Any:
+    """The Accelerator for this run."""
+    from accelerate import Accelerator
+
+    return Accelerator(mixed_precision=ACCELERATE_PRECISION[supported_precision(precision)], **_plugins(distributed))

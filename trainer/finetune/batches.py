@@ -1,0 +1,111 @@
+"""Batches: the seeded order of each epoch, its micro-batches per process, the step count, and the two collators.
+
+- Order: epoch `e` is a permutation drawn from `seed` and `e` alone, so a resumed run replays the same order
+  and skips the micro-batches already trained.
+- Padding (the default): each micro-batch is right-padded to its own longest example; pads are found by length
+  (attention mask 0, label ignored), never by comparing ids with the pad id, which may equal EOS.
+- Flattening (`packing: true`): a micro-batch is one row of concatenated examples whose `position_ids` restart
+  at 0, as transformers' `DataCollatorWithFlattening` builds it. Only varlen attention kernels (flash attention)
+  read the restarts as sequence boundaries; sdpa or eager would let each example attend to the ones before it,
+  so `packing_supported` gates it and training pads instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from cotlab.trainer.finetune.data import IGNORE_INDEX, TokenizedExample
+
+logger = logging.getLogger(__name__)
+
+VARLEN_ATTENTION = frozenset({"flash_attention_2", "flash_attention_3"})
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """How an epoch splits into micro-batches and optimizer steps, and how many steps the run takes."""
+
+    micro_batches_per_epoch: int  # per process
+    steps_per_epoch: int
+    total_steps: int
+
+    @property
+    def epochs(self) -> int:
+        """Epochs the run iterates over (the last one may stop early)."""
+        return math.ceil(self.total_steps / self.steps_per_epoch)
+
+
+def plan_steps(
+    examples: int, *, batch_size: int, processes: int, accumulation: int, epochs: float, max_steps: int | None
+) -> StepPlan:
+    """The step plan: `max_steps` when set, else `epochs` (fractions round up to a whole step)."""
+    micro = math.ceil(math.ceil(examples / batch_size) / processes)
+    per_epoch = math.ceil(micro / accumulation)
+    total = max_steps if max_steps is not None else max(1, math.ceil(epochs * per_epoch))
+    return StepPlan(micro_batches_per_epoch=micro, steps_per_epoch=per_epoch, total_steps=total)
+
+
+def epoch_order(examples: int, *, seed: int, epoch: int) -> list[int]:
+    """The example indices of epoch `epoch`, shuffled by a generator seeded with (seed, epoch) only."""
+    order = list(range(examples))
+    random.Random(f"{seed}:{epoch}").shuffle(order)
+    return order
+
+
+def process_micro_batches(order: Sequence[int], *, batch_size: int, processes: int, rank: int) -> list[list[int]]:
+    """This process's micro-batches of an epoch: batch k of the epoch goes to process k mod `processes`.
+
+    With several processes the last round is completed by cycling through the epoch's batches from its start
+    (as often as needed: there may be fewer batches than processes), so every process gets exactly
+    `ceil(batches / processes)` of them, `StepPlan.micro_batches_per_epoch`; a process with nothing to do would
+    hang the others.
+    """
+    batches = [list(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
+    if not batches:
+        return []
+    padded = math.ceil(len(batches) / processes) * processes
+    return [batches[i % len(batches)] for i in range(rank, padded, processes)]
+
+
+def packing_supported(requested: bool, attn_implementation: str | None) -> bool:
+    """Whether to flatten batches: only when asked and the attention kernel honours sequence boundaries."""
+    if requested and attn_implementation not in VARLEN_ATTENTION:
+        logger.info(
+            "packing: padding instead of flattening, because this attention implementation would attend"
+            " across the packed examples",
+            extra={"attn_implementation": attn_implementation, "varlen_attention": sorted(VARLEN_ATTENTION)},
+        )
+        return False
+    return requested
+
+
+def pad_batch(examples: Sequence[TokenizedExample], *, pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded `input_ids`, `attention_mask` and `labels` (ignored on pads), as long as the longest example."""
+    width = max(e.length for e in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    for row, example in enumerate(examples):
+        input_ids[row, : example.length] = torch.tensor(example.input_ids)
+        attention_mask[row, : example.length] = 1
+        labels[row, : example.length] = torch.tensor(example.labels)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def flatten_batch(examples: Sequence[TokenizedExample]) -> dict[str, torch.Tensor]:
+    """One row of concatenated examples with restarting `position_ids`; no attention mask, no padding."""
+    input_ids = [t for e in examples for t in e.input_ids]
+    position_ids = [p for e in examples for p in range(e.length)]
+    # An example's first token would be predicted from the previous example's last: never train on it.
+    labels = [IGNORE_INDEX if i == 0 else label for e in examples for i, label in enumerate(e.labels)]
+    return {
+        "input_ids": torch.tensor([input_ids], dtype=torch.long),
+        "position_ids": torch.tensor([position_ids], dtype=torch.long),
+        "labels": torch.tensor([labels], dtype=torch.long),
+    }

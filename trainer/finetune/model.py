@@ -1,0 +1,153 @@
+"""The model side of fine-tuning: load the base, attach LoRA, group parameters for AdamW, save the result.
+
+The base is loaded in fp32 whatever `training.precision` says: mixed precision autocasts the forward pass and
+keeps fp32 master weights, so small updates are not lost to bf16 rounding. The saved model is cast to the
+training precision. LoRA is merged into the base before saving, so the evaluate stage loads a plain model
+directory; the adapter alone is saved too.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cotlab.api.finetunerun import LoraSettings, Precision
+from cotlab.api.models import ModelSource
+from cotlab.trainer.core.errors import InvalidSpecError
+from cotlab.trainer.core.pretrained import pretrained_kwargs
+
+logger = logging.getLogger(__name__)
+
+SAVE_DTYPE: dict[Precision, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+NO_DECAY_MARKERS = ("bias", "norm")  # biases and normalisation scales are not regularised towards zero
+
+
+def generation_eos(source: ModelSource) -> int | list[int] | None:
+    """The EOS id(s) of the model's generation config, read without the weights; None when it has none (GGUF)."""
+    from transformers import GenerationConfig
+
+    location, kwargs = pretrained_kwargs(source)
+    if "gguf_file" in kwargs:
+        return None  # a GGUF file carries its EOS in the tokenizer metadata
+    try:
+        config = GenerationConfig.from_pretrained(location, **kwargs)
+    except OSError:  # no generation_config.json: the tokenizer's EOS is all there is
+        return None
+    eos: int | list[int] | None = config.eos_token_id
+    return eos
+
+
+def load_base_model(source: ModelSource, *, attn_implementation: str | None = None) -> Any:
+    """The base causal LM in fp32 (GGUF files are dequantised), ready to train."""
+    from transformers import AutoModelForCausalLM, GgufConfig
+
+    location, kwargs = pretrained_kwargs(source)
+    if "gguf_file" in kwargs:
+        # transformers may keep GGUF weights packed (frozen, and refused by save_pretrained): unpack them all.
+        kwargs["quantization_config"] = GgufConfig(dequantize=True)
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32, **kwargs)
+    logger.info("loaded the base model", extra={"model": location, "gguf_file": kwargs.get("gguf_file")})
+    return model
+
+
+def linear_module_names(model: torch.nn.Module) -> list[str]:
+    """The distinct last name components of the model's linear layers (what LoRA target_modules match)."""
+    return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+
+
+def lora_targets(model: torch.nn.Module, requested: list[str]) -> list[str]:
+    """The requested target modules the model has; none at all is a spec error listing what it has."""
+    available = linear_module_names(model)
+    present = [name for name in requested if name in available]
+    if not present:
+        raise InvalidSpecError(
+            f"spec.lora.targetModules: none of {requested} is a linear module of this model;"
+            f" its linear modules are {available}"
+        )
+    missing = sorted(set(requested) - set(present))
+    if missing:
+        logger.warning("LoRA target modules absent from the model are skipped", extra={"missing": missing})
+    return present
+
+
+def prepare_for_training(model: Any, *, lora: LoraSettings | None, gradient_checkpointing: bool) -> Any:
+    """The model to train: LoRA-wrapped when `lora` is set, with gradient checkpointing when asked."""
+    model.config.use_cache = False  # the KV cache is for generation; with checkpointing it is also wrong
+    if gradient_checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if lora is None:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    if gradient_checkpointing:
+        # Frozen embeddings give checkpointed blocks inputs without grad; this keeps the adapters' grads flowing.
+        model.enable_input_require_grads()
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora_targets(model, list(lora.target_modules)),
+        task_type="CAUSAL_LM",
+    )
+    peft_model = get_peft_model(model, config)
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    logger.info("attached LoRA adapters", extra={"targets": config.target_modules, "trainable": trainable})
+    return peft_model
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups over the trainable parameters: decay on weight matrices, none on biases and norms."""
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        exempt = param.ndim < 2 or any(marker in name.lower() for marker in NO_DECAY_MARKERS)
+        (no_decay if exempt else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def save_model(
+    model: Any,
+    tokenizer: Any,
+    *,
+    output: Path,
+    precision: Precision,
+    gathered: dict[str, torch.Tensor] | None = None,
+    source: ModelSource | None = None,
+) -> Path:
+    """Save the trained model (LoRA merged into the base) and tokenizer to `output/model`; the adapter to `adapter`.
+
+    `model` is the unwrapped model. With one process its own tensors are saved and LoRA is merged in place.
+    Sharded over several, `gathered` holds its full weights (gathered on this, the main, process): full weights
+    are saved from it, and LoRA is merged into a fresh host copy of the base (`source`).
+    """
+    model_dir = output / "model"
+    shutil.rmtree(model_dir, ignore_errors=True)  # a previous attempt's partial output must not enter the digest
+    dtype = SAVE_DTYPE[precision]
+    state_dict: dict[str, torch.Tensor] | None = None
+    if hasattr(model, "merge_and_unload"):
+        adapter_dir = output / "adapter"
+        shutil.rmtree(adapter_dir, ignore_errors=True)
+        model.save_pretrained(adapter_dir, state_dict=gathered)  # peft keeps only the adapter's weights
+        if gathered is not None:
+            from peft import PeftModel
+
+            assert source is not None, "a sharded LoRA model is merged into a reloaded base"
+            model = PeftModel.from_pretrained(load_base_model(source), adapter_dir)
+        model = model.merge_and_unload()
+    elif gathered is not None:
+        state_dict = {name: tensor.to(dtype) for name, tensor in gathered.items()}
+    model.config.use_cache = True
+    if state_dict is None:
+        model.to(dtype)
+    model.save_pretrained(model_dir, state_dict=state_dict)
+    tokenizer.save_pretrained(model_dir)
+    logger.info("saved the fine-tuned model", extra={"path": str(model_dir)})
+    return model_dir

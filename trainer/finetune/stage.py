@@ -1,0 +1,217 @@
+"""The finetune stage: verify and tokenize the curated traces, train with accelerate, save the model, report.
+
+Order matters for fast failures: the spec, the dataset digest and every example's length are checked with the
+tokenizer alone, before the model is loaded. A restarted pod resumes from the newest complete checkpoint under
+`<checkpointDir or output>/checkpoints/` and replays the same data order, provided that checkpoint was trained on
+the same dataset (digest) and the same training-relevant spec (`training_spec_digest`); otherwise it refuses.
+The summary is
+`{"stage": "finetune", "outputs": {"model": {"uri", "digest"}}, "progress": <last progress marker>}`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from cotlab.api.finetunerun import FineTuneRunSpec, LoraSettings
+from cotlab.api.models import ModelSource
+from cotlab.api.podcontract import PodSpecFile
+from cotlab.api.tracedataset import Artifact
+from cotlab.trainer.core import storage
+from cotlab.trainer.core.artifacts import directory_digest, read_verified
+from cotlab.trainer.core.errors import InvalidSpecError
+from cotlab.trainer.core.pretrained import load_tokenizer
+from cotlab.trainer.finetune.accelerator import build_accelerator
+from cotlab.trainer.finetune.batches import StepPlan, flatten_batch, packing_supported, pad_batch, plan_steps
+from cotlab.trainer.finetune.checkpoints import (
+    CHECKPOINTS_DIR,
+    START,
+    TrainingPosition,
+    check_resumable,
+    latest_checkpoint,
+)
+from cotlab.trainer.finetune.data import end_of_turn_ids, parse_examples, tokenize_dataset
+from cotlab.trainer.finetune.loop import LoopSettings, run_loop
+from cotlab.trainer.finetune.model import (
+    generation_eos,
+    load_base_model,
+    parameter_groups,
+    prepare_for_training,
+    save_model,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _local_dir(uri: str, field: str) -> Path:
+    path = storage.local_path(uri)
+    if path is None:
+        raise InvalidSpecError(
+            f"{field}: {uri} is not a local path; finetune writes checkpoints and the model to file:// or pvc:// URIs"
+        )
+    return path
+
+
+def _model_uri(output_uri: str, model_dir: Path) -> str:
+    """The model's URI in the output's own scheme (a pvc:// output stays pvc://); plain paths become file://."""
+    if "://" in output_uri:
+        return storage.join(output_uri, model_dir.name)
+    return model_dir.resolve().as_uri()
+
+
+def _attention_for(packing: bool) -> str | None:
+    """Ask for flash attention when packing on a GPU that has it; otherwise the model's default (sdpa)."""
+    import torch
+    from transformers.utils.import_utils import is_flash_attn_2_available
+
+    return "flash_attention_2" if packing and torch.cuda.is_available() and is_flash_attn_2_available() else None
+
+
+def _dataset(pod: PodSpecFile) -> Artifact:
+    if pod.inputs.dataset is None:
+        raise InvalidSpecError("inputs.dataset: the operator did not resolve spec.datasetRef to an artifact")
+    return pod.inputs.dataset
+
+
+def _tokenized_examples(pod: PodSpecFile, spec: FineTuneRunSpec, source: ModelSource, tokenizer: Any) -> list[Any]:
+    """The verified dataset, tokenized and length-checked: fails in seconds, before any model is loaded."""
+    dataset = _dataset(pod)
+    examples = parse_examples(read_verified(dataset), dataset.uri)
+    end_ids = end_of_turn_ids(tokenizer, generation_eos(source))
+    return tokenize_dataset(tokenizer, examples, max_length=spec.training.max_seq_length, end_ids=end_ids)
+
+
+# Where and how the pods run, not what they train: changing these never invalidates a checkpoint. The dataset
+# reference is left out too, as the dataset's digest stands for what it resolved to.
+_NOT_TRAINING_FIELDS = frozenset(
+    {
+        "suspend",
+        "max_retries",
+        "output",
+        "dataset_ref",
+        "resources",
+        "node_selector",
+        "tolerations",
+        "queue_name",
+        "image",
+        "service_account_name",
+        "pod_template_overrides",
+    }
+)
+
+
+def training_spec_digest(spec: FineTuneRunSpec) -> str:
+    """sha256 of the canonical JSON of the spec's training-relevant parts (base model, method, LoRA, training,
+    distributed), defaults filled in, so an explicit default and an omitted field digest alike."""
+    wire = spec.model_dump(mode="json", by_alias=True, exclude=set(_NOT_TRAINING_FIELDS))
+    canonical = json.dumps(wire, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _resume(
+    accelerator: Any, checkpoint_root: Path, plan: StepPlan, *, dataset_digest: str, spec_digest: str
+) -> TrainingPosition:
+    """Load the newest complete checkpoint, if any, and return where it left off; refuse one of other inputs."""
+    found = latest_checkpoint(checkpoint_root)
+    if found is None:
+        return START
+    path, position = found
+    check_resumable(
+        path, position, dataset_digest=dataset_digest, spec_digest=spec_digest, total_steps=plan.total_steps
+    )
+    accelerator.load_state(str(path))
+    logger.info("resuming from a checkpoint", extra={"path": str(path), "step": position.step})
+    return position
+
+
+def run_finetune(pod: PodSpecFile) -> dict[str, Any]:
+    """Run the finetune stage for `pod` and return the termination summary."""
+    import torch
+    from accelerate.utils import set_seed
+    from transformers import get_scheduler
+
+    try:
+        spec = FineTuneRunSpec.model_validate(pod.spec)
+    except ValidationError as exc:
+        raise InvalidSpecError(f"spec: {exc}") from None
+    training, source = spec.training, pod.inputs.model or spec.base_model
+    output = _local_dir(pod.output, "output")
+    checkpoint_root = _local_dir(pod.checkpoint_dir or pod.output, "checkpointDir") / CHECKPOINTS_DIR
+    tokenizer = load_tokenizer(source)
+    tokenized = _tokenized_examples(pod, spec, source, tokenizer)
+
+    accelerator = build_accelerator(training.precision, spec.distributed)
+    set_seed(training.seed)  # before the model: LoRA's initial weights come from it
+    model = load_base_model(source, attn_implementation=_attention_for(training.packing))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    flatten = packing_supported(training.packing, model.config._attn_implementation)
+    collate = flatten_batch if flatten else functools.partial(pad_batch, pad_id=pad_id)
+    lora = (spec.lora or LoraSettings()) if spec.method == "lora" else None
+    model = prepare_for_training(model, lora=lora, gradient_checkpointing=training.gradient_checkpointing)
+
+    plan = plan_steps(
+        len(tokenized),
+        batch_size=training.per_device_batch_size,
+        processes=accelerator.num_processes,
+        accumulation=training.gradient_accumulation_steps,
+        epochs=training.epochs,
+        max_steps=training.max_steps,
+    )
+    optimizer = torch.optim.AdamW(parameter_groups(model, training.weight_decay), lr=training.learning_rate)
+    scheduler = get_scheduler(
+        training.schedule,
+        optimizer,
+        num_warmup_steps=round(training.warmup_ratio * plan.total_steps),
+        num_training_steps=plan.total_steps,
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # Not prepared: a prepared scheduler steps once per process per step. Registered, so checkpoints hold it.
+    accelerator.register_for_checkpointing(scheduler)
+    dataset_digest = _dataset(pod).digest
+    spec_digest = training_spec_digest(spec)
+    start = _resume(accelerator, checkpoint_root, plan, dataset_digest=dataset_digest, spec_digest=spec_digest)
+    logger.info(
+        "training",
+        extra={"examples": len(tokenized), "total_steps": plan.total_steps, "flat": flatten, "method": spec.method},
+    )
+    settings = LoopSettings(
+        batch_size=training.per_device_batch_size,
+        accumulation=training.gradient_accumulation_steps,
+        max_grad_norm=training.max_grad_norm,
+        seed=training.seed,
+        save_every_steps=training.save_every_steps,
+        checkpoint_root=checkpoint_root,
+        dataset_digest=dataset_digest,
+        spec_digest=spec_digest,
+    )
+    last = run_loop(
+        accelerator,
+        model,
+        optimizer,
+        scheduler,
+        examples=tokenized,
+        collate=collate,
+        plan=plan,
+        settings=settings,
+        start=start,
+    )
+    last = last or {"step": plan.total_steps, "totalSteps": plan.total_steps, "percent": 100.0}
+
+    accelerator.wait_for_everyone()
+    gathered = accelerator.get_state_dict(model) if accelerator.num_processes > 1 else None  # every process calls it
+    summary: dict[str, Any] = {}
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        model_dir = save_model(
+            unwrapped, tokenizer, output=output, precision=training.precision, gathered=gathered, source=source
+        )
+        model_artifact = {"uri": _model_uri(pod.output, model_dir), "digest": directory_digest(model_dir)}
+        summary = {"stage": "finetune", "outputs": {"model": model_artifact}, "progress": last}
+    accelerator.wait_for_everyone()
+    return summary

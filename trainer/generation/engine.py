@@ -1,0 +1,77 @@
+"""What every generation engine provides: sampled completions for requests, in batches as they finish.
+
+A request is one prompt with a sample count and the seed of its first sample; the evaluator builds one
+request per run of missing samples, so a resumed run asks only for what is not recorded yet. Engines yield
+finished samples batch by batch (vLLM: once, after its single `generate` call; transformers: after each
+batch), and the evaluator writes each batch before asking for the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from cotlab.api.models import Sampling
+from cotlab.trainer.core.errors import InvalidSpecError
+
+FinishReason = Literal["stop", "length"] | str | None
+"""vLLM's names: "stop" (EOS or a stop string), "length" (hit maxTokens); vLLM may also report "abort"."""
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """`samples` completions of `prompt`; sample i of the request has seed `seed + i`."""
+
+    prompt: str
+    samples: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled completion: its text, how many tokens it took, and why generation stopped."""
+
+    text: str
+    output_tokens: int
+    finish_reason: FinishReason
+
+
+@dataclass(frozen=True)
+class GeneratedSample:
+    """A finished completion: sample `offset` of request number `request`."""
+
+    request: int
+    offset: int
+    completion: Completion
+
+
+class Engine(Protocol):
+    """A generation engine; `tokenizer` renders chat prompts (a transformers tokenizer or vLLM's)."""
+
+    tokenizer: Any
+
+    def generate(self, requests: Sequence[SampleRequest], sampling: Sampling) -> Iterator[list[GeneratedSample]]:
+        """Yield batches of finished samples until every request has all of its samples."""
+        ...
+
+
+def check_sampling(sampling: Sampling) -> None:
+    """Refuse greedy decoding with several samples: every sample would repeat the same text."""
+    if sampling.temperature == 0.0 and sampling.samples > 1:
+        raise InvalidSpecError(
+            f"spec.sampling: temperature 0 is greedy, so samples must be 1, got {sampling.samples};"
+            " raise the temperature or sample once"
+        )
+
+
+def generate_all(engine: Engine, requests: Sequence[SampleRequest], sampling: Sampling) -> list[list[Completion]]:
+    """Every request's completions, in request and sample order (for callers that need no streaming)."""
+    out: list[list[Completion | None]] = [[None] * r.samples for r in requests]
+    for batch in engine.generate(requests, sampling):
+        for sample in batch:
+            out[sample.request][sample.offset] = sample.completion
+    missing = [(i, j) for i, row in enumerate(out) for j, c in enumerate(row) if c is None]
+    if missing:
+        raise RuntimeError(f"engine returned no completion for (request, sample) {missing[:5]}")
+    return [[c for c in row if c is not None] for row in out]

@@ -1,0 +1,37 @@
+"""Render a problem into model input with the spec's `Prompt`: a chat turn, or plain text for base models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cotlab.api.models import Prompt
+from cotlab.trainer.core.errors import InvalidSpecError
+
+
+def fill_template(template: str, problem: str) -> str:
+    """`template` with `{problem}` filled in; `{{`/`}}` are literal braces (the default's `\\boxed{{}}`)."""
+    try:
+        return template.format(problem=problem)
+    except (KeyError, IndexError) as exc:
+        raise InvalidSpecError(
+            f"spec.prompt.template: unknown placeholder {{{exc.args[0]}}}; only {{problem}} is filled in,"
+            " write other braces doubled ({{ and }})"
+        ) from None
+    except ValueError as exc:
+        raise InvalidSpecError(f"spec.prompt.template: {exc}; write literal braces doubled ({{{{ and }}}})") from None
+
+
+def render_prompt(problem: str, prompt: Prompt, tokenizer: Any) -> str:
+    """The text the engine generates from: the chat template applied (`chat`) or system + template (`completion`)."""
+    user = fill_template(prompt.template, problem)
+    if prompt.style == "completion":
+        return f"{prompt.system}\n\n{user}" if prompt.system else user
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        raise InvalidSpecError(
+            "spec.prompt.style: chat needs a tokenizer with a chat template, and this model's has none;"
+            " use style: completion for base models"
+        )
+    messages = [{"role": "system", "content": prompt.system}] if prompt.system else []
+    messages.append({"role": "user", "content": user})
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return str(text)

@@ -1,0 +1,108 @@
+"""The transformers engine: batched `model.generate` on CPU or one GPU, for CPU runs, small models and tests.
+
+Requests are flattened into (prompt, sample) sequences and generated `engine.batchSize` at a time with
+left padding; each batch is seeded with its first sequence's seed (`torch.manual_seed`), so a run with the
+same requests and batch size is reproducible. A batch's samples share one random stream, so a resumed run
+(different batches) draws different, equally valid samples than an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from cotlab.api.evalrun import Engine as EngineSpec
+from cotlab.api.models import ModelSource, Sampling
+from cotlab.trainer.core.pretrained import load_tokenizer, pretrained_kwargs
+from cotlab.trainer.generation.engine import Completion, GeneratedSample, SampleRequest, check_sampling
+
+logger = logging.getLogger(__name__)
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return "auto" if name == "auto" else getattr(torch, name)
+
+
+class TransformersEngine:
+    """Batched sampling with a transformers causal LM."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        # Generation needs a pad token; reusing EOS is safe here because padding is masked and on the left.
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        eos = model.generation_config.eos_token_id
+        if eos is None:
+            eos = tokenizer.eos_token_id
+        self._eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+
+    @classmethod
+    def load(cls, source: ModelSource, spec: EngineSpec) -> TransformersEngine:
+        """Load the model and tokenizer that `source` names, on a GPU when there is one."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        location, common = pretrained_kwargs(source)
+        gguf_file = common.get("gguf_file")
+        tokenizer = load_tokenizer(source)
+        tokenizer.padding_side = "left"  # decoder-only: new tokens follow the prompt directly
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=_torch_dtype(spec.dtype), **common)
+        model.to(device).eval()  # type: ignore[arg-type]  # transformers types `.to` through a decorator
+        logger.info("loaded model", extra={"model": location, "gguf_file": gguf_file, "device": device})
+        return cls(model, tokenizer, batch_size=spec.batch_size)
+
+    def generate(self, requests: Sequence[SampleRequest], sampling: Sampling) -> Iterator[list[GeneratedSample]]:
+        """Yield each batch of `batch_size` sequences as soon as it is generated."""
+        check_sampling(sampling)
+        sequences = [(i, j) for i, r in enumerate(requests) for j in range(r.samples)]
+        for start in range(0, len(sequences), self.batch_size):
+            batch = sequences[start : start + self.batch_size]
+            prompts = [requests[i].prompt for i, _ in batch]
+            first_request, first_offset = batch[0]
+            completions = self._generate_batch(prompts, sampling, seed=requests[first_request].seed + first_offset)
+            yield [GeneratedSample(i, j, c) for (i, j), c in zip(batch, completions, strict=True)]
+
+    def _generate_batch(self, prompts: list[str], sampling: Sampling, *, seed: int) -> list[Completion]:
+        import torch
+
+        # Chat templates already hold BOS, and a second one changes the output; plain prompts get it added.
+        bos = self.tokenizer.bos_token
+        add_bos = bos is not None and not prompts[0].startswith(bos)  # one benchmark, one prompt style
+        inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=add_bos)
+        inputs = inputs.to(self.model.device)
+        greedy = sampling.temperature == 0.0
+        options: dict[str, Any] = {
+            "max_new_tokens": sampling.max_tokens,
+            "do_sample": not greedy,
+            "pad_token_id": self._pad_id,
+        }
+        if not greedy:
+            # top_k 0 switches transformers' default top-k of 50 off, matching vLLM's -1 ("all tokens").
+            options |= {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": max(sampling.top_k, 0)}
+        if sampling.stop:
+            options |= {"stop_strings": list(sampling.stop), "tokenizer": self.tokenizer}
+        torch.manual_seed(seed)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, **options)
+        new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
+        return [self._completion(tokens, sampling) for tokens in new_tokens]
+
+    def _completion(self, tokens: list[int], sampling: Sampling) -> Completion:
+        """Cut at the first EOS (what follows is padding) and name why generation stopped, as vLLM does."""
+        end = next((k for k, t in enumerate(tokens) if t in self._eos_ids), None)
+        if end is not None:
+            tokens, reason = tokens[: end + 1], "stop"
+        else:
+            while tokens and tokens[-1] == self._pad_id:  # a stop string ended it; the rest is padding
+                tokens = tokens[:-1]
+            reason = "length" if len(tokens) >= sampling.max_tokens else "stop"
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        for stop in sampling.stop:
+            if stop in text:  # vLLM leaves the stop string out of the text
+                text, reason = text.split(stop, 1)[0], "stop"
+        return Completion(text=text, output_tokens=len(tokens), finish_reason=reason)
