@@ -94,21 +94,3 @@ class Toleration(CamelModel):
     value: ShortStr | None = None
     effect: ShortStr | None = None
     toleration_seconds: int | None = None
-
-
-class WorkloadSpec(CamelModel):
-    """Where a resource's pods run and which queue admits them; the base of the three specs."""
-
-    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: Annotated[list[Toleration], Field(max_length=32)] = Field(default_factory=list)
-    queue_name: Name | None = Field(
-        default=None, description="Kueue LocalQueue; set as the kueue.x-k8s.io/queue-name label of the Job."
-    )
-    image: ShortStr | None = Field(default=None, description="Overrides the operator's default pod image.")
-    service_account_name: Name | None = None
-    pod_template_overrides: dict[str, Any] | None = Field(
-        default=None,
-        description="Strategic-merge patch applied to the pod template (labels, annotations, env, volumes).",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )

@@ -40,9 +40,11 @@ class Reason:
     QUEUED = "Queued"
     # Running
     POD_RUNNING = "PodRunning"
+    POD_PENDING = "PodPending"
     JOB_CREATED = "JobCreated"
     # Suspended
     SUSPENDED_BY_USER = "SuspendedByUser"
+    RESUMED = "Resumed"
     # Ready
     SUCCEEDED = "Succeeded"
     # Failed
@@ -52,6 +54,10 @@ class Reason:
     TRACE_TOO_LONG = "TraceTooLong"
     POD_FAILED = "PodFailed"
     DEPENDENCY_FAILED = "DependencyFailed"
+    IMAGE_NOT_ALLOWED = "ImageNotAllowed"
+    SERVICE_ACCOUNT_NOT_ALLOWED = "ServiceAccountNotAllowed"
+    NO_SUMMARY = "NoSummary"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
 
 
 class Phase(StrEnum):

@@ -16,7 +16,9 @@ from pydantic import BaseModel
 from .base import GROUP, VERSION
 from .resources import RESOURCE_KINDS, ResourceKind
 
-_DROP = {"title", "additionalProperties", "$defs"}
+# propertyNames (map key constraints) is not part of Kubernetes' structural schemas; keys are checked by the
+# pydantic models and, where it matters, by CEL rules on the map.
+_DROP = {"title", "additionalProperties", "$defs", "propertyNames"}
 
 
 def structural_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -7,10 +7,11 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
-from .base import CamelModel, LocalObjectRef, ShortStr, Uri, WorkloadSpec
+from .base import CamelModel, LocalObjectRef, ShortStr, Uri
 from .benchmarks import BENCHMARK_NAMES, CUSTOM, AnswerFormat, AnswerKind
 from .conditions import Condition
 from .models import ModelSource, Prompt, Sampling
+from .workload import WorkloadSpec
 
 METRIC_PATTERN = r"^(pass|maj)@[1-9][0-9]{0,3}$"
 
@@ -156,6 +157,15 @@ class BenchmarkScore(CamelModel):
     grader_timeouts: int = 0
 
 
+class EvalProgress(CamelModel):
+    """The newest progress marker of an evaluate pod: samples done of the benchmark being generated."""
+
+    benchmark: ShortStr | None = None
+    done: int = 0
+    total: int | None = None
+    percent: float | None = None
+
+
 class EvalOutputs(CamelModel):
     samples: Uri | None = None
     scores: Uri | None = None
@@ -165,6 +175,7 @@ class EvalRunStatus(CamelModel):
     phase: ShortStr | None = None
     conditions: Annotated[list[Condition], Field(max_length=16)] = Field(default_factory=list)
     observed_generation: int | None = None
+    progress: EvalProgress | None = None
     scores: dict[str, BenchmarkScore] = Field(default_factory=dict)
     outputs: EvalOutputs | None = None
     start_time: datetime | None = None

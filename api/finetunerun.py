@@ -7,10 +7,11 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
-from .base import CamelModel, LocalObjectRef, ShortStr, Uri, WorkloadSpec
+from .base import CamelModel, LocalObjectRef, ShortStr, Uri
 from .conditions import Condition
 from .models import ModelSource
 from .tracedataset import Artifact
+from .workload import WorkloadSpec
 
 Method = Literal["full", "lora"]
 Schedule = Literal["cosine", "linear", "constant", "constant_with_warmup"]

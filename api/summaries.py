@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .conditions import ConditionType, Reason, derive_phase, set_condition
+from .conditions import ConditionType, Phase, Reason, derive_phase, set_condition
 from .evalrun import BenchmarkScore, EvalOutputs, EvalRunStatus
 from .finetunerun import FineTuneOutputs, FineTuneRunStatus, Progress
 from .podcontract import ExitCode
@@ -34,6 +34,11 @@ def empty_status(resource: Resource) -> Status:
     if isinstance(resource, FineTuneRun):
         return FineTuneRunStatus()
     return EvalRunStatus()
+
+
+def phase_of(resource: Resource) -> Phase:
+    """The resource's phase, derived from its conditions (never from a stored phase field)."""
+    return derive_phase(resource.status.conditions) if resource.status is not None else Phase.PENDING
 
 
 def failure_reason(exit_code: int) -> str:
@@ -67,7 +72,9 @@ def succeeded_status(resource: Resource, summary: dict[str, Any], *, now: dateti
         if not status.scores:
             # Too many benchmarks for the 4 KiB termination message: the scores file has them all.
             message = f"scores did not fit the termination message; read them at {status.outputs.scores}"
-    conditions, _ = set_condition(status.conditions, ConditionType.RUNNING, False, Reason.SUCCEEDED, now=now)
+    conditions, _ = set_condition(
+        status.conditions, ConditionType.RUNNING, False, Reason.SUCCEEDED, now=now, generation=generation
+    )
     conditions, _ = set_condition(
         conditions, ConditionType.READY, True, Reason.SUCCEEDED, message, now=now, generation=generation
     )
@@ -81,7 +88,9 @@ def failed_status(resource: Resource, exit_code: int, message: str, *, now: date
     """Status after the stage failed: the reason from the exit code, the message from its summary or log."""
     status = empty_status(resource)
     generation = resource.metadata.generation
-    conditions, _ = set_condition(status.conditions, ConditionType.RUNNING, False, Reason.POD_FAILED, now=now)
+    conditions, _ = set_condition(
+        status.conditions, ConditionType.RUNNING, False, Reason.POD_FAILED, now=now, generation=generation
+    )
     conditions, _ = set_condition(
         conditions, ConditionType.FAILED, True, failure_reason(exit_code), message, now=now, generation=generation
     )

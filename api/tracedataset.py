@@ -6,10 +6,11 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
-from .base import CamelModel, ConfigMapKeyRef, LongStr, SecretKeyRef, ShortStr, Uri, WorkloadSpec
+from .base import CamelModel, ConfigMapKeyRef, LongStr, SecretKeyRef, ShortStr, Uri
 from .benchmarks import AnswerFormat
 from .conditions import Condition
 from .models import ModelSource, Prompt, Sampling
+from .workload import WorkloadSpec
 
 RowFilter = dict[str, Annotated[list[ShortStr], Field(min_length=1, max_length=64)]]
 

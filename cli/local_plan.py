@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from cotlab.api import EvalRun, FineTuneRun, Resource
+from cotlab.api import Resource
+from cotlab.api.dependencies import dependency
 
 # Dependencies only point down this list (EvalRun -> FineTuneRun -> TraceDataset), so kind order is a
 # topological order and no cycle is possible.
@@ -13,15 +14,6 @@ KIND_ORDER = {"TraceDataset": 0, "FineTuneRun": 1, "EvalRun": 2}
 
 class PlanError(ValueError):
     """A resource refers to something neither given nor already run."""
-
-
-def dependency(resource: Resource) -> tuple[str, str] | None:
-    """(kind, name) of the resource this one waits for, if any."""
-    if isinstance(resource, FineTuneRun):
-        return "TraceDataset", resource.spec.dataset_ref.name
-    if isinstance(resource, EvalRun) and resource.spec.model.fine_tune_run_ref is not None:
-        return "FineTuneRun", resource.spec.model.fine_tune_run_ref.name
-    return None
 
 
 def plan(resources: list[Resource], known: Callable[[str, str, str], bool]) -> list[Resource]:

@@ -21,13 +21,11 @@ from typing import Any
 
 from cotlab.api import (
     ConditionType,
-    FineTuneRunStatus,
-    ModelSource,
     Phase,
     Reason,
     Resource,
-    TraceDatasetStatus,
 )
+from cotlab.api.dependencies import Blocked, dependency, resolve_inputs
 from cotlab.api.podcontract import (
     STAGE_BY_KIND,
     TERMINATION_LOG_ENV,
@@ -39,20 +37,11 @@ from cotlab.api.podcontract import (
 )
 from cotlab.api.summaries import failed_status, succeeded_status, with_condition
 
-from .local_plan import dependency
 from .local_store import LocalStore, namespace_of
 
 LOG_TAIL_LINES = 20
 INPUTS_FILE = "inputs.json"
 MarkerCallback = Callable[[Resource, dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """Why a resource cannot run yet."""
-
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -124,10 +113,9 @@ class LocalRunner:
             resource.status = previous.status  # keep the history
 
         inputs = self._resolve_inputs(resource)
-        if isinstance(inputs, Waiting):
-            resource.status = with_condition(
-                resource, ConditionType.WAITING, True, inputs.reason, inputs.message, now=self.now()
-            )
+        if isinstance(inputs, Blocked):
+            condition = ConditionType.FAILED if inputs.failed else ConditionType.WAITING
+            resource.status = with_condition(resource, condition, True, inputs.reason, inputs.message, now=self.now())
             self.store.save(resource)
             return resource, False
 
@@ -173,26 +161,11 @@ class LocalRunner:
         self.store.save(resource)
         return resource, True
 
-    def _resolve_inputs(self, resource: Resource) -> Inputs | Waiting:
-        """The inputs the stage needs (the dataset artifact, the fine-tuned model), or why it must wait."""
+    def _resolve_inputs(self, resource: Resource) -> Inputs | Blocked:
+        """The inputs the stage needs (the dataset artifact, the fine-tuned model), or why it cannot run."""
         needed = dependency(resource)
-        if needed is None:
-            return Inputs()
-        kind, name = needed
-        upstream = self.store.load(kind, namespace_of(resource), name)
-        phase = upstream.status.phase if upstream is not None and upstream.status is not None else None
-        if phase == Phase.FAILED:
-            return Waiting(Reason.DEPENDENCY_FAILED, f"{kind}/{name} failed")
-        if upstream is None or upstream.status is None or phase != Phase.SUCCEEDED:
-            reason = Reason.DATASET_NOT_READY if kind == "TraceDataset" else Reason.FINETUNE_NOT_SUCCEEDED
-            return Waiting(reason, f"waiting for {kind}/{name} to succeed")
-        if isinstance(upstream.status, TraceDatasetStatus):
-            return Inputs(dataset=upstream.status.artifact)
-        assert isinstance(upstream.status, FineTuneRunStatus)
-        model = upstream.status.outputs.model if upstream.status.outputs else None
-        if model is None:
-            return Waiting(Reason.FINETUNE_NOT_SUCCEEDED, f"{kind}/{name} recorded no model")
-        return Inputs(model=ModelSource(uri=model.uri), model_digest=model.digest)
+        upstream = None if needed is None else self.store.load(needed[0], namespace_of(resource), needed[1])
+        return resolve_inputs(resource, upstream)
 
 
 def _inputs_of(folder: Path) -> Inputs | None:

@@ -11,6 +11,10 @@ Fixtures:
     crds (session)           names of the CRDs installed from manifests/crds (fails if any was rejected)
     pod_executor (session)   `pod_executor.PodExecutor` with nodes gpu-node-0/1 (8 GPUs each)
     namespace (function)     a fresh namespace (default ServiceAccount present), deleted afterwards
+    operator_kubeconfig (session)  manifests/install's RBAC applied, a kubeconfig with the operator's token
+    tiny_model_dir (session) a random tiny Qwen2 saved to disk, for the pods to load
+    artifact_claim (function) the namespace's `cotlab-artifacts` PersistentVolumeClaim
+    operator (function)      `python -m cotlab.operator` watching the test's namespace, as its ServiceAccount
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # also under --import-
 
 import kube_controlplane  # noqa: E402
 import kube_wait  # noqa: E402
+import operator_process  # noqa: E402
 import pod_executor as pod_executor_module  # noqa: E402
 
 _HERE = Path(__file__).resolve().parent
@@ -136,3 +141,52 @@ def namespace(
     # Not awaited: the namespace controller deletes the contents (and the
     # executor kills their processes) while the next test runs.
     core.delete_namespace(name, propagation_policy="Background")
+
+
+# -- the operator ------------------------------------------------------------------------------------------
+
+ARTIFACT_CLAIM = "cotlab-artifacts"
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(
+    control_plane: kube_controlplane.ControlPlane,
+    kube_api: kubernetes.client.ApiClient,
+    crds: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """A kubeconfig with a token of the operator's ServiceAccount (manifests/install's RBAC applied)."""
+    return operator_process.install_operator_identity(control_plane, kube_api, tmp_path_factory.mktemp("operator"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random tiny Qwen2 (seeded) with a ChatML tokenizer, saved where pods (local processes) can read it."""
+    from tests.workload.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"))
+
+
+@pytest.fixture
+def artifact_claim(kube_api: kubernetes.client.ApiClient, namespace: str) -> str:
+    """The namespace's `cotlab-artifacts` claim: the operator's default artifact root lives on it."""
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": ARTIFACT_CLAIM},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    kubernetes.client.CoreV1Api(kube_api).create_namespaced_persistent_volume_claim(namespace, claim)  # type: ignore[arg-type]
+    return ARTIFACT_CLAIM
+
+
+@pytest.fixture
+def operator(
+    operator_kubeconfig: Path, namespace: str, artifact_claim: str, tmp_path: Path
+) -> Iterator[operator_process.OperatorProcess]:
+    """`python -m cotlab.operator -n <namespace>` as its ServiceAccount; its log is printed if the test fails."""
+    process = operator_process.OperatorProcess(operator_kubeconfig, namespace, tmp_path / "operator.log")
+    process.start()
+    yield process
+    process.stop()
+    print(f"--- operator log ({process.log}) ---\n{process.tail(200)}")  # shown by pytest for a failed test

@@ -219,7 +219,8 @@ class PodRun:
             env = self.sandbox.environment(spec)
             argv = self.sandbox.argv(spec, env, mapping)
             cwd = self.sandbox.working_dir(spec, mapping)
-            env = {k: pod_sandbox.rewrite_paths(v, mapping) for k, v in env.items()}
+            parents = pod_sandbox.parent_dirs(mapping, self.sandbox.fs)
+            env = {k: parents.get(v) or pod_sandbox.rewrite_paths(v, mapping) for k, v in env.items()}
             self.sandbox.termination_file(spec).write_bytes(b"")
             with c.log.open("ab") as out:
                 c.proc = subprocess.Popen(

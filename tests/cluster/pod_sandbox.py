@@ -8,7 +8,9 @@ No image is pulled and nothing is mounted. Instead, per pod:
 * each volumeMount appears as a symlink at `<pod dir>/fs/<mountPath>`, and the
   container's `terminationMessagePath` is a per-container file;
 * any argument, environment value or working directory that names a mount path
-  (or the termination message path) is rewritten to the materialised path,
+  (or the termination message path) is rewritten to the materialised path, and an
+  environment value that is exactly a directory above mounts (`/mnt/pvc` above
+  `/mnt/pvc/<claim>`) becomes that directory under `fs/`,
   wherever the path starts a token: `/etc/cotlab/spec.yaml`,
   `--spec=/etc/cotlab/spec.yaml` and `open('/dev/termination-log')` inside a
   `python -c` string are all rewritten. Paths hard-coded inside programs are
@@ -66,6 +68,20 @@ def rewrite_paths(value: str, mapping: Mapping[str, str]) -> str:
     keys = sorted((k for k in mapping if k not in ("", "/")), key=len, reverse=True)
     pattern = re.compile(r"(?<![\w.\-/])(" + "|".join(re.escape(k) for k in keys) + r")(?=$|/|[^\w.\-])")
     return pattern.sub(lambda m: mapping[m.group(1)], value)
+
+
+def parent_dirs(mapping: Mapping[str, str], fs: Path) -> dict[str, str]:
+    """Directories above the mount paths (not mounts themselves), each mapped to its place under `fs/`.
+
+    A container sees `/mnt/pvc` as the folder holding its claim mounts; under `fs/` it is exactly that.
+    """
+    parents: dict[str, str] = {}
+    for path in mapping:
+        parent = os.path.dirname(path.rstrip("/"))
+        while parent not in ("", "/") and parent not in mapping:
+            parents[parent] = str(fs / parent.lstrip("/"))
+            parent = os.path.dirname(parent)
+    return parents
 
 
 def resolve_command(argv: list[str]) -> list[str]:

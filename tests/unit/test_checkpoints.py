@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from cotlab.api.finetunerun import FineTuneRunSpec
-from cotlab.trainer.checkpoints import (
+from cotlab.trainer.core.errors import InvalidSpecError
+from cotlab.trainer.finetune.checkpoints import (
     COMPLETE_MARKER,
     POSITION_FILE,
     TrainingPosition,
@@ -18,8 +19,7 @@ from cotlab.trainer.checkpoints import (
     latest_checkpoint,
     prune_checkpoints,
 )
-from cotlab.trainer.errors import InvalidSpecError
-from cotlab.trainer.finetune import training_spec_digest
+from cotlab.trainer.finetune.stage import training_spec_digest
 
 DATASET = "sha256:" + "d" * 64
 SPEC = "sha256:" + "5" * 64
@@ -129,7 +129,7 @@ def _digest(**changes: Any) -> str:
         {"queueName": "urgent"},
         {"image": "cotlab:dev"},
         {"serviceAccountName": "trainer"},
-        {"podTemplateOverrides": {"metadata": {"labels": {"a": "b"}}}},
+        {"podTemplateOverrides": {"labels": {"a": "b"}}},
         {"training": {"learningRate": 1e-4, "epochs": 2.0, "schedule": "cosine"}},  # explicit defaults
     ],
     ids=lambda c: next(iter(c)),

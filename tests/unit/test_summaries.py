@@ -48,7 +48,7 @@ def test_eval_summary_becomes_scores_and_ready() -> None:
         "observedGeneration": 3,
         "conditions": [
             {"type": "Running", "status": "False", "reason": "Succeeded", "message": "",
-             "lastTransitionTime": "2026-11-28T12:00:00Z"},
+             "lastTransitionTime": "2026-11-28T12:00:00Z", "observedGeneration": 3},
             {"type": "Ready", "status": "True", "reason": "Succeeded", "message": "scored gsm8k",
              "lastTransitionTime": "2026-11-28T12:00:00Z", "observedGeneration": 3},
         ],

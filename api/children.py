@@ -1,0 +1,46 @@
+"""How a resource's children are named and labelled: the operator builds them, the CLI selects on them.
+
+Children are named from the resource alone (deterministic, so a restarted operator finds what it made): the
+resource's name plus its stage, cut to the 63 characters a Job name may have, with a hash of the full name
+when it had to be cut so that two long names never collide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from .podcontract import STAGE_BY_KIND
+
+# Label keys on every child (Job, its pods, the spec ConfigMap, the rendezvous Service).
+LABEL_KIND = "cotlab.dev/kind"
+LABEL_NAME = "cotlab.dev/name"
+LABEL_STAGE = "cotlab.dev/stage"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "cotlab-operator"
+
+# The Job controller's own label on pods; Kueue's label that puts a Job in a LocalQueue.
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+QUEUE_NAME_LABEL = "kueue.x-k8s.io/queue-name"
+
+MAX_CHILD_NAME = 63  # Job names become pod labels (job-name), which are limited to 63 characters
+
+
+def child_name(kind: str, name: str) -> str:
+    """The name of the Job (and its ConfigMap) of resource `kind`/`name`, e.g. `qwq-20-curate`."""
+    stage = STAGE_BY_KIND[kind]
+    full = f"{name}-{stage}"
+    if len(full) <= MAX_CHILD_NAME:
+        return full
+    digest = hashlib.sha256(f"{kind}/{name}".encode()).hexdigest()[:8]
+    keep = MAX_CHILD_NAME - len(stage) - len(digest) - 2
+    return f"{name[:keep].rstrip('-.')}-{digest}-{stage}"
+
+
+def child_labels(kind: str, name: str) -> dict[str, str]:
+    """The labels every child of `kind`/`name` carries (the CLI selects on them)."""
+    return {
+        LABEL_KIND: kind,
+        LABEL_NAME: name if len(name) <= 63 else hashlib.sha256(name.encode()).hexdigest()[:63],
+        LABEL_STAGE: STAGE_BY_KIND[kind],
+        LABEL_MANAGED_BY: MANAGED_BY,
+    }

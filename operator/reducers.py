@@ -1,0 +1,245 @@
+"""From what the cluster shows to the resource's status: pure functions of the resource, its children and `now`.
+
+Status is re-derived on every reconcile from the Job, its pods (exit codes, termination messages) and the newest
+progress marker, so an operator restarted at any moment converges to the same status. A finished stage's summary
+is mapped by `cotlab.api.summaries`, the code the local runner uses too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from cotlab.api import ConditionType, EvalRun, FineTuneRun, Reason, Resource, derive_phase, set_condition
+from cotlab.api.children import QUEUE_NAME_LABEL
+from cotlab.api.dependencies import Blocked
+from cotlab.api.evalrun import EvalProgress, EvalRunStatus
+from cotlab.api.finetunerun import FineTuneRunStatus, Progress
+from cotlab.api.podcontract import PERMANENT_EXIT_CODES, STAGE_BY_KIND, decode_summary
+from cotlab.api.summaries import Status, empty_status, failure_reason, succeeded_status
+from cotlab.api.tracedataset import TraceDatasetStatus
+
+from .policy import Refusal
+
+STATUS_BY_KIND: dict[str, type[Status]] = {
+    "TraceDataset": TraceDatasetStatus,
+    "FineTuneRun": FineTuneRunStatus,
+    "EvalRun": EvalRunStatus,
+}
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What a reconcile saw: the Job (None until made), its pods, the newest progress marker, and why no Job."""
+
+    job: dict[str, Any] | None = None
+    pods: Sequence[dict[str, Any]] = ()
+    marker: dict[str, Any] | None = None
+    blocked: Blocked | None = None
+    refusal: Refusal | None = None
+
+
+def _job_condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == type_ and condition.get("status") == "True":
+            return dict(condition)
+    return None
+
+
+def _by_age(pods: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(pods, key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"]))
+
+
+def _terminated(pod: dict[str, Any], container: str) -> dict[str, Any] | None:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == container:
+            terminated = (status.get("state") or {}).get("terminated")
+            return dict(terminated) if terminated else None
+    return None
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def attempts_of(job: dict[str, Any]) -> int:
+    """Pods the Job has run or runs: failed ones (disruptions excluded by the podFailurePolicy) plus the live one."""
+    status = job.get("status") or {}
+    return int(status.get("failed") or 0) + int(status.get("succeeded") or 0) + int(status.get("active") or 0)
+
+
+def _pending_message(pods: Sequence[dict[str, Any]]) -> str:
+    """Why the newest pod has not started: the scheduler's or the kubelet's words."""
+    if not pods:
+        return "the Job has not created its pod yet"
+    pod = _by_age(pods)[-1]
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return (
+                f"pod {pod['metadata']['name']} is not scheduled: {condition.get('message') or condition.get('reason')}"
+            )
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (status.get("state") or {}).get("waiting")
+        if waiting:
+            detail = waiting.get("message") or waiting.get("reason") or "waiting"
+            return f"pod {pod['metadata']['name']} is starting: {detail}"
+    return f"pod {pod['metadata']['name']} is pending"
+
+
+def _failure(resource: Resource, job: dict[str, Any], pods: Sequence[dict[str, Any]]) -> tuple[str, str]:
+    """(reason, message) of a failed Job: the last failed pod's exit code and what it said before it died."""
+    stage = STAGE_BY_KIND[resource.kind]
+    job_failed = _job_condition(job, "Failed") or {}
+    attempts = attempts_of(job)
+    for pod in reversed(_by_age(pods)):
+        terminated = _terminated(pod, stage)
+        if terminated is None or int(terminated.get("exitCode", 0)) == 0:
+            continue
+        code = int(terminated["exitCode"])
+        raw = str(terminated.get("message") or "").strip()
+        summary = decode_summary(raw)
+        said = str(summary.get("error")) if summary and summary.get("error") else raw or "no termination message"
+        message = f"{stage} exited with code {code} on attempt {attempts} (pod {pod['metadata']['name']}): {said}"
+        if code in PERMANENT_EXIT_CODES:
+            return failure_reason(code), message
+        if job_failed.get("reason") == "BackoffLimitExceeded":
+            return Reason.BACKOFF_LIMIT_EXCEEDED, message
+        return failure_reason(code), message
+    reason = Reason.DEADLINE_EXCEEDED if job_failed.get("reason") == "DeadlineExceeded" else Reason.POD_FAILED
+    return reason, f"Job failed ({job_failed.get('reason')}): {job_failed.get('message') or 'no message'}"
+
+
+def _summary(resource: Resource, pods: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    stage = STAGE_BY_KIND[resource.kind]
+    for pod in reversed(_by_age(pods)):
+        terminated = _terminated(pod, stage)
+        if terminated is not None and int(terminated.get("exitCode", 1)) == 0:
+            return decode_summary(terminated.get("message"))
+    return None
+
+
+def _with_progress(status: Status, marker: dict[str, Any] | None) -> None:
+    if marker is None:
+        return
+    if isinstance(status, FineTuneRunStatus) and "step" in marker:
+        fields = {k: v for k, v in marker.items() if k in Progress.model_fields or k in _aliases(Progress)}
+        with contextlib.suppress(ValidationError):  # a marker from another pod version: keep the last good one
+            status.progress = Progress.model_validate(fields)
+    elif isinstance(status, EvalRunStatus) and "done" in marker:
+        total = marker.get("total")
+        done = int(marker.get("done") or 0)
+        status.progress = EvalProgress(
+            benchmark=marker.get("benchmark"),
+            done=done,
+            total=total,
+            percent=round(100.0 * done / total, 2) if isinstance(total, int) and total > 0 else None,
+        )
+
+
+def _aliases(model: type[Progress]) -> set[str]:
+    return {f.alias for f in model.model_fields.values() if f.alias}
+
+
+class _Conditions:
+    """Sets conditions on one status at one time and generation (the reducer's only way to write them)."""
+
+    def __init__(self, status: Status, *, now: datetime, generation: int | None) -> None:
+        self.status, self.now, self.generation = status, now, generation
+
+    def put(self, type_: str, value: bool, reason: str, message: str = "") -> None:
+        self.status.conditions, _ = set_condition(
+            self.status.conditions, type_, value, reason, message, now=self.now, generation=self.generation
+        )
+
+
+def reduce_status(resource: Resource, observed: Observed, *, now: datetime) -> Status:
+    """The resource's status given what was observed; transition times move only when a condition flips."""
+    generation = resource.metadata.generation
+    conditions = _Conditions(empty_status(resource), now=now, generation=generation)
+    job = observed.job
+    if observed.refusal is not None:
+        conditions.put(ConditionType.FAILED, True, observed.refusal.reason, observed.refusal.message)
+    elif job is None and observed.blocked is not None:
+        blocked = observed.blocked
+        conditions.put(ConditionType.WAITING, not blocked.failed, blocked.reason, blocked.message)
+        if blocked.failed:
+            conditions.put(ConditionType.FAILED, True, blocked.reason, blocked.message)
+    elif job is not None:
+        _reduce_job(resource, conditions, job, observed)
+    status = conditions.status
+    status.phase = derive_phase(status.conditions)
+    status.observed_generation = generation
+    return status
+
+
+def _reduce_job(resource: Resource, conditions: _Conditions, job: dict[str, Any], observed: Observed) -> None:
+    status = conditions.status
+    name = job["metadata"]["name"]
+    job_status = job.get("status") or {}
+    if isinstance(status, FineTuneRunStatus | EvalRunStatus):
+        status.attempts = attempts_of(job)
+        status.start_time = _timestamp(job_status.get("startTime")) or status.start_time
+    if _job_condition(job, "Complete") is not None:
+        summary = _summary(resource, observed.pods)
+        if summary is None:
+            conditions.put(ConditionType.RUNNING, False, Reason.NO_SUMMARY)
+            message = f"Job {name} completed, but its pod left no summary in its termination message"
+            conditions.put(ConditionType.FAILED, True, Reason.NO_SUMMARY, message)
+            return
+        finished = succeeded_status(resource.model_copy(update={"status": status}), summary, now=conditions.now)
+        if isinstance(finished, FineTuneRunStatus | EvalRunStatus):
+            finished.completion_time = _timestamp(job_status.get("completionTime")) or finished.completion_time
+        conditions.status = finished
+        conditions.put(ConditionType.WAITING, False, Reason.SUCCEEDED)
+        return
+    if _job_condition(job, "Failed") is not None:
+        reason, message = _failure(resource, job, observed.pods)
+        conditions.put(ConditionType.RUNNING, False, reason)
+        conditions.put(ConditionType.FAILED, True, reason, message)
+        return
+    queue = (job["metadata"].get("labels") or {}).get(QUEUE_NAME_LABEL)
+    user_suspended = isinstance(resource, FineTuneRun | EvalRun) and resource.spec.suspend
+    if (job.get("spec") or {}).get("suspend"):
+        if user_suspended:
+            conditions.put(ConditionType.RUNNING, False, Reason.SUSPENDED_BY_USER)
+            message = f"spec.suspend is true: Job {name} is suspended"
+            conditions.put(ConditionType.SUSPENDED, True, Reason.SUSPENDED_BY_USER, message)
+        elif queue:
+            message = f"Job {name} waits for Kueue to admit it (LocalQueue {queue})"
+            conditions.put(ConditionType.WAITING, True, Reason.QUEUED, message)
+        return
+    if any(c.type == ConditionType.SUSPENDED for c in status.conditions):
+        conditions.put(ConditionType.SUSPENDED, False, Reason.RESUMED)
+    phases = [(p.get("status") or {}).get("phase") for p in observed.pods]
+    if not phases or ("Pending" in phases and "Running" not in phases):
+        conditions.put(ConditionType.RUNNING, False, Reason.POD_PENDING)
+        conditions.put(ConditionType.WAITING, True, Reason.POD_PENDING, _pending_message(observed.pods))
+        return
+    # Running, or just finished while the Job controller has not yet marked the Job complete or failed.
+    pod = _by_age(observed.pods)[-1]["metadata"]["name"]
+    conditions.put(ConditionType.WAITING, False, Reason.POD_RUNNING)
+    message = f"pod {pod} is running (attempt {attempts_of(job)})"
+    conditions.put(ConditionType.RUNNING, True, Reason.POD_RUNNING, message)
+    _with_progress(status, observed.marker)
+
+
+def reduce_invalid(
+    kind: str, current: dict[str, Any] | None, generation: int | None, message: str, *, now: datetime
+) -> Status:
+    """Status of a resource whose stored spec does not parse (e.g. written under an older CRD): Failed, saying why."""
+    model = STATUS_BY_KIND[kind]
+    try:
+        status = model.model_validate(current or {})
+    except ValidationError:
+        status = model()
+    status.conditions, _ = set_condition(
+        status.conditions, ConditionType.FAILED, True, Reason.INVALID_SPEC, message, now=now, generation=generation
+    )
+    status.phase = derive_phase(status.conditions)
+    status.observed_generation = generation
+    return status

@@ -1,0 +1,125 @@
+"""The operator's settings: images, the artifact store, what a spec may choose, timings.
+
+Read from `COTLAB_*` environment variables (the Deployment sets them) and overridable by flags of
+`python -m cotlab.operator`. Each field says its unit and why it has its default, as kopf's settings do.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cotlab.api.podcontract import Stage
+
+DEFAULT_RESOURCES: dict[str, dict[str, dict[str, Any]]] = {
+    # Asked for when a spec names no resources: enough for the CPU path, never a GPU by surprise.
+    "curate": {"requests": {"cpu": "1", "memory": "4Gi"}},
+    "finetune": {"requests": {"cpu": "2", "memory": "16Gi"}},
+    "evaluate": {"requests": {"cpu": "2", "memory": "16Gi"}},
+}
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    trainer_image: str = "ghcr.io/cotlab/trainer:0.1.0"
+    """Image of the curate and finetune pods (torch, transformers, peft, accelerate)."""
+
+    evaluator_image: str = "ghcr.io/cotlab/evaluator:0.1.0"
+    """Image of the evaluate pods (vLLM brings its own torch, so it is a separate image)."""
+
+    artifact_root: str = "pvc://cotlab-artifacts/"
+    """Where outputs and checkpoints go when a spec names none: `pvc://CLAIM/prefix` (the claim, in each
+    resource's namespace, is mounted into the pods) or an object-store URI (`s3://bucket/prefix`)."""
+
+    artifact_secret: str | None = None
+    """A Secret in each resource's namespace whose keys become the pods' environment (object-store credentials,
+    e.g. AWS_ACCESS_KEY_ID); only its name is ever known to the operator."""
+
+    allowed_images: tuple[str, ...] = ()
+    """Patterns (fnmatch) of images a spec's `image` may name; empty: a spec may not choose its image."""
+
+    allowed_service_accounts: tuple[str, ...] = ()
+    """Service accounts a spec's `serviceAccountName` may name; empty: a spec may not choose one."""
+
+    service_account: str = "default"
+    """The pods' service account when the spec names none. The pods never talk to the API server, so their
+    token is not mounted either way."""
+
+    run_as_user: int = 65532
+    """The non-root uid and gid of every pod (the images' `cotlab` user)."""
+
+    default_max_retries: int = 3
+    """Job backoffLimit for kinds without spec.maxRetries (TraceDataset)."""
+
+    finetune_grace_seconds: int = 600
+    """terminationGracePeriodSeconds of fine-tune pods: time to finish a checkpoint after SIGTERM (preemption)."""
+
+    resync_seconds: float = 10.0
+    """Every resource is reconciled again at least this often, whatever the watches said (level-based)."""
+
+    progress_interval_seconds: float = 15.0
+    """A running pod's log is read for its newest progress marker at most this often, per resource."""
+
+    progress_tail_lines: int = 200
+    """How many log lines are read to find the newest progress marker."""
+
+    workers: int = 4
+    """Reconciles that run at once (each takes one key; a key is never reconciled twice at the same time)."""
+
+    retry_seconds: float = 5.0
+    """Delay before a reconcile that raised is tried again (doubling up to 60 s)."""
+
+    watch_server_timeout: int = 300
+    """Seconds the API server keeps a watch open before kopf restarts it (guards against silent stalls)."""
+
+    watch_client_timeout: int = 330
+    """Seconds without a byte after which the client drops a watch itself."""
+
+    metrics_port: int = 9090
+    """Port of the Prometheus /metrics endpoint (0: no endpoint)."""
+
+    resources: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=lambda: DEFAULT_RESOURCES)
+    """Default container resources per stage, used when a spec sets none."""
+
+    def image_for(self, stage: Stage) -> str:
+        return self.evaluator_image if stage == "evaluate" else self.trainer_image
+
+    def image_allowed(self, image: str) -> bool:
+        return any(fnmatch.fnmatchcase(image, pattern) for pattern in self.allowed_images)
+
+    def service_account_allowed(self, name: str) -> bool:
+        return name in self.allowed_service_accounts
+
+
+_ENV: dict[str, tuple[str, type]] = {
+    "trainer_image": ("COTLAB_TRAINER_IMAGE", str),
+    "evaluator_image": ("COTLAB_EVALUATOR_IMAGE", str),
+    "artifact_root": ("COTLAB_ARTIFACT_ROOT", str),
+    "artifact_secret": ("COTLAB_ARTIFACT_SECRET", str),
+    "allowed_images": ("COTLAB_ALLOWED_IMAGES", tuple),
+    "allowed_service_accounts": ("COTLAB_ALLOWED_SERVICE_ACCOUNTS", tuple),
+    "service_account": ("COTLAB_SERVICE_ACCOUNT", str),
+    "resync_seconds": ("COTLAB_RESYNC_SECONDS", float),
+    "progress_interval_seconds": ("COTLAB_PROGRESS_INTERVAL_SECONDS", float),
+    "workers": ("COTLAB_WORKERS", int),
+    "metrics_port": ("COTLAB_METRICS_PORT", int),
+    "finetune_grace_seconds": ("COTLAB_FINETUNE_GRACE_SECONDS", int),
+}
+
+
+def settings_from(env: Mapping[str, str] = os.environ, **overrides: Any) -> OperatorSettings:
+    """Settings from `COTLAB_*` variables, then `overrides` (flags); a bad value names its variable."""
+    values: dict[str, Any] = {}
+    for name, (variable, kind) in _ENV.items():
+        raw = env.get(variable)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[name] = tuple(v.strip() for v in raw.split(",") if v.strip()) if kind is tuple else kind(raw)
+        except ValueError as err:
+            raise ValueError(f"{variable}={raw!r}: {err}") from None
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return OperatorSettings(**values)
