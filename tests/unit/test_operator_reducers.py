@@ -1,0 +1,250 @@
+"""From children to status: each case is a real resource, the Job and pods as the API server returns them, and `now`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from cotlab.api import Reason, Resource
+from cotlab.api.dependencies import Blocked
+from cotlab.api.summaries import Status
+from cotlab.operator.policy import Refusal
+from cotlab.operator.reducers import Observed, reduce_invalid, reduce_status
+from tests.unit.test_operator_builders import example
+
+NOW = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+EARLIER = "2026-12-01T11:00:00Z"
+DIGEST = "sha256:" + "cd" * 32
+
+
+def make_job(name: str = "quickstart-lora-finetune", *, conditions: tuple[str, ...] = (), suspend: bool = False,
+             queue: str | None = None, active: int = 0, failed: int = 0, succeeded: int = 0,
+             reason: str = "", message: str = "") -> dict[str, Any]:  # fmt: skip
+    labels = {"kueue.x-k8s.io/queue-name": queue} if queue else {}
+    status: dict[str, Any] = {"startTime": EARLIER, "active": active, "failed": failed, "succeeded": succeeded}
+    status["conditions"] = [{"type": t, "status": "True", "reason": reason, "message": message} for t in conditions]
+    if "Complete" in conditions:
+        status["completionTime"] = "2026-12-01T11:30:00Z"
+    return {"metadata": {"name": name, "namespace": "team-a", "labels": labels}, "spec": {"suspend": suspend},
+            "status": status}  # fmt: skip
+
+
+def make_pod(name: str, phase: str, *, container: str = "finetune", exit_code: int | None = None,
+             message: str = "", created: str = EARLIER, unschedulable: str = "") -> dict[str, Any]:  # fmt: skip
+    state: dict[str, Any] = {"running": {"startedAt": created}}
+    if exit_code is not None:
+        state = {"terminated": {"exitCode": exit_code, "message": message}}
+    conditions = [{"type": "PodScheduled", "status": "False", "message": unschedulable}] if unschedulable else []
+    return {
+        "metadata": {"name": name, "namespace": "team-a", "creationTimestamp": created},
+        "status": {"phase": phase, "conditions": conditions,
+                   "containerStatuses": [{"name": container, "state": state}] if phase != "Pending" else []},
+    }  # fmt: skip
+
+
+def summary(**body: Any) -> str:
+    return json.dumps(body)
+
+
+def conditions_of(status: Status) -> dict[str, tuple[str, str, str]]:
+    return {c.type: (c.status, c.reason, c.message) for c in status.conditions}
+
+
+FT_SUMMARY = summary(stage="finetune", outputs={"model": {"uri": "pvc://a/model", "digest": DIGEST}},
+                     progress={"step": 15, "totalSteps": 15, "loss": 0.5, "percent": 100.0})  # fmt: skip
+MARKER = {"step": 3, "totalSteps": 15, "epoch": 0.6, "loss": 1.25, "tokensPerSecond": 900.0, "percent": 20.0,
+          "etaSeconds": 40.0}  # fmt: skip
+
+CASES: list[tuple[str, Observed, str, dict[str, tuple[str, str, str]]]] = [
+    (
+        "waits-for-its-dataset",
+        Observed(blocked=Blocked(Reason.DATASET_NOT_READY, "waiting for TraceDataset/x to be Ready (it is Running)")),
+        "Waiting",
+        {"Waiting": ("True", "DatasetNotReady", "waiting for TraceDataset/x to be Ready (it is Running)")},
+    ),
+    (
+        "a-failed-dependency-fails-it",
+        Observed(blocked=Blocked(Reason.DEPENDENCY_FAILED, "TraceDataset/x failed")),
+        "Failed",
+        {
+            "Waiting": ("False", "DependencyFailed", "TraceDataset/x failed"),
+            "Failed": ("True", "DependencyFailed", "TraceDataset/x failed"),
+        },
+    ),  # fmt: skip
+    (
+        "refused",
+        Observed(refusal=Refusal(Reason.IMAGE_NOT_ALLOWED, "spec.image 'x' is not allowed")),
+        "Failed",
+        {"Failed": ("True", "ImageNotAllowed", "spec.image 'x' is not allowed")},
+    ),
+    (
+        "pod-not-schedulable",
+        Observed(job=make_job(active=1), pods=[make_pod("p1", "Pending", unschedulable="0/2 nodes: 8 GPUs")]),
+        "Waiting",
+        {
+            "Running": ("False", "PodPending", ""),
+            "Waiting": ("True", "PodPending", "pod p1 is not scheduled: 0/2 nodes: 8 GPUs"),
+        },
+    ),  # fmt: skip
+    (
+        "running-with-progress",
+        Observed(job=make_job(active=1), pods=[make_pod("p1", "Running")], marker=MARKER),
+        "Running",
+        {"Waiting": ("False", "PodRunning", ""), "Running": ("True", "PodRunning", "pod p1 is running (attempt 1)")},
+    ),
+    (
+        "retry-running-after-a-failure",
+        Observed(
+            job=make_job(active=1, failed=1),
+            pods=[make_pod("p1", "Failed", exit_code=1), make_pod("p2", "Running", created="2026-12-01T11:10:00Z")],
+        ),
+        "Running",
+        {"Waiting": ("False", "PodRunning", ""), "Running": ("True", "PodRunning", "pod p2 is running (attempt 2)")},
+    ),  # fmt: skip
+    (
+        "succeeded",
+        Observed(
+            job=make_job(conditions=("Complete",), succeeded=1),
+            pods=[make_pod("p1", "Succeeded", exit_code=0, message=FT_SUMMARY)],
+        ),
+        "Succeeded",
+        {
+            "Running": ("False", "Succeeded", ""),
+            "Ready": ("True", "Succeeded", "model at pvc://a/model"),
+            "Waiting": ("False", "Succeeded", ""),
+        },
+    ),  # fmt: skip
+    (
+        "complete-without-a-summary",
+        Observed(job=make_job(conditions=("Complete",), succeeded=1), pods=[make_pod("p1", "Succeeded", exit_code=0)]),
+        "Failed",
+        {
+            "Running": ("False", "NoSummary", ""),
+            "Failed": (
+                "True",
+                "NoSummary",
+                "Job quickstart-lora-finetune completed, but its pod left no summary in its termination message",
+            ),
+        },
+    ),  # fmt: skip
+    (
+        "permanent-exit-code",
+        Observed(
+            job=make_job(conditions=("Failed",), failed=1, reason="PodFailurePolicy"),
+            pods=[
+                make_pod(
+                    "p1",
+                    "Failed",
+                    exit_code=4,
+                    message=summary(stage="finetune", error="trace 3 has 40000 tokens", exitCode=4),
+                )
+            ],
+        ),
+        "Failed",
+        {
+            "Running": ("False", "TraceTooLong", ""),
+            "Failed": (
+                "True",
+                "TraceTooLong",
+                "finetune exited with code 4 on attempt 1 (pod p1): trace 3 has 40000 tokens",
+            ),
+        },
+    ),  # fmt: skip
+    (
+        "retries-exhausted-with-the-log-tail",
+        Observed(
+            job=make_job(conditions=("Failed",), failed=4, reason="BackoffLimitExceeded"),
+            pods=[make_pod("p4", "Failed", exit_code=137, message="Killed\nCUDA out of memory")],
+        ),
+        "Failed",
+        {
+            "Running": ("False", "BackoffLimitExceeded", ""),
+            "Failed": (
+                "True",
+                "BackoffLimitExceeded",
+                "finetune exited with code 137 on attempt 4 (pod p4): Killed\nCUDA out of memory",
+            ),
+        },
+    ),  # fmt: skip
+    (
+        "suspended-by-the-user",
+        Observed(job=make_job(suspend=True)),
+        "Suspended",
+        {
+            "Running": ("False", "SuspendedByUser", ""),
+            "Suspended": ("True", "SuspendedByUser", "spec.suspend is true: Job quickstart-lora-finetune is suspended"),
+        },
+    ),  # fmt: skip
+    (
+        "queued-in-kueue",
+        Observed(job=make_job(suspend=True, queue="gpus")),
+        "Waiting",
+        {"Waiting": ("True", "Queued", "Job quickstart-lora-finetune waits for Kueue to admit it (LocalQueue gpus)")},
+    ),
+]
+
+
+@pytest.mark.parametrize(("observed", "phase", "want"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_reduce_finetune_status(observed: Observed, phase: str, want: dict[str, tuple[str, str, str]]) -> None:
+    suspend = bool(observed.job and observed.job["spec"]["suspend"] and not observed.job["metadata"]["labels"])
+    run = example("quickstart-lora", suspend=suspend)
+    status = reduce_status(run, observed, now=NOW)
+    assert status.phase == phase
+    assert conditions_of(status) == want
+    assert status.observed_generation == 1
+    assert all(c.observed_generation == 1 and c.last_transition_time == NOW for c in status.conditions)
+
+
+def test_progress_attempts_and_times_come_from_the_children() -> None:
+    run = example("quickstart-lora")
+    status = reduce_status(
+        run, Observed(job=make_job(active=1), pods=[make_pod("p", "Running")], marker=MARKER), now=NOW
+    )
+    fields = {"progress", "attempts", "start_time"}
+    assert status.model_dump(mode="json", by_alias=True, exclude_none=True, include=fields) == {
+        "progress": MARKER, "attempts": 1, "startTime": EARLIER,
+    }  # fmt: skip
+    done = reduce_status(
+        run,
+        Observed(job=make_job(conditions=("Complete",), succeeded=1),
+                 pods=[make_pod("p", "Succeeded", exit_code=0, message=FT_SUMMARY)]),
+        now=NOW,
+    )  # fmt: skip
+    assert done.model_dump(mode="json", by_alias=True, exclude_none=True, include={"outputs", "completion_time"}) == {
+        "outputs": {"model": {"uri": "pvc://a/model", "digest": DIGEST}}, "completionTime": "2026-12-01T11:30:00Z",
+    }  # fmt: skip
+
+
+def test_eval_progress_from_the_marker() -> None:
+    run = example("quickstart-after")
+    job = make_job("quickstart-after-evaluate", active=1)
+    pod = make_pod("p", "Running", container="evaluate")
+    status = reduce_status(
+        run, Observed(job=job, pods=[pod], marker={"benchmark": "gsm8k", "done": 10, "total": 40}), now=NOW
+    )
+    assert status.model_dump(mode="json", by_alias=True, exclude_none=True)["progress"] == {
+        "benchmark": "gsm8k", "done": 10, "total": 40, "percent": 25.0,
+    }  # fmt: skip
+
+
+def test_transition_times_move_only_when_a_condition_flips() -> None:
+    run: Resource = example("quickstart-lora")
+    running = Observed(job=make_job(active=1), pods=[make_pod("p", "Running")], marker=MARKER)
+    run.status = reduce_status(run, running, now=NOW)  # type: ignore[assignment]
+    later = datetime(2026, 12, 1, 13, 0, tzinfo=UTC)
+    again = reduce_status(run, running, now=later)
+    assert again == run.status  # nothing changed: the operator patches nothing
+    done = Observed(job=make_job(conditions=("Complete",), succeeded=1),
+                    pods=[make_pod("p", "Succeeded", exit_code=0, message=FT_SUMMARY)])  # fmt: skip
+    finished = reduce_status(run, done, now=later)
+    times = {c.type: c.last_transition_time for c in finished.conditions}
+    assert times == {"Waiting": NOW, "Running": later, "Ready": later}
+
+
+def test_a_spec_that_no_longer_parses_fails_with_the_fields_named() -> None:
+    status = reduce_invalid("EvalRun", {"phase": "Running"}, 2, "spec.sampling.samples: must be >= 1", now=NOW)
+    assert status.phase == "Failed"
+    assert conditions_of(status) == {"Failed": ("True", "InvalidSpec", "spec.sampling.samples: must be >= 1")}
