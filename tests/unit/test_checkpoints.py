@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from cotlab.api.finetunerun import FineTuneRunSpec
-from cotlab.trainer.checkpoints import (
+from cotlab.trainer.core.errors import InvalidSpecError
+from cotlab.trainer.finetune.checkpoints import (
     COMPLETE_MARKER,
     POSITION_FILE,
     TrainingPosition,
@@ -18,8 +19,7 @@ from cotlab.trainer.checkpoints import (
     latest_checkpoint,
     prune_checkpoints,
 )
-from cotlab.trainer.errors import InvalidSpecError
-from cotlab.trainer.finetune import training_spec_digest
+from cotlab.trainer.finetune.stage import training_spec_digest
 
 DATASET = "sha256:" + "d" * 64
 SPEC = "sha256:" + "5" * 64
