@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from cotlab.api.podcontract import PodSpecFile, decode_summary, parse_marker
-from cotlab.trainer.finetune import loop as training_loop
 from cotlab.trainer.core.artifacts import directory_digest
 from cotlab.trainer.core.errors import InvalidSpecError
 from cotlab.trainer.entrypoint import main
+from cotlab.trainer.finetune import loop as training_loop
 from cotlab.trainer.finetune.checkpoints import CHECKPOINTS_DIR
 from cotlab.trainer.finetune.stage import run_finetune
 
