@@ -118,6 +118,10 @@ def test_published_cases(
         ("3 4", "34", "latex", Grade(False, "3 4", "math_verify")),
         ("x = 5", "x=5", "latex", Grade(True, "x = 5", "string")),
         ("\\frac {1}{2}", "\\frac{1}{2}", "latex", Grade(True, "\\frac {1}{2}", "string")),
+        ("10\\,000", "10000", "latex", Grade(True, "10\\,000", "integer")),
+        ("-1\\,234\\,567", "-1234567", "integer", Grade(True, "-1\\,234\\,567", "integer")),
+        ("\\leftarrow", "\\rightarrow", "latex", Grade(False, "\\leftarrow", "math_verify")),
+        ("x \\leftarrow y", "x \\rightarrow y", "latex", Grade(False, "x \\leftarrow y", "math_verify")),
     ],
     ids=[
         "none",
@@ -137,6 +141,10 @@ def test_published_cases(
         "digits-spaced-latex",
         "string-equation-spaces",
         "string-latex-spaces",
+        "thin-space-thousands",
+        "thin-space-millions",
+        "left-arrow-is-not-right-arrow",
+        "arrows-in-a-relation",
     ],
 )
 def test_rule_that_decides(grader: Grader, pred: str | None, gold: str, answer_kind: Any, want: Grade) -> None:
@@ -221,6 +229,18 @@ def test_grade_answers_and_is_equivalent() -> None:
     assert is_equivalent("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}")
     assert not is_equivalent("\\frac{\\sqrt{3}}{2}", "\\frac{1}{\\sqrt{2}}")
     assert not is_equivalent(None, "1")
+
+
+def test_numeric_gold_is_graded_as_text(grader: Grader) -> None:
+    # JSON datasets store AIME answers as numbers; the Math-Verify path must take them as well as the exact rules.
+    pairs: list[tuple[Any, Any]] = [("073", 73), ("\\frac{146}{2}", 73), ("\\frac{1}{3}", 0.5), (73, "73")]
+    assert [(g.correct, g.rule) for g in grader.grade(pairs)] == [
+        (True, "integer"),
+        (True, "math_verify"),
+        (False, "math_verify"),
+        (True, "integer"),
+    ]
+    assert is_equivalent("\\frac{146}{2}", 73)  # type: ignore[arg-type]
 
 
 def test_grade_is_frozen() -> None:

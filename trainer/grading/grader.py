@@ -119,6 +119,8 @@ _MATH_DELIMITERS = re.compile(r"^\$+(.*?)\$+$|^\\\((.*)\\\)$|^\\\[(.*)\\\]$", re
 _UNIT_SUFFIX = re.compile(r"(?:\\[,;: ]|~|\s)*\\(?:text|textnormal|mbox)\{[^{}]*\}$")
 _DEGREES = re.compile(r"\s*(?:\^\s*\{?\s*\\circ\s*\}?|°|\\degree)$")
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+$")
+# `10\,000`: LaTeX's thin space as the thousands separator (siunitx and many solutions write numbers so).
+_THIN_SPACE_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:\\,\d{3})+$")
 _INTEGER = re.compile(r"^[+-]?[0-9]+$")
 _DECIMAL = re.compile(r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)$")
 _WRAPPER = re.compile(r"^\\(?:text|textbf|textnormal|mathrm|mathbf|boxed)\{(.*)\}$", re.DOTALL)
@@ -126,7 +128,8 @@ _CHOICE_EXACT = re.compile(r"^\(?([A-J])\)?$")
 # In a multiple-choice benchmark "C. x = 42" chose C (a NeMo-Skills case).
 _CHOICE_LEADING = re.compile(r"^\(?([A-J])(?:\)|[.:]|\s|$)")
 _FRAC_VARIANT = re.compile(r"\\[dtc]frac")
-_SIZING = re.compile(r"\\left|\\right|\\displaystyle")
+# A whole control word only: `\leftarrow` is an arrow, not `\left` + "arrow" (which `\rightarrow` would equal).
+_SIZING = re.compile(r"\\(?:left|right|displaystyle)(?![A-Za-z])")
 _SPACES = re.compile(r"\s+")
 # Once runs of spaces are one space: a control word ends at its first non-letter, so `\sqrt 2` is `\sqrt2`
 # (but `\pi r` is not `\pir`); any other space goes unless it separates two letters or digits (`1 2` is not
@@ -161,6 +164,8 @@ def _as_number_text(answer: str) -> str:
     s = s.removesuffix("\\%").removesuffix("%").strip()
     if _THOUSANDS.fullmatch(s):
         s = s.replace(",", "")
+    elif _THIN_SPACE_THOUSANDS.fullmatch(s):
+        s = s.replace("\\,", "")
     return s
 
 
@@ -212,10 +217,15 @@ def _decide_fast(predicted: str, gold: str, answer_kind: AnswerKind) -> Grade | 
     return None
 
 
+def _as_text(value: object) -> str | None:
+    """Answers as text: datasets store numeric golds as numbers (an AIME answer `73`), and grading never raises."""
+    return value if value is None or isinstance(value, str) else str(value)
+
+
 def _grade_fast(predicted: str | None, gold: str, answer_kind: AnswerKind) -> Grade | None:
     if predicted is None or not predicted.strip():
         return Grade(False, None, "no_answer")
-    return _decide_fast(predicted, str(gold), answer_kind)
+    return _decide_fast(predicted, gold, answer_kind)
 
 
 class Grader:
@@ -270,7 +280,8 @@ class Grader:
         slots: dict[tuple[str, str], int] = {}
         waiting: list[list[tuple[int, str]]] = []  # per slot: (index into grades, that pair's predicted)
         tasks: list[Comparison] = []
-        for predicted_text, gold in pairs:
+        for predicted_value, gold_value in pairs:
+            predicted_text, gold = _as_text(predicted_value), str(gold_value)
             predicted = extract_answer(predicted_text) if extract and predicted_text is not None else predicted_text
             grade = _grade_fast(predicted, gold, answer_kind)
             if grade is not None:
@@ -324,6 +335,7 @@ def grade_answer(
     predicted: str | None, gold: str, *, answer_kind: AnswerKind = "latex", timeout_s: float = DEFAULT_TIMEOUT_S
 ) -> Grade:
     """Grade one extracted answer; Math-Verify runs in a shared one-worker pool started on first need."""
+    predicted, gold = _as_text(predicted), str(gold)
     grade = _grade_fast(predicted, gold, answer_kind)
     if grade is not None:
         return grade
