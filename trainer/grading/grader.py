@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import re
 import threading
 from collections.abc import Iterable
@@ -28,6 +27,7 @@ from fractions import Fraction
 from typing import Literal
 
 from cotlab.api.benchmarks import AnswerKind
+from cotlab.trainer.core.cpus import usable_cpus
 from cotlab.trainer.grading.pool import Comparison, MathVerifyPool
 
 __all__ = [
@@ -232,7 +232,8 @@ class Grader:
     """A pool of grading workers, reused across calls; use as a context manager.
 
     Args:
-        workers: worker processes for Math-Verify comparisons; default: the CPUs this process may use.
+        workers: worker processes for Math-Verify comparisons; default: the CPUs this process may use, its
+            container's CPU limit included (`cotlab.trainer.core.cpus.usable_cpus`).
         timeout_s: seconds one comparison may take before it is graded wrong with rule "timeout".
         start_method: multiprocessing start method. "forkserver" (default) never forks the caller, which
             may hold threads (vLLM, tokenizers), and forks replacements for killed workers from a server
@@ -245,7 +246,7 @@ class Grader:
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s: must be > 0, got {timeout_s}")
-        self.workers = workers or len(os.sched_getaffinity(0))
+        self.workers = workers or usable_cpus()
         self.timeout_s = timeout_s
         self._pool = MathVerifyPool(workers=self.workers, timeout_s=timeout_s, start_method=start_method)
         self._lock = threading.Lock()
