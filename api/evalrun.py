@@ -14,6 +14,11 @@ from .models import ModelSource, Prompt, Sampling
 
 METRIC_PATTERN = r"^(pass|maj)@[1-9][0-9]{0,3}$"
 
+MajorityRule = Literal["equivalence", "string", "string-fractional"]
+"""How maj@k votes (cotlab.trainer.grading.majority): equivalence classes of answers (cotlab's), or NeMo-Skills'
+exact-string votes with a tie going to the smallest answer (`string`, as the study ran it) or sharing credit
+(`string-fractional`, NeMo-Skills since 2025-08)."""
+
 
 def parse_metric(name: str) -> tuple[Literal["pass", "maj"], int]:
     """("pass", 8) for "pass@8": the one reading of a metric name (validated against METRIC_PATTERN)."""
@@ -123,6 +128,12 @@ class EvalRunSpec(WorkloadSpec):
     metrics: Annotated[
         list[Annotated[str, Field(max_length=16, pattern=METRIC_PATTERN)]], Field(min_length=1, max_length=16)
     ] = Field(default_factory=lambda: ["pass@1", "maj@64"])
+    majority_vote: MajorityRule = Field(
+        default="equivalence",
+        description="maj@k's vote: equivalence (answers grouped by the grader, cotlab's), string (NeMo-Skills as"
+        " the study ran it: exact answer text, a tie goes to the smallest), string-fractional (NeMo-Skills since"
+        " 2025-08: tied answers share the credit).",
+    )
     engine: Engine = Field(default_factory=Engine)
     grader_timeout_seconds: float = Field(default=10.0, gt=0.0, le=600.0)
     suspend: bool = False

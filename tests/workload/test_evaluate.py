@@ -33,7 +33,7 @@ BOX = "so the answer is \\boxed{{{}}}"
 SCRIPT = {
     # p1 (gold 18): 4/4 correct.
     "How many eggs does Janet sell?": [Scripted(BOX.format("18"))] * 4,
-    # p2 (gold 7): 2/4; the vote ties 2-2 between 5 and 7 and goes to 5, seen first: maj wrong.
+    # p2 (gold 7): 2/4; the vote ties 2-2 between 5 and 7: the tied classes share the credit, maj 1/2.
     "What is 3 + 4?": [Scripted(BOX.format(a)) for a in ("5", "7", "7", "5")],
     # p3 (gold 12): 0/4, sample 1 has no answer; 11 wins the vote 2-1.
     "What is 3 * 4?": [
@@ -60,7 +60,7 @@ SCRIPT = {
 #   pass@2 = 1 - C(4-c, 2)/C(4, 2): c=4 -> 1, c=2 -> 5/6, c=0 -> 0, c=1 -> 1/2 -> mean (19/6)/5 = 19/30;
 #          deviations (11, 6, -19, 6, -4)/30, squares sum 570/900 -> sqrt(570/900/4/5) = sqrt(19/600)
 #   pass@4 = any correct: 1, 1, 0, 1, 1 -> 0.8; squares .04*4 + .64 = .8 -> sqrt(.8/20) = 0.2
-#   maj@4: 1, 0, 0, 1, 0 -> 0.4; squares .36*2 + .16*3 = 1.2 -> sqrt(1.2/20) = sqrt(.06)
+#   maj@4: 1, 1/2, 0, 1, 0 -> 0.5; squares .25*4 + 0 = 1 -> sqrt(1/20) = sqrt(.05)
 #   no answer: p3 #1, p4 #1, p4 #3 -> 3/20; truncated: p4 #1, #3 -> 2/20
 #   tokens: 18 samples x 10 + 2 x 16 = 212 -> 212/20 = 10.6
 EXPECTED = {
@@ -70,7 +70,7 @@ EXPECTED = {
         "pass@1": {"value": 0.45, "stderr": math.sqrt(0.0275)},
         "pass@2": {"value": 19 / 30, "stderr": math.sqrt(19 / 600)},
         "pass@4": {"value": 0.8, "stderr": 0.2},
-        "maj@4": {"value": 0.4, "stderr": math.sqrt(0.06)},
+        "maj@4": {"value": 0.5, "stderr": math.sqrt(0.05)},
     },
     "meanOutputTokens": 10.6,
     "truncationRate": 0.1,
@@ -147,6 +147,16 @@ def test_scripted_vllm_path_scores_match_hand_computation(tmp_path: Path, tokeni
         "finish_reason",
         "seconds",
     }
+
+
+def test_majority_vote_as_the_study_ran_it(tmp_path: Path, tokenizer: Any) -> None:
+    """NeMo-Skills' string vote: a tie goes to the smallest answer, spellings are not grouped."""
+    bench = write_benchmark(tmp_path / "fixture.jsonl")
+    spec = make_spec([bench], metrics=["maj@4"], majorityVote="string")
+    summary = run_evaluate(make_pod(spec, tmp_path / "out"), loader=vllm_loader(ScriptedLLM(SCRIPT, tokenizer)))
+    # p1 "18" x4: 1; p2 5,7,7,5: the tie goes to "5" < "7": 0; p3 "11" x2: 0; p4 "\dfrac{1}{2}" and "\frac{1}{2}"
+    # one vote each, the tie goes to "\dfrac..." (right): 1; p5 "99" x2: 0 -> 0.4; squares .36*2 + .16*3 = 1.2
+    assert_scores(summary["scores"]["fixture"]["metrics"], {"maj@4": {"value": 0.4, "stderr": math.sqrt(0.06)}})
 
 
 def test_kill_after_first_benchmark_then_resume(tmp_path: Path, tokenizer: Any) -> None:

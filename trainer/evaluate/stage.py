@@ -244,10 +244,18 @@ class _Evaluation:
         majority_ks = sorted({k for _, estimator, k in metrics if estimator == "maj"})
         kind = problems[0].answer_kind
 
-        def equivalent(a: str, b: str) -> bool:
-            return self.grader.equivalent(a, b, answer_kind=kind)
+        def equivalent(pairs: Sequence[tuple[str, str]]) -> list[bool]:
+            # One batch through the grading pool; the first of each pair goes in the gold position.
+            return [grade.correct for grade in self.grader.grade([(b, a) for a, b in pairs], answer_kind=kind)]
 
-        summary = summarize(key, records, ks=ks, majority_ks=majority_ks, equivalent=equivalent)
+        summary = summarize(
+            key,
+            records,
+            ks=ks,
+            majority_ks=majority_ks,
+            majority_rule=self.spec.majority_vote,
+            equivalent=equivalent,
+        )
         scores = {}
         for name, estimator, k in metrics:
             if estimator == "maj":
