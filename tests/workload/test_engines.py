@@ -67,6 +67,28 @@ def test_generation_is_seeded_and_batched(engine: TransformersEngine) -> None:
     assert [len(b) for b in batches] == [4, 1]  # batchSize 4 over 5 sequences
 
 
+def test_a_sample_is_regenerated_from_its_seed_alone(engine: TransformersEngine) -> None:
+    """Each sample draws from its own seed: alone, or in a batch with other prompts and padding, it is the same."""
+    sampling = Sampling(temperature=1.0, samples=3, max_tokens=8)
+    requests = [SampleRequest("<|im_start|>user\nhi<|im_end|>\n", 3, 10), SampleRequest("hello there, friend", 2, 40)]
+    together = generate_all(engine, requests, sampling)  # batches of 4: both prompts, left padding
+    assert len({c.text for row in together for c in row}) > 1  # really sampled
+    for i, request in enumerate(requests):
+        for j in range(request.samples):
+            [[alone]] = generate_all(engine, [SampleRequest(request.prompt, 1, request.seed + j)], sampling)
+            assert alone == together[i][j], (i, j)
+
+
+@pytest.mark.parametrize(
+    "narrow", [{"top_k": 1}, {"top_p": 1e-6}, {"temperature": 1e-4}], ids=["top-k-1", "tiny-top-p", "cold"]
+)
+def test_narrowed_sampling_is_greedy(engine: TransformersEngine, narrow: dict[str, Any]) -> None:
+    prompt = "<|im_start|>user\nhi<|im_end|>\n"
+    [[greedy]] = generate_all(engine, [SampleRequest(prompt, 1, 0)], Sampling(temperature=0.0, samples=1, max_tokens=8))
+    sampling = Sampling(**{"temperature": 1.0, "samples": 2, "max_tokens": 8} | narrow)
+    assert generate_all(engine, [SampleRequest(prompt, 2, 5)], sampling) == [[greedy, greedy]]
+
+
 def test_greedy_single_sample(engine: TransformersEngine) -> None:
     sampling = Sampling(temperature=0.0, samples=1, max_tokens=6)
     [[a]] = generate_all(engine, [SampleRequest("hello", 1, 0)], sampling)
@@ -85,7 +107,7 @@ def test_greedy_with_several_samples_is_refused(engine: TransformersEngine, toke
         next(vllm.generate([SampleRequest("x", 4, 0)], sampling))
 
 
-def test_vllm_request_outputs_become_completions(tokenizer: Any) -> None:
+def test_vllm_one_request_per_sample_each_with_its_own_seed(tokenizer: Any) -> None:
     script = {
         "alpha": [Scripted("A0", "stop", 3), Scripted("A1", "length", 8)],
         "beta": [Scripted("B0"), Scripted("B1")],
@@ -98,11 +120,34 @@ def test_vllm_request_outputs_become_completions(tokenizer: Any) -> None:
         [("A0", 3, "stop"), ("A1", 8, "length")],
         [("B1", 10, "stop")],
     ]
-    [call] = llm.calls
-    assert [p for _, p in call] == [
-        FakeSamplingParams(n=2, temperature=0.7, top_p=0.9, top_k=20, max_tokens=8, seed=0, stop=["</s>"]),
-        FakeSamplingParams(n=1, temperature=0.7, top_p=0.9, top_k=20, max_tokens=8, seed=3, stop=["</s>"]),
-    ]
+    # vLLM draws a request's n samples from one seeded stream: n=1 per sample makes each seed its sample's.
+    params = dict(zip("ABC", (p for _, p in llm.added), strict=True))
+    assert params == {
+        key: FakeSamplingParams(n=1, temperature=0.7, top_p=0.9, top_k=20, max_tokens=8, seed=seed, stop=["</s>"])
+        for key, seed in (("A", 0), ("B", 1), ("C", 3))
+    }
+
+
+def test_vllm_hands_back_samples_as_they_finish(tokenizer: Any) -> None:
+    script = {"alpha": [Scripted(f"A{i}") for i in range(4)], "beta": [Scripted(f"B{i}") for i in range(4)]}
+    llm = ScriptedLLM(script, tokenizer, samples=4, per_step=3)
+    engine = VllmEngine(llm, params_factory=FakeSamplingParams, flush_samples=3)
+    sampling = Sampling(temperature=1.0, samples=4, max_tokens=8)
+    batches = engine.generate([SampleRequest("alpha", 4, 0), SampleRequest("beta", 4, 4)], sampling)
+    first = next(batches)
+    assert len(first) == 3 and llm.has_unfinished_requests()  # written before the rest is generated
+    rest = [sample for batch in batches for sample in batch]
+    got = {(s.request, s.offset): s.completion.text for s in [*first, *rest]}
+    assert got == {(r, j): f"{'AB'[r]}{j}" for r in range(2) for j in range(4)}
+
+
+def test_vllm_aborts_what_is_left_when_stopped_early(tokenizer: Any) -> None:
+    llm = ScriptedLLM({"alpha": [Scripted(f"A{i}") for i in range(4)]}, tokenizer, samples=4, per_step=1)
+    engine = VllmEngine(llm, params_factory=FakeSamplingParams, flush_samples=1)
+    batches = engine.generate([SampleRequest("alpha", 4, 0)], Sampling(temperature=1.0, samples=4, max_tokens=8))
+    next(batches)
+    batches.close()  # the evaluator died between batches
+    assert not llm.has_unfinished_requests()
 
 
 @pytest.mark.parametrize(

@@ -102,8 +102,8 @@ def assert_scores(got: dict[str, Any], want: dict[str, Any]) -> None:
     }
 
 
-def vllm_loader(llm: ScriptedLLM) -> Any:
-    return lambda spec, source: VllmEngine(llm, params_factory=FakeSamplingParams)
+def vllm_loader(llm: ScriptedLLM, *, flush_samples: int = 3) -> Any:
+    return lambda spec, source: VllmEngine(llm, params_factory=FakeSamplingParams, flush_samples=flush_samples)
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -117,15 +117,8 @@ def test_scripted_vllm_path_scores_match_hand_computation(tmp_path: Path, tokeni
 
     assert_scores(summary["scores"], {"fixture": EXPECTED})
     assert_scores(json.loads((tmp_path / "out" / "scores.json").read_text()), {"fixture": EXPECTED})
-    # One generate call over every prompt, n = samples, one seed per problem.
-    assert len(llm.calls) == 1
-    assert [(p.n, p.seed, p.max_tokens) for _, p in llm.calls[0]] == [
-        (4, 0, 16),
-        (4, 4, 16),
-        (4, 8, 16),
-        (4, 12, 16),
-        (4, 16, 16),
-    ]
+    # One vLLM request per sample (n = 1), each with the seed its record claims.
+    assert sorted((p.n, p.seed, p.max_tokens) for _, p in llm.added) == [(1, seed, 16) for seed in range(20)]
     records = read_records(tmp_path / "out" / "samples" / "fixture.jsonl")
     assert len(records) == 20
     p4 = sorted((r for r in records if r["problem_id"] == "p4"), key=lambda r: r["sample_index"])
@@ -159,26 +152,33 @@ def test_majority_vote_as_the_study_ran_it(tmp_path: Path, tokenizer: Any) -> No
     assert_scores(summary["scores"]["fixture"]["metrics"], {"maj@4": {"value": 0.4, "stderr": math.sqrt(0.06)}})
 
 
-def test_kill_after_first_benchmark_then_resume(tmp_path: Path, tokenizer: Any) -> None:
+def test_vllm_run_killed_mid_benchmark_resumes_per_sample(tmp_path: Path, tokenizer: Any) -> None:
     benches = [write_benchmark(tmp_path / "a.jsonl"), write_benchmark(tmp_path / "b.jsonl")]
     pod = make_pod(make_spec(benches), tmp_path / "out")
 
+    # Three samples finish per step: a takes 7 steps; the kill comes at b's third step.
     with pytest.raises(Killed):
-        run_evaluate(pod, loader=vllm_loader(ScriptedLLM(SCRIPT, tokenizer, fail_on_call=2)))
+        run_evaluate(pod, loader=vllm_loader(ScriptedLLM(SCRIPT, tokenizer, fail_on_step=10)))
     assert len(read_records(tmp_path / "out" / "samples" / "a.jsonl")) == 20
-    assert not (tmp_path / "out" / "samples" / "b.jsonl").exists()
+    kept = read_records(tmp_path / "out" / "samples" / "b.jsonl")
+    assert len(kept) == 6  # b's first two steps were recorded as they finished
 
     restarted = ScriptedLLM(SCRIPT, tokenizer)
     resumed = run_evaluate(pod, loader=vllm_loader(restarted))
-    # Benchmark a is not regenerated: the restarted engine sees b's five prompts only, once.
-    assert len(restarted.calls) == 1 and len(restarted.calls[0]) == 5
-    assert len(read_records(tmp_path / "out" / "samples" / "a.jsonl")) == 20
+    # Only b's 14 missing samples are asked for, each with its own seed.
+    done_seeds = {r["seed"] for r in kept}
+    assert sorted(p.seed for _, p in restarted.added) == sorted(set(range(20)) - done_seeds)
 
     uninterrupted = run_evaluate(
         make_pod(make_spec(benches), tmp_path / "fresh"), loader=vllm_loader(ScriptedLLM(SCRIPT, tokenizer))
     )
     assert resumed["scores"] == uninterrupted["scores"]
     assert_scores(resumed["scores"], {"a": EXPECTED, "b": EXPECTED})
+
+    def by_sample(path: Path) -> dict[tuple[str, int], tuple[int, str]]:
+        return {(r["problem_id"], r["sample_index"]): (r["seed"], r["text"]) for r in read_records(path)}
+
+    assert by_sample(tmp_path / "out" / "samples" / "b.jsonl") == by_sample(tmp_path / "fresh" / "samples" / "b.jsonl")
 
 
 def test_kill_mid_benchmark_then_resume(tmp_path: Path, tokenizer: Any) -> None:
@@ -351,4 +351,4 @@ def test_resume_refuses_samples_from_a_different_spec(tmp_path: Path, tokenizer:
     llm = ScriptedLLM(SCRIPT, tokenizer)
     with pytest.raises(InvalidSpecError, match="generated with a different sampling"):
         run_evaluate(make_pod(hotter, tmp_path / "out"), loader=vllm_loader(llm))
-    assert llm.calls == []
+    assert llm.added == []

@@ -1,9 +1,9 @@
 """The transformers engine: batched `model.generate` on CPU or one GPU, for CPU runs, small models and tests.
 
 Requests are flattened into (prompt, sample) sequences and generated `engine.batchSize` at a time with
-left padding; each batch is seeded with its first sequence's seed (`torch.manual_seed`), so a run with the
-same requests and batch size is reproducible. A batch's samples share one random stream, so a resumed run
-(different batches) draws different, equally valid samples than an uninterrupted one would have.
+left padding. Every sequence samples from its own random stream, seeded with its sample's seed
+(`seeded_sampling.SeededSampler`), so a sample is the same whatever batch it falls in: a resumed run draws
+exactly the samples an uninterrupted one would have, and any sample can be regenerated from its record.
 """
 
 from __future__ import annotations
@@ -63,30 +63,40 @@ class TransformersEngine:
         for start in range(0, len(sequences), self.batch_size):
             batch = sequences[start : start + self.batch_size]
             prompts = [requests[i].prompt for i, _ in batch]
-            first_request, first_offset = batch[0]
-            completions = self._generate_batch(prompts, sampling, seed=requests[first_request].seed + first_offset)
+            seeds = [requests[i].seed + j for i, j in batch]
+            completions = self._generate_batch(prompts, sampling, seeds=seeds)
             yield [GeneratedSample(i, j, c) for (i, j), c in zip(batch, completions, strict=True)]
 
-    def _generate_batch(self, prompts: list[str], sampling: Sampling, *, seed: int) -> list[Completion]:
+    def _generate_batch(self, prompts: list[str], sampling: Sampling, *, seeds: list[int]) -> list[Completion]:
         import torch
+        from transformers import LogitsProcessorList
+
+        from cotlab.trainer.generation.seeded_sampling import SeededSampler
 
         # Chat templates already hold BOS, and a second one changes the output; plain prompts get it added.
         bos = self.tokenizer.bos_token
         add_bos = bos is not None and not prompts[0].startswith(bos)  # one benchmark, one prompt style
         inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=add_bos)
         inputs = inputs.to(self.model.device)
-        greedy = sampling.temperature == 0.0
+        # Sampling happens in the SeededSampler, one stream per row; generate's own step is greedy and picks
+        # the one token the sampler left finite (transformers 5.23 `_sample`: argmax when do_sample is False).
         options: dict[str, Any] = {
             "max_new_tokens": sampling.max_tokens,
-            "do_sample": not greedy,
+            "do_sample": False,
             "pad_token_id": self._pad_id,
         }
-        if not greedy:
-            # top_k 0 switches transformers' default top-k of 50 off, matching vLLM's -1 ("all tokens").
-            options |= {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": max(sampling.top_k, 0)}
+        if sampling.temperature > 0.0:
+            # top_k -1 (vLLM's "all tokens") is no top-k filter in the sampler.
+            sampler = SeededSampler(
+                seeds,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                top_k=sampling.top_k,
+                device=self.model.device,
+            )
+            options["logits_processor"] = LogitsProcessorList([sampler])
         if sampling.stop:
             options |= {"stop_strings": list(sampling.stop), "tokenizer": self.tokenizer}
-        torch.manual_seed(seed)
         with torch.inference_mode():
             output = self.model.generate(**inputs, **options)
         new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
