@@ -61,6 +61,12 @@ class Sampling(CamelModel):
     samples: int = Field(default=64, ge=1, le=4096, description="Samples per problem; the study uses 64.")
     seed: int = Field(default=0, ge=0)
     stop: Annotated[list[ShortStr], Field(max_length=16)] = Field(default_factory=list)
+    stop_token_ids: Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=16)] = Field(
+        default_factory=list,
+        description="Token ids that also end a sample, besides the model's EOS ids and the chat template's"
+        " end of turn (which the engines always stop on). Special tokens stop by id only: engines remove them"
+        " from the text before matching stop strings.",
+    )
 
     @model_validator(mode="after")
     def _greedy_means_one_sample(self) -> Self:

@@ -53,6 +53,7 @@ class FakeSamplingParams:
     max_tokens: int
     seed: int
     stop: list[str] | None
+    stop_token_ids: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -120,9 +121,24 @@ class ScriptedLLM:
     def _finish(self, request_id: str) -> FakeRequestOutput:
         prompt, params = self._queue.pop(request_id)
         s = lookup(self.script, prompt, params.seed, self.base_seed, self.samples)
+        if any(token in s.text for token in self.tokenizer.all_special_tokens + ["<|im_end|>", "<|im_start|>"]):
+            return FakeRequestOutput(request_id, prompt, [self._decode(s.text, params)], True)
         return FakeRequestOutput(
             request_id, prompt, [FakeCompletionOutput(s.text, list(range(s.tokens)), s.finish_reason)], True
         )
+
+    def _decode(self, text: str, params: FakeSamplingParams) -> FakeCompletionOutput:
+        """What vLLM makes of a model that emits `text`: it stops at the first of the tokenizer's EOS and the
+        request's stop token ids (the token is kept in token_ids), or at max_tokens; special tokens are left
+        out of the text (skip_special_tokens defaults to True)."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        stops = {self.tokenizer.eos_token_id, *params.stop_token_ids}
+        end = next((k + 1 for k, t in enumerate(ids) if t in stops), None)
+        reason = "stop" if end is not None and end <= params.max_tokens else "length"
+        ids = ids[: min(end or len(ids), params.max_tokens)]
+        if end is None and len(ids) < params.max_tokens:
+            reason = "stop"  # the script ran out: as if the model stopped on a token it was not asked to
+        return FakeCompletionOutput(self.tokenizer.decode(ids, skip_special_tokens=True), ids, reason)
 
 
 @dataclass

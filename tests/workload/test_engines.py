@@ -11,7 +11,7 @@ from cotlab.api.evalrun import Engine as EngineSpec
 from cotlab.api.models import ModelSource, Prompt, Sampling
 from cotlab.trainer.core.errors import InvalidSpecError
 from cotlab.trainer.core.pretrained import resolve_model_location
-from cotlab.trainer.generation import SampleRequest, check_sampling, generate_all
+from cotlab.trainer.generation import Completion, SampleRequest, check_sampling, generate_all
 from cotlab.trainer.generation.prompting import render_prompt
 from cotlab.trainer.generation.transformers import TransformersEngine
 from cotlab.trainer.generation.vllm import VllmEngine, model_arguments
@@ -55,6 +55,18 @@ def test_finish_reason(
     completion = engine._completion(tokens, sampling)
     assert (completion.output_tokens, completion.finish_reason) == (want_tokens, want_reason)
     assert completion.text == ("ab" if want_reason == "stop" else "abcde")
+
+
+def test_a_turn_end_that_is_not_eos_stops_when_asked(engine: TransformersEngine) -> None:
+    tok = engine.tokenizer
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    assert im_end != tok.eos_token_id  # as in Qwen2.5's base models
+    # The model ends its turn, then writes the next one: a stop on <|im_end|> keeps only the reply.
+    tokens = tok("ab<|im_end|>\n<|im_start|>user\nc", add_special_tokens=False)["input_ids"]
+    sampling = Sampling(max_tokens=len(tokens), samples=1, stop_token_ids=[im_end])
+    assert engine._completion(tokens, sampling, stop_ids=sampling.stop_token_ids) == Completion("ab", 3, "stop")
+    runs_on = engine._completion(tokens, sampling.model_copy(update={"stop_token_ids": []}))
+    assert (runs_on.text, runs_on.finish_reason) == ("ab\nuser\nc", "length")
 
 
 def test_generation_is_seeded_and_batched(engine: TransformersEngine) -> None:
@@ -122,8 +134,9 @@ def test_vllm_one_request_per_sample_each_with_its_own_seed(tokenizer: Any) -> N
     ]
     # vLLM draws a request's n samples from one seeded stream: n=1 per sample makes each seed its sample's.
     params = dict(zip("ABC", (p for _, p in llm.added), strict=True))
+    eos = [tokenizer.eos_token_id]
     assert params == {
-        key: FakeSamplingParams(n=1, temperature=0.7, top_p=0.9, top_k=20, max_tokens=8, seed=seed, stop=["</s>"])
+        key: FakeSamplingParams(1, 0.7, 0.9, 20, max_tokens=8, seed=seed, stop=["</s>"], stop_token_ids=eos)
         for key, seed in (("A", 0), ("B", 1), ("C", 3))
     }
 

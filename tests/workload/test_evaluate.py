@@ -142,6 +142,41 @@ def test_scripted_vllm_path_scores_match_hand_computation(tmp_path: Path, tokeni
     }
 
 
+# A fine-tuned base model ends its turn with <|im_end|> (not its EOS) and, if nothing stops it, writes the next turn.
+RUNS_ON = (
+    "3 + 4 = 7, so \\boxed{7}.<|im_end|>\n<|im_start|>user\nNow what is 5 + 5?<|im_end|>\n"
+    "<|im_start|>assistant\nThat is \\boxed{10}."
+)
+
+
+def test_samples_stop_at_the_end_of_the_chat_turn(tmp_path: Path, tokenizer: Any) -> None:
+    bench = write_benchmark(tmp_path / "fixture.jsonl", PROBLEMS[1:2])  # "What is 3 + 4?", gold 7
+    llm = ScriptedLLM({"What is 3 + 4?": [Scripted(RUNS_ON)] * 4}, tokenizer)
+    spec = make_spec([bench], sampling={"temperature": 1.0, "samples": 4, "maxTokens": 256, "seed": 0})
+    summary = run_evaluate(make_pod(spec, tmp_path / "out"), loader=vllm_loader(llm))
+
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert im_end != tokenizer.eos_token_id
+    assert all({im_end, tokenizer.eos_token_id} <= set(p.stop_token_ids) for _, p in llm.added)
+    records = read_records(tmp_path / "out" / "samples" / "fixture.jsonl")
+    assert {(r["text"], r["answer"], r["correct"], r["finish_reason"]) for r in records} == {
+        ("3 + 4 = 7, so \\boxed{7}.", "7", True, "stop")
+    }
+    assert summary["scores"]["fixture"]["metrics"]["pass@1"]["value"] == 1.0
+
+
+def test_completion_prompts_do_not_stop_on_a_chat_turn_end(tmp_path: Path, tokenizer: Any) -> None:
+    bench = write_benchmark(tmp_path / "fixture.jsonl", PROBLEMS[1:2])
+    llm = ScriptedLLM({"What is 3 + 4?": [Scripted("\\boxed{7}")] * 4}, tokenizer)
+    spec = make_spec(
+        [bench],
+        prompt={"style": "completion"},
+        sampling={"temperature": 1.0, "samples": 4, "maxTokens": 16, "stopTokenIds": [5]},
+    )
+    run_evaluate(make_pod(spec, tmp_path / "out"), loader=vllm_loader(llm))
+    assert {tuple(p.stop_token_ids) for _, p in llm.added} == {(5, tokenizer.eos_token_id)}
+
+
 def test_majority_vote_as_the_study_ran_it(tmp_path: Path, tokenizer: Any) -> None:
     """NeMo-Skills' string vote: a tie goes to the smallest answer, spellings are not grouped."""
     bench = write_benchmark(tmp_path / "fixture.jsonl")

@@ -25,7 +25,7 @@ from cotlab.trainer.core import storage
 from cotlab.trainer.core.errors import InvalidSpecError
 from cotlab.trainer.generation import Engine, GeneratedSample, SampleRequest, check_sampling, load_engine
 from cotlab.trainer.generation.benchmarks import Problem, benchmark_key, load_problems
-from cotlab.trainer.generation.prompting import render_prompt
+from cotlab.trainer.generation.prompting import render_prompt, with_turn_end
 from cotlab.trainer.grading.grader import Grader, extract_answer
 from cotlab.trainer.grading.metrics import SampleRecord, summarize
 
@@ -170,7 +170,8 @@ class _Evaluation:
                 for r in runs
             ]
             started = time.monotonic()
-            for batch in self.engine.generate(requests, sampling):
+            # The model stops on its EOS ids (the engine's) and, for a chat prompt, on the turn's end token.
+            for batch in self.engine.generate(requests, with_turn_end(sampling, self.spec.prompt, tokenizer)):
                 seconds = time.monotonic() - started
                 lines = self._grade(batch, runs, seconds)
                 storage.append_jsonl(uri, [line.model_dump() for line in lines])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cotlab.api.models import Prompt
+from cotlab.api.models import Prompt, Sampling
+from cotlab.trainer.core.chat_template import end_of_turn_ids
 from cotlab.trainer.core.errors import InvalidSpecError
 
 
@@ -35,3 +36,16 @@ def render_prompt(problem: str, prompt: Prompt, tokenizer: Any) -> str:
     messages.append({"role": "user", "content": user})
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return str(text)
+
+
+def with_turn_end(sampling: Sampling, prompt: Prompt, tokenizer: Any) -> Sampling:
+    """`sampling` that also stops on the chat template's end-of-turn token when the prompt is a chat turn.
+
+    A model fine-tuned on chat-formatted traces answers in the template's turn and ends it with the template's
+    end-of-turn token (`<|im_end|>`), which need not be the model's EOS: Qwen2.5's base models stop on
+    `<|endoftext|>` only. Plain-text prompts (`completion`) have no turns to end.
+    """
+    if prompt.style != "chat":
+        return sampling
+    extra = [i for i in end_of_turn_ids(tokenizer) if i not in sampling.stop_token_ids]
+    return sampling.model_copy(update={"stop_token_ids": [*sampling.stop_token_ids, *extra]}) if extra else sampling

@@ -9,7 +9,7 @@ exactly the samples an uninterrupted one would have, and any sample can be regen
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 from cotlab.api.evalrun import Engine as EngineSpec
@@ -35,10 +35,10 @@ class TransformersEngine:
         self.batch_size = batch_size
         # Generation needs a pad token; reusing EOS is safe here because padding is masked and on the left.
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        # The model's EOS ids: its generation config's (a fine-tuned model's lists its turn ends) and the tokenizer's.
         eos = model.generation_config.eos_token_id
-        if eos is None:
-            eos = tokenizer.eos_token_id
-        self._eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        eos_ids = [*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id]
+        self._eos_ids: frozenset[int] = frozenset(int(i) for i in eos_ids if i is not None)
 
     @classmethod
     def load(cls, source: ModelSource, spec: EngineSpec) -> TransformersEngine:
@@ -59,15 +59,18 @@ class TransformersEngine:
     def generate(self, requests: Sequence[SampleRequest], sampling: Sampling) -> Iterator[list[GeneratedSample]]:
         """Yield each batch of `batch_size` sequences as soon as it is generated."""
         check_sampling(sampling)
+        stop_ids = self._eos_ids | set(sampling.stop_token_ids)
         sequences = [(i, j) for i, r in enumerate(requests) for j in range(r.samples)]
         for start in range(0, len(sequences), self.batch_size):
             batch = sequences[start : start + self.batch_size]
             prompts = [requests[i].prompt for i, _ in batch]
             seeds = [requests[i].seed + j for i, j in batch]
-            completions = self._generate_batch(prompts, sampling, seeds=seeds)
+            completions = self._generate_batch(prompts, sampling, seeds=seeds, stop_ids=stop_ids)
             yield [GeneratedSample(i, j, c) for (i, j), c in zip(batch, completions, strict=True)]
 
-    def _generate_batch(self, prompts: list[str], sampling: Sampling, *, seeds: list[int]) -> list[Completion]:
+    def _generate_batch(
+        self, prompts: list[str], sampling: Sampling, *, seeds: list[int], stop_ids: Collection[int]
+    ) -> list[Completion]:
         import torch
         from transformers import LogitsProcessorList
 
@@ -84,6 +87,7 @@ class TransformersEngine:
             "max_new_tokens": sampling.max_tokens,
             "do_sample": False,
             "pad_token_id": self._pad_id,
+            "eos_token_id": sorted(stop_ids),  # generation stops on any of them
         }
         if sampling.temperature > 0.0:
             # top_k -1 (vLLM's "all tokens") is no top-k filter in the sampler.
@@ -100,13 +104,19 @@ class TransformersEngine:
         with torch.inference_mode():
             output = self.model.generate(**inputs, **options)
         new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
-        return [self._completion(tokens, sampling) for tokens in new_tokens]
+        return [self._completion(tokens, sampling, stop_ids=stop_ids) for tokens in new_tokens]
 
-    def _completion(self, tokens: list[int], sampling: Sampling) -> Completion:
-        """Cut at the first EOS (what follows is padding) and name why generation stopped, as vLLM does."""
-        end = next((k for k, t in enumerate(tokens) if t in self._eos_ids), None)
+    def _completion(self, tokens: list[int], sampling: Sampling, *, stop_ids: Collection[int] = ()) -> Completion:
+        """Cut at the first stop token (what follows is padding) and name why generation stopped, as vLLM does."""
+        stop_ids = self._eos_ids | set(stop_ids)
+        end = next((k for k, t in enumerate(tokens) if t in stop_ids), None)
         if end is not None:
-            tokens, reason = tokens[: end + 1], "stop"
+            reason = "stop"
+            body = tokens[:end]
+            # A stop string ends generation and the rest is padding, and the pad token may be EOS (Qwen's is):
+            # then the "EOS" after the stop string was never generated.
+            ended_by_string = any(s in self.tokenizer.decode(body, skip_special_tokens=True) for s in sampling.stop)
+            tokens = body if ended_by_string else tokens[: end + 1]
         else:
             while tokens and tokens[-1] == self._pad_id:  # a stop string ended it; the rest is padding
                 tokens = tokens[:-1]

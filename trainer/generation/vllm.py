@@ -9,7 +9,9 @@ killed pod resumes per sample. vLLM is imported lazily: it lives only in the eva
 
 Checked against vLLM's own source (vLLM is not installed here): `LLMEngine.add_request(request_id, prompt,
 params)`, `step()` and `has_unfinished_requests()` are what `LLM._run_engine` drives and what
-`examples/offline_inference/llm_engine_example.py` shows.
+`examples/offline_inference/llm_engine_example.py` shows; `SamplingParams.update_from_generation_config` adds the
+model's generation-config EOS ids to `stop_token_ids`, which stop on token ids (stop strings are matched on text
+from which special tokens such as `<|im_end|>` were already removed, so they cannot stop on them).
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 from cotlab.api.evalrun import Engine as EngineSpec
 from cotlab.api.models import ModelSource, Sampling
 from cotlab.trainer.core import storage
 from cotlab.trainer.core.errors import InvalidSpecError
+from cotlab.trainer.core.pretrained import generation_eos_ids
 from cotlab.trainer.generation.engine import Completion, GeneratedSample, SampleRequest, check_sampling
 
 logger = logging.getLogger(__name__)
@@ -50,8 +53,10 @@ def model_arguments(source: ModelSource) -> dict[str, Any]:
     return {"model": str(path), "revision": None, "tokenizer": source.tokenizer}
 
 
-def sample_params(sampling: Sampling, seed: int, factory: Callable[..., Any]) -> Any:
-    """The `SamplingParams` of one sample: `n=1` and the sample's own seed."""
+def sample_params(
+    sampling: Sampling, seed: int, factory: Callable[..., Any], *, stop_token_ids: Collection[int]
+) -> Any:
+    """The `SamplingParams` of one sample: `n=1` and the sample's own seed; stops on the given token ids."""
     return factory(
         n=1,
         temperature=sampling.temperature,
@@ -60,6 +65,7 @@ def sample_params(sampling: Sampling, seed: int, factory: Callable[..., Any]) ->
         max_tokens=sampling.max_tokens,
         seed=seed,
         stop=list(sampling.stop) or None,
+        stop_token_ids=sorted(set(stop_token_ids) | set(sampling.stop_token_ids)),
     )
 
 
@@ -72,19 +78,26 @@ def completion_of(output: Any) -> Completion:
 
 
 class VllmEngine:
-    """Sampling with vLLM; `llm` and `params_factory` are injectable so tests run without vLLM."""
+    """Sampling with vLLM; `llm` and `params_factory` are injectable so tests run without vLLM.
+
+    `eos_token_ids`: the model's own EOS ids (tokenizer and generation config), passed to every request as
+    stop token ids besides those `Sampling.stopTokenIds` adds (the prompt template's end of turn).
+    """
 
     def __init__(
         self,
         llm: Any,
         *,
         params_factory: Callable[..., Any] | None = None,
+        eos_token_ids: Collection[int] = (),
         flush_samples: int = FLUSH_SAMPLES,
         flush_seconds: float = FLUSH_SECONDS,
     ) -> None:
         self.llm = llm
         self.tokenizer = llm.get_tokenizer()
         self._params_factory = params_factory
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        self.eos_token_ids = frozenset(eos_token_ids) | ({eos} if eos is not None else set())
         self.flush_samples, self.flush_seconds = flush_samples, flush_seconds
         self._calls = itertools.count()
 
@@ -109,7 +122,7 @@ class VllmEngine:
             seed=seed,
             trust_remote_code=source.trust_remote_code,
         )
-        return cls(llm)
+        return cls(llm, eos_token_ids=generation_eos_ids(source))
 
     def generate(self, requests: Sequence[SampleRequest], sampling: Sampling) -> Iterator[list[GeneratedSample]]:
         """Add one vLLM request per sample, step the engine, and yield finished samples in batches."""
@@ -125,7 +138,7 @@ class VllmEngine:
         for i, request in enumerate(requests):
             for j in range(request.samples):
                 request_id = f"cotlab-{call}-{i}-{j}"
-                params = sample_params(sampling, request.seed + j, factory)
+                params = sample_params(sampling, request.seed + j, factory, stop_token_ids=self.eos_token_ids)
                 engine.add_request(request_id, request.prompt, params)
                 wanted[request_id] = (i, j)
         finished: list[GeneratedSample] = []
