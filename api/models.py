@@ -85,5 +85,9 @@ class Prompt(CamelModel):
     """How a problem becomes model input: a chat turn (instruct/fine-tuned) or plain text (base models)."""
 
     style: PromptStyle = Field(default="chat", description="chat: apply the tokenizer's chat template.")
-    system: Annotated[str, Field(max_length=16384)] | None = None
+    system: Annotated[str, Field(max_length=16384)] | None = Field(
+        default=None,
+        description="System turn (chat) or leading text (completion). Unset: no system turn, and a chat template"
+        ' may insert its default (Qwen\'s does); "" is an explicit empty system turn, as NeMo-Skills sends.',
+    )
     template: Annotated[str, Field(min_length=1, max_length=16384, pattern=r"\{problem\}")] = DEFAULT_INSTRUCTION

@@ -191,6 +191,14 @@ def test_chat_example_with_system_turn() -> None:
     }
 
 
+@pytest.mark.parametrize(("system", "roles"), [("", ["system", "user", "assistant"]), (None, ["user", "assistant"])])
+def test_an_empty_system_text_is_an_empty_system_turn(system: str | None, roles: list[str]) -> None:
+    candidate = Candidate(make_record("p1"), "so \\boxed{7}", None)
+    example = training_example(candidate, TraceFormat(prompt=Prompt(system=system)))
+    assert [(m.role, m.content) for m in example.messages][:-2] == ([("system", "")] if system == "" else [])
+    assert [m.role for m in example.messages] == roles
+
+
 def test_completion_example_has_the_evaluators_prompt_text() -> None:
     candidate = Candidate(make_record("p1", problem="What is 3 + 4?"), "so \\boxed{7}", None)
     fmt = TraceFormat(prompt=Prompt(style="completion", system="Be brief.", template="Problem: {problem}\nSolution:"))

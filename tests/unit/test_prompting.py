@@ -85,3 +85,15 @@ def test_chat_prompts_also_stop_at_the_turn_end(tokenizer: Any) -> None:
     assert with_turn_end(sampling, Prompt(), tokenizer).stop_token_ids == [7, im_end]
     assert with_turn_end(sampling, Prompt(style="completion"), tokenizer) is sampling
     assert with_turn_end(Sampling(stop_token_ids=[im_end]), Prompt(), tokenizer).stop_token_ids == [im_end]
+
+
+def test_an_empty_system_text_is_an_empty_system_turn(tokenizer: Any) -> None:
+    """NeMo-Skills sends an empty system turn; without one, Qwen's template inserts its default system text."""
+    template = "Solve: {problem}"
+    assert render_prompt("1+1?", Prompt(system="", template=template), tokenizer) == (
+        "<|im_start|>system\n<|im_end|>\n<|im_start|>user\nSolve: 1+1?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert render_prompt("1+1?", Prompt(template=template), tokenizer).startswith(
+        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+    )
+    assert render_prompt("1+1?", Prompt(style="completion", system="", template=template), None) == "Solve: 1+1?"

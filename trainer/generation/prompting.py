@@ -32,7 +32,9 @@ def render_prompt(problem: str, prompt: Prompt, tokenizer: Any) -> str:
             "spec.prompt.style: chat needs a tokenizer with a chat template, and this model's has none;"
             " use style: completion for base models"
         )
-    messages = [{"role": "system", "content": prompt.system}] if prompt.system else []
+    # An empty system text is a system turn all the same (NeMo-Skills' prompts send one): left out, templates
+    # such as Qwen's insert their own default ("You are Qwen, created by Alibaba Cloud. ...").
+    messages = [{"role": "system", "content": prompt.system}] if prompt.system is not None else []
     messages.append({"role": "user", "content": user})
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return str(text)
