@@ -97,7 +97,12 @@ class Engine(CamelModel):
 
     name: Literal["vllm", "transformers"] = "vllm"
     tensor_parallel_size: int = Field(default=1, ge=1, le=64)
-    max_model_len: int | None = Field(default=None, ge=16, description="Unset: prompt length + maxTokens.")
+    max_model_len: int | None = Field(
+        default=None,
+        ge=16,
+        description="Prompt plus output tokens per sample; a sample that reaches it stops (finish reason length)."
+        " Unset: the model's own context length. Set it to the longest prompt + maxTokens to size vLLM's KV cache.",
+    )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "bfloat16"
     gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
     batch_size: int = Field(default=16, ge=1, le=4096, description="Sequences per batch (transformers).")

@@ -101,6 +101,21 @@ def test_narrowed_sampling_is_greedy(engine: TransformersEngine, narrow: dict[st
     assert generate_all(engine, [SampleRequest(prompt, 2, 5)], sampling) == [[greedy, greedy]]
 
 
+def test_max_model_len_caps_prompt_plus_output(engine: TransformersEngine) -> None:
+    short, long = "hi", "a longer prompt, 28 tokens.."
+    lengths = [len(engine.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in (short, long)]
+    capped = TransformersEngine(engine.model, engine.tokenizer, batch_size=4, max_model_len=lengths[1] + 3)
+    # A greedy tiny model runs to its limit: 16 new tokens unless maxModelLen stops it first.
+    sampling = Sampling(temperature=0.0, samples=1, max_tokens=16, stop_token_ids=[])
+    [[a], [b]] = generate_all(capped, [SampleRequest(short, 1, 0), SampleRequest(long, 1, 0)], sampling)
+    assert (b.output_tokens, b.finish_reason) == (3, "length")  # 28 + 3 = maxModelLen
+    assert a.output_tokens <= min(16, lengths[1] + 3 - lengths[0])
+    [[alone]] = generate_all(capped, [SampleRequest(short, 1, 0)], sampling)
+    assert alone == a  # the budget is per sequence, not per batch
+    with pytest.raises(InvalidSpecError, match="engine.maxModelLen: a prompt has 31 tokens"):
+        generate_all(capped, [SampleRequest(long + "abc", 1, 0)], sampling)
+
+
 def test_greedy_single_sample(engine: TransformersEngine) -> None:
     sampling = Sampling(temperature=0.0, samples=1, max_tokens=6)
     [[a]] = generate_all(engine, [SampleRequest("hello", 1, 0)], sampling)
