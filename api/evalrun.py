@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, model_validator
 
 from .base import CamelModel, LocalObjectRef, ShortStr, Uri, WorkloadSpec
-from .benchmarks import BENCHMARK_NAMES, CUSTOM, AnswerFormat, AnswerKind
+from .benchmarks import BENCHMARK_NAMES, CUSTOM, FILE_BENCHMARK_NAMES, AnswerFormat, AnswerKind
 from .conditions import Condition
 from .models import ModelSource, Prompt, Sampling
 
@@ -69,12 +69,22 @@ class BenchmarkSelection(CamelModel):
             "x-kubernetes-validations": [
                 {"rule": "self.name != 'custom' || has(self.uri)", "message": "a custom benchmark needs uri"},
                 {"rule": "self.name == 'custom' || !has(self.fields)", "message": "fields is only for custom"},
+                {
+                    "rule": "!has(self.revision) || !(self.name in ["
+                    + ", ".join(f"'{name}'" for name in FILE_BENCHMARK_NAMES)
+                    + "])",
+                    "message": "revision pins a hub dataset; this benchmark is a file the registry pins by digest",
+                },
             ]
         }
     }
 
     name: BenchmarkName
-    uri: Uri | None = Field(default=None, description="Custom benchmarks, or a mounted copy of a registered one.")
+    uri: Uri | None = Field(
+        default=None,
+        description="Custom benchmarks, or a mounted copy of a registered one (a pinned file's copy must match its"
+        " digest).",
+    )
     fields: CustomFields | None = None
     revision: ShortStr | None = Field(
         default=None, description="Hub commit to pin for a registered benchmark; the registry's when unset."
@@ -89,6 +99,10 @@ class BenchmarkSelection(CamelModel):
             raise ValueError("a custom benchmark needs uri")
         if self.name != CUSTOM and self.fields is not None:
             raise ValueError("fields is only for custom")
+        if self.revision is not None and self.name in FILE_BENCHMARK_NAMES:
+            raise ValueError(
+                f"revision pins a hub dataset; {self.name} is a file the registry pins by digest (drop revision)"
+            )
         return self
 
 

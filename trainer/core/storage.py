@@ -118,6 +118,12 @@ def exists(uri: str) -> bool:
     return bool(fs.exists(fs_path))
 
 
+def read_bytes(uri: str) -> bytes:
+    """The whole file at `uri` as bytes (an `https://` URL is fetched with fsspec's HTTP filesystem)."""
+    with _open(uri, "rb") as f:
+        return bytes(f.read())
+
+
 def read_text(uri: str) -> str:
     """The whole file at `uri` as text."""
     with _open(uri, "r") as f:
