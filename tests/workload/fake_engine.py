@@ -61,6 +61,7 @@ class FakeCompletionOutput:
     text: str
     token_ids: list[int]
     finish_reason: str | None
+    stop_reason: int | str | None = None  # vLLM: the stop token id or string; None for EOS and length
 
 
 @dataclass
@@ -138,7 +139,8 @@ class ScriptedLLM:
         ids = ids[: min(end or len(ids), params.max_tokens)]
         if end is None and len(ids) < params.max_tokens:
             reason = "stop"  # the script ran out: as if the model stopped on a token it was not asked to
-        return FakeCompletionOutput(self.tokenizer.decode(ids, skip_special_tokens=True), ids, reason)
+        stop_reason = ids[-1] if end is not None and ids[-1] != self.tokenizer.eos_token_id else None
+        return FakeCompletionOutput(self.tokenizer.decode(ids, skip_special_tokens=True), ids, reason, stop_reason)
 
 
 @dataclass

@@ -64,7 +64,7 @@ def test_a_turn_end_that_is_not_eos_stops_when_asked(engine: TransformersEngine)
     # The model ends its turn, then writes the next one: a stop on <|im_end|> keeps only the reply.
     tokens = tok("ab<|im_end|>\n<|im_start|>user\nc", add_special_tokens=False)["input_ids"]
     sampling = Sampling(max_tokens=len(tokens), samples=1, stop_token_ids=[im_end])
-    assert engine._completion(tokens, sampling, stop_ids=sampling.stop_token_ids) == Completion("ab", 3, "stop")
+    assert engine._completion(tokens, sampling, stop_ids=sampling.stop_token_ids) == Completion("ab", 3, "stop", im_end)
     runs_on = engine._completion(tokens, sampling.model_copy(update={"stop_token_ids": []}))
     assert (runs_on.text, runs_on.finish_reason) == ("ab\nuser\nc", "length")
 

@@ -138,6 +138,7 @@ def test_scripted_vllm_path_scores_match_hand_computation(tmp_path: Path, tokeni
         "rule",
         "output_tokens",
         "finish_reason",
+        "stop_reason",
         "seconds",
     }
 
@@ -159,8 +160,8 @@ def test_samples_stop_at_the_end_of_the_chat_turn(tmp_path: Path, tokenizer: Any
     assert im_end != tokenizer.eos_token_id
     assert all({im_end, tokenizer.eos_token_id} <= set(p.stop_token_ids) for _, p in llm.added)
     records = read_records(tmp_path / "out" / "samples" / "fixture.jsonl")
-    assert {(r["text"], r["answer"], r["correct"], r["finish_reason"]) for r in records} == {
-        ("3 + 4 = 7, so \\boxed{7}.", "7", True, "stop")
+    assert {(r["text"], r["answer"], r["correct"], r["finish_reason"], r["stop_reason"]) for r in records} == {
+        ("3 + 4 = 7, so \\boxed{7}.", "7", True, "stop", im_end)
     }
     assert summary["scores"]["fixture"]["metrics"]["pass@1"]["value"] == 1.0
 

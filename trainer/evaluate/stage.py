@@ -68,6 +68,7 @@ class SampleLine(BaseModel):
     rule: str
     output_tokens: int
     finish_reason: str | None
+    stop_reason: int | str | None = None  # the token id (e.g. <|im_end|>'s) or stop string that ended it
     seconds: float  # wall time of the engine batch that produced the sample (shared by its samples)
 
 
@@ -220,6 +221,7 @@ class _Evaluation:
                     rule=grade.rule,
                     output_tokens=sample.completion.output_tokens,
                     finish_reason=sample.completion.finish_reason,
+                    stop_reason=sample.completion.stop_reason,
                     seconds=round(seconds, 3),
                 )
             )

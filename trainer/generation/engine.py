@@ -32,11 +32,16 @@ class SampleRequest:
 
 @dataclass(frozen=True)
 class Completion:
-    """One sampled completion: its text, how many tokens it took, and why generation stopped."""
+    """One sampled completion: its text, how many tokens it took, and why generation stopped.
+
+    `stop_reason` is the token id or stop string that ended it (`<|im_end|>`'s id for a chat turn's end), None when
+    it ran to maxTokens.
+    """
 
     text: str
     output_tokens: int
     finish_reason: FinishReason
+    stop_reason: int | str | None = None
 
 
 @dataclass(frozen=True)

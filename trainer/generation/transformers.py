@@ -135,6 +135,7 @@ class TransformersEngine:
         tokens = tokens[:budget]  # a sequence stopped at its budget while others went on: the rest is padding
         stop_ids = self._eos_ids | set(stop_ids)
         end = next((k for k, t in enumerate(tokens) if t in stop_ids), None)
+        stop_reason: int | str | None = None
         if end is not None:
             reason = "stop"
             body = tokens[:end]
@@ -142,6 +143,7 @@ class TransformersEngine:
             # then the "EOS" after the stop string was never generated.
             ended_by_string = any(s in self.tokenizer.decode(body, skip_special_tokens=True) for s in sampling.stop)
             tokens = body if ended_by_string else tokens[: end + 1]
+            stop_reason = None if ended_by_string else tokens[-1]
         else:
             while tokens and tokens[-1] == self._pad_id:  # a stop string ended it; the rest is padding
                 tokens = tokens[:-1]
@@ -149,8 +151,8 @@ class TransformersEngine:
         text = self.tokenizer.decode(tokens, skip_special_tokens=True)
         for stop in sampling.stop:
             if stop in text:  # vLLM leaves the stop string out of the text
-                text, reason = text.split(stop, 1)[0], "stop"
-        return Completion(text=text, output_tokens=len(tokens), finish_reason=reason)
+                text, reason, stop_reason = text.split(stop, 1)[0], "stop", stop
+        return Completion(text=text, output_tokens=len(tokens), finish_reason=reason, stop_reason=stop_reason)
 
 
 class _TokenBudget:

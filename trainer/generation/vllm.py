@@ -70,11 +70,15 @@ def sample_params(
 
 
 def completion_of(output: Any) -> Completion:
-    """A finished vLLM `RequestOutput` (`.outputs[0].text/.token_ids/.finish_reason`) as a completion."""
+    """A finished vLLM `RequestOutput` (`.outputs[0].text/.token_ids/.finish_reason/.stop_reason`) as a completion."""
     if len(output.outputs) != 1:
         raise RuntimeError(f"vLLM returned {len(output.outputs)} samples for request {output.request_id}, wanted 1")
     sample = output.outputs[0]
-    return Completion(sample.text, len(sample.token_ids), sample.finish_reason)
+    # vLLM's stop_reason is the stop token id or string, and None for EOS: then EOS is the last token.
+    stop_reason = getattr(sample, "stop_reason", None)
+    if stop_reason is None and sample.finish_reason == "stop" and sample.token_ids:
+        stop_reason = int(sample.token_ids[-1])
+    return Completion(sample.text, len(sample.token_ids), sample.finish_reason, stop_reason)
 
 
 class VllmEngine:
