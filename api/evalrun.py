@@ -8,12 +8,17 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, model_validator
 
 from .base import CamelModel, LocalObjectRef, ShortStr, Uri
-from .benchmarks import BENCHMARK_NAMES, CUSTOM, AnswerFormat, AnswerKind
+from .benchmarks import BENCHMARK_NAMES, CUSTOM, FILE_BENCHMARK_NAMES, AnswerFormat, AnswerKind
 from .conditions import Condition
 from .models import ModelSource, Prompt, Sampling
 from .workload import WorkloadSpec
 
 METRIC_PATTERN = r"^(pass|maj)@[1-9][0-9]{0,3}$"
+
+MajorityRule = Literal["equivalence", "string", "string-fractional"]
+"""How maj@k votes (cotlab.trainer.grading.majority): equivalence classes of answers (cotlab's), or NeMo-Skills'
+exact-string votes with a tie going to the smallest answer (`string`, as the study ran it) or sharing credit
+(`string-fractional`, NeMo-Skills since 2025-08)."""
 
 
 def parse_metric(name: str) -> tuple[Literal["pass", "maj"], int]:
@@ -65,12 +70,22 @@ class BenchmarkSelection(CamelModel):
             "x-kubernetes-validations": [
                 {"rule": "self.name != 'custom' || has(self.uri)", "message": "a custom benchmark needs uri"},
                 {"rule": "self.name == 'custom' || !has(self.fields)", "message": "fields is only for custom"},
+                {
+                    "rule": "!has(self.revision) || !(self.name in ["
+                    + ", ".join(f"'{name}'" for name in FILE_BENCHMARK_NAMES)
+                    + "])",
+                    "message": "revision pins a hub dataset; this benchmark is a file the registry pins by digest",
+                },
             ]
         }
     }
 
     name: BenchmarkName
-    uri: Uri | None = Field(default=None, description="Custom benchmarks, or a mounted copy of a registered one.")
+    uri: Uri | None = Field(
+        default=None,
+        description="Custom benchmarks, or a mounted copy of a registered one (a pinned file's copy must match its"
+        " digest).",
+    )
     fields: CustomFields | None = None
     revision: ShortStr | None = Field(
         default=None, description="Hub commit to pin for a registered benchmark; the registry's when unset."
@@ -85,6 +100,10 @@ class BenchmarkSelection(CamelModel):
             raise ValueError("a custom benchmark needs uri")
         if self.name != CUSTOM and self.fields is not None:
             raise ValueError("fields is only for custom")
+        if self.revision is not None and self.name in FILE_BENCHMARK_NAMES:
+            raise ValueError(
+                f"revision pins a hub dataset; {self.name} is a file the registry pins by digest (drop revision)"
+            )
         return self
 
 
@@ -93,7 +112,12 @@ class Engine(CamelModel):
 
     name: Literal["vllm", "transformers"] = "vllm"
     tensor_parallel_size: int = Field(default=1, ge=1, le=64)
-    max_model_len: int | None = Field(default=None, ge=16, description="Unset: prompt length + maxTokens.")
+    max_model_len: int | None = Field(
+        default=None,
+        ge=16,
+        description="Prompt plus output tokens per sample; a sample that reaches it stops (finish reason length)."
+        " Unset: the model's own context length. Set it to the longest prompt + maxTokens to size vLLM's KV cache.",
+    )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "bfloat16"
     gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
     batch_size: int = Field(default=16, ge=1, le=4096, description="Sequences per batch (transformers).")
@@ -124,6 +148,12 @@ class EvalRunSpec(WorkloadSpec):
     metrics: Annotated[
         list[Annotated[str, Field(max_length=16, pattern=METRIC_PATTERN)]], Field(min_length=1, max_length=16)
     ] = Field(default_factory=lambda: ["pass@1", "maj@64"])
+    majority_vote: MajorityRule = Field(
+        default="equivalence",
+        description="maj@k's vote: equivalence (answers grouped by the grader, cotlab's), string (NeMo-Skills as"
+        " the study ran it: exact answer text, a tie goes to the smallest), string-fractional (NeMo-Skills since"
+        " 2025-08: tied answers share the credit).",
+    )
     engine: Engine = Field(default_factory=Engine)
     grader_timeout_seconds: float = Field(default=10.0, gt=0.0, le=600.0)
     suspend: bool = False

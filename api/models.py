@@ -61,6 +61,12 @@ class Sampling(CamelModel):
     samples: int = Field(default=64, ge=1, le=4096, description="Samples per problem; the study uses 64.")
     seed: int = Field(default=0, ge=0)
     stop: Annotated[list[ShortStr], Field(max_length=16)] = Field(default_factory=list)
+    stop_token_ids: Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=16)] = Field(
+        default_factory=list,
+        description="Token ids that also end a sample, besides the model's EOS ids and the chat template's"
+        " end of turn (which the engines always stop on). Special tokens stop by id only: engines remove them"
+        " from the text before matching stop strings.",
+    )
 
     @model_validator(mode="after")
     def _greedy_means_one_sample(self) -> Self:
@@ -79,5 +85,9 @@ class Prompt(CamelModel):
     """How a problem becomes model input: a chat turn (instruct/fine-tuned) or plain text (base models)."""
 
     style: PromptStyle = Field(default="chat", description="chat: apply the tokenizer's chat template.")
-    system: Annotated[str, Field(max_length=16384)] | None = None
+    system: Annotated[str, Field(max_length=16384)] | None = Field(
+        default=None,
+        description="System turn (chat) or leading text (completion). Unset: no system turn, and a chat template"
+        ' may insert its default (Qwen\'s does); "" is an explicit empty system turn, as NeMo-Skills sends.',
+    )
     template: Annotated[str, Field(min_length=1, max_length=16384, pattern=r"\{problem\}")] = DEFAULT_INSTRUCTION

@@ -107,6 +107,11 @@ class FieldMapping(CamelModel):
     id: ShortStr | None = None
     stage: ShortStr | None = "solution_type"
     difficulty: ShortStr | None = None
+    problem_id: ShortStr | None = Field(
+        default=None,
+        description="Column naming the problem a trace solves. Unset: the sha256 of the problem text (its first 16"
+        " hex digits), so traces of one problem by different authors share it.",
+    )
 
 
 Strategy = Literal["random", "hardest", "longest", "shortest", "diverse"]
@@ -121,8 +126,37 @@ class Filters(CamelModel):
     correct_only: bool = Field(default=False, description="Keep traces whose boxed answer matches the answer.")
 
 
+class ProblemSelection(CamelModel):
+    """The problems every trace must be about, the same in every dataset that selects them alike: an explicit
+    list of problem ids, or a seeded choice of `count` problems that have a trace of every stage in
+    `withStages` (the study's arms: the same problems, one trace type each)."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "has(self.ids) != has(self.count)", "message": "set exactly one of ids or count"}
+            ]
+        }
+    }
+
+    ids: Annotated[list[ShortStr], Field(min_length=1, max_length=4096)] | None = Field(
+        default=None, description="Problem ids (fields.problemId, or the problem text's digest), in this order."
+    )
+    count: int | None = Field(default=None, ge=1, description="How many problems to choose, seeded.")
+    seed: int = Field(default=0, ge=0)
+    with_stages: Annotated[list[ShortStr], Field(max_length=64)] = Field(
+        default_factory=list, description="Choose only problems with a trace of each of these stages."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.ids is None) == (self.count is None):
+            raise ValueError("set exactly one of ids or count")
+        return self
+
+
 class Selection(CamelModel):
-    """How `count` traces are chosen from the filtered pool."""
+    """How `count` traces are chosen from the filtered pool (of the chosen problems, when `problems` is set)."""
 
     model_config = CamelModel.model_config | {
         "json_schema_extra": {
@@ -140,6 +174,9 @@ class Selection(CamelModel):
     strategy: Strategy = "random"
     filters: Filters = Field(default_factory=Filters)
     diversity_field: ShortStr | None = Field(default=None, description="Column to spread the selection over.")
+    problems: ProblemSelection | None = Field(
+        default=None, description="Fix the problems first, before filters and strategy: unset, any problem."
+    )
 
     @model_validator(mode="after")
     def _diverse_needs_field(self) -> Self:

@@ -6,7 +6,7 @@ what is wrong, so a user can fix a GitOps repo without applying anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,11 +86,3 @@ def validate_document(doc: Any, source: str) -> list[FieldError]:
         path, _, message = str(exc).partition(": ")
         return [FieldError(source, name, path, message)]
     return []
-
-
-def validate_documents(docs: Iterable[tuple[str, Any]]) -> Iterator[FieldError]:
-    """Errors for (source, document) pairs, in order; empty documents are skipped."""
-    for source, doc in docs:
-        if doc is None:
-            continue
-        yield from validate_document(doc, source)

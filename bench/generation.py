@@ -3,9 +3,9 @@
     python bench/generation.py                         # GPU: vLLM, needs vllm and a GPU (exit 2 otherwise)
     python bench/generation.py --engine transformers   # CPU: the transformers engine with a tiny model
 
-cotlab's path: all prompts x samples in one engine call (vLLM: one `LLM.generate`, `n=samples` per request;
-transformers: batches of `--batch-size` sequences across prompts). Baseline: one call per prompt (vLLM:
-`LLM.generate([prompt], n=samples)`; transformers: one `generate` per prompt for its samples). Both use the
+cotlab's path: all prompts x samples in one engine call (vLLM: one request per sample, `n=1` with its own seed,
+stepped as they finish; transformers: batches of `--batch-size` sequences across prompts, each sampling from its
+own seed). Baseline: one call per prompt (the same engine given one prompt's samples at a time). Both use the
 same model, prompts, seeds and token limit; prints output tokens/s of both and the ratio.
 """
 
@@ -58,7 +58,7 @@ def _engines(args: argparse.Namespace, model_dir: Path) -> tuple[Engine, Engine,
 
         spec = EngineSpec(name="vllm", dtype="bfloat16", gpu_memory_utilization=0.5, max_model_len=2048)
         engine = VllmEngine.load(source, spec, seed=0)
-        return engine, engine, "one LLM.generate per prompt (n=samples)"
+        return engine, engine, "one engine call per prompt (its samples together)"
     from cotlab.trainer.generation.transformers import TransformersEngine
 
     batched = TransformersEngine.load(

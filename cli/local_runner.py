@@ -123,6 +123,8 @@ class LocalRunner:
         if unchanged and previous is not None and previous.status is not None:
             if previous.status.phase == Phase.SUCCEEDED and not force:
                 return previous, False
+            if force:  # a run from scratch: the stages would otherwise resume from what they find
+                shutil.rmtree(folder / "output", ignore_errors=True)
         elif previous is not None:
             # Outputs of another spec or other inputs never mix with this run's: the stage starts clean.
             shutil.rmtree(folder / "output", ignore_errors=True)

@@ -26,4 +26,3 @@ FilesOpt = Annotated[
         help="Manifest file or directory (multi-document YAML); '-' reads standard input. Repeatable.",
     ),
 ]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]

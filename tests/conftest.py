@@ -1,7 +1,13 @@
-"""Shared test data: the example manifests and the invalid-manifest table (used by unit and cluster tests)."""
+"""Shared test data: the example manifests, the invalid-manifest table (used by unit and cluster tests), a small
+file in the format of NeMo-Skills' comp-math-24-25 and a loopback HTTP server to fetch it from."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,3 +31,26 @@ def invalid_cases() -> list[dict[str, Any]]:
     """The invalid manifests every validator must reject, with the field each error must name."""
     cases: list[dict[str, Any]] = yaml.safe_load((REPO / "tests" / "data" / "invalid_manifests.yaml").read_text())
     return cases
+
+
+COMP_MATH_SAMPLE = REPO / "tests" / "data" / "comp-math-24-25-sample.txt"
+"""Seven made-up rows in the shape of NeMo-Skills' comp-math-24-25 test.txt: aime25 2, aime24 2, hmmt-24-25 3."""
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+@contextlib.contextmanager
+def http_server(directory: Path) -> Iterator[str]:
+    """Serve `directory` on 127.0.0.1 (never beyond the machine); yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+            thread.join(timeout=5)

@@ -42,13 +42,15 @@ def engine(model_dir: Path) -> VllmEngine:
     return VllmEngine.load(ModelSource(uri=f"file://{model_dir}"), EngineSpec.model_validate(ENGINE), seed=0)
 
 
-def test_one_call_n_samples_per_request(engine: VllmEngine) -> None:
+def test_one_request_per_sample_each_regenerated_from_its_seed(engine: VllmEngine) -> None:
     sampling = Sampling(temperature=1.0, samples=4, max_tokens=32)
     requests = [SampleRequest(f"problem {i}", 4, 4 * i) for i in range(8)]
     out = generate_all(engine, requests, sampling)
     assert [len(row) for row in out] == [4] * 8
     assert all(c.finish_reason in ("stop", "length") and 0 < c.output_tokens <= 32 for row in out for c in row)
-    assert generate_all(engine, requests, sampling) == out  # per-request seeds make it reproducible
+    assert generate_all(engine, requests, sampling) == out  # per-sample seeds make it reproducible
+    [[alone]] = generate_all(engine, [SampleRequest("problem 3", 1, 14)], sampling)
+    assert alone.text == out[3][2].text  # sample 2 of problem 3 has seed 4 * 3 + 2
 
 
 def test_evaluate_with_vllm(tmp_path: Path, model_dir: Path) -> None:

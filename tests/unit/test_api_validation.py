@@ -19,21 +19,33 @@ def test_every_example_is_valid(doc: dict[str, Any]) -> None:
     assert validate_document(doc, "example") == []
 
 
+STUDY_TYPES = ["human_stage1", "human_stage2", "human_stage3", "human_stage4", "qwq_32b_preview"]
+
+
 def test_examples_cover_the_study() -> None:
     resources = [parse_resource(doc) for _, doc in EXAMPLES]
-    datasets = [r for r in resources if isinstance(r, TraceDataset)]
-    stages = sorted(
-        v for d in datasets if d.spec.source.huggingface for v in d.spec.source.huggingface.where["solution_type"]
-    )
-    assert stages == ["human_stage1", "human_stage2", "human_stage3", "human_stage4", "qwq_32b_preview"]
-    assert all(d.spec.select.count == 20 for d in datasets if d.spec.source.huggingface)
+    datasets = [r for r in resources if isinstance(r, TraceDataset) and r.spec.source.huggingface]
+    # Five arms, one trace type each, 50 traces of the same 50 problems (the published human-vs-QwQ comparison).
+    assert sorted(s for d in datasets for s in d.spec.select.filters.stages) == STUDY_TYPES
+    for d in datasets:
+        assert d.spec.source.huggingface is not None
+        assert d.spec.source.huggingface.where["solution_type"] == STUDY_TYPES  # every type loaded, to fix problems
+        assert d.spec.select.count is None and d.spec.select.problems is not None
+        assert d.spec.select.problems.model_dump() == datasets[0].spec.select.problems.model_dump()
+        assert (d.spec.select.problems.count, d.spec.select.problems.with_stages) == (50, STUDY_TYPES)
+        assert d.spec.format.prompt.system == ""  # an explicit empty system turn, not Qwen's default text
     runs = [r for r in resources if isinstance(r, FineTuneRun) and r.spec.base_model.hub]
-    assert {r.spec.base_model.hub for r in runs} == {"Qwen/Qwen2.5-32B"} and {r.spec.method for r in runs} == {"full"}
+    assert {r.spec.base_model.hub for r in runs} == {"Qwen/Qwen2.5-32B"} and len(runs) == 5
     evals = [r for r in resources if isinstance(r, EvalRun) and r.metadata.name.endswith("comp-math")]
     assert len(evals) == 7
     for run in evals:
         assert [b.name for b in run.spec.benchmarks] == ["aime24", "aime25", "hmmt-24-25"]
         assert run.spec.sampling.samples == 64 and run.spec.metrics == ["pass@1", "maj@64"]
+        assert (run.spec.sampling.temperature, run.spec.sampling.top_p) == (0.6, 0.95)
+        assert run.spec.majority_vote == "string"
+        assert run.spec.prompt.style == "completion" or run.spec.prompt.system == ""
+    arms = [r for r in evals if r.spec.model.fine_tune_run_ref is not None]
+    assert len(arms) == 5 and all(r.spec.sampling.max_tokens == 32768 for r in arms)
 
 
 @pytest.mark.parametrize("case", INVALID, ids=[c["id"] for c in INVALID])

@@ -40,8 +40,11 @@ def test_names_are_unique_and_declarations_complete() -> None:
     assert len(names) == len(set(names)) and CUSTOM not in names
     for benchmark in BENCHMARKS:
         assert benchmark.name and benchmark.problem_field and benchmark.answer_field, benchmark.name
-        assert benchmark.hub.repo and benchmark.hub.split and benchmark.hub.revision, benchmark.name
-        assert benchmark.size >= 1 and benchmark.default_metrics, benchmark.name
+        if benchmark.hub is not None:
+            assert benchmark.hub.repo and benchmark.hub.split and benchmark.hub.revision, benchmark.name
+        else:
+            assert benchmark.file is not None and len(benchmark.file.sha256) == 64, benchmark.name
+        assert benchmark.size >= 1, benchmark.name
         assert benchmark.package_path is None or benchmark.package_path.startswith("pkg://"), benchmark.name
 
 
@@ -88,9 +91,11 @@ def test_boxed_format_and_repeated_ids(tmp_path: Path) -> None:
     boxed = BenchmarkSelection.model_validate(
         {"name": "custom", "uri": str(path), "fields": fields, "answerFormat": "boxed"}
     )
-    assert load_problems(boxed.model_copy(update={"limit": 1})) == [Problem("1", "x", "\\frac{1}{2}", "latex")]
+    # The whole file is checked, whatever the limit: a repeated id means a broken file.
     with pytest.raises(InvalidInputError, match=r"record 2: id '1' repeats record 1"):
-        load_problems(boxed)
+        load_problems(boxed.model_copy(update={"limit": 1}))
+    path.write_text(json.dumps(rows[0]) + "\n")
+    assert load_problems(boxed) == [Problem("1", "x", "\\frac{1}{2}", "latex")]
 
 
 def test_missing_file_is_invalid_input(tmp_path: Path) -> None:

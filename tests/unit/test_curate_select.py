@@ -7,11 +7,18 @@ from typing import Any
 import pytest
 
 from cotlab.api.models import Prompt
-from cotlab.api.tracedataset import Filters, Selection, ThinkMarkers, TraceFormat, TraceStats
+from cotlab.api.tracedataset import Filters, ProblemSelection, Selection, ThinkMarkers, TraceFormat, TraceStats
 from cotlab.trainer.core.errors import InvalidInputError
 from cotlab.trainer.curate.format import format_trace, percentile, trace_stats, training_example
 from cotlab.trainer.curate.records import TraceRecord
-from cotlab.trainer.curate.selection import Candidate, difficulty_rank, passes_filters, select_traces
+from cotlab.trainer.curate.selection import (
+    Candidate,
+    choose_problems,
+    difficulty_rank,
+    of_problems,
+    passes_filters,
+    select_traces,
+)
 
 
 def make_record(id: str, **overrides: Any) -> TraceRecord:
@@ -146,6 +153,41 @@ def test_passes_filters(candidate: Candidate, filters: Filters, want: bool) -> N
     assert passes_filters(candidate, filters) is want
 
 
+# --- problems -----------------------------------------------------------------------------------------------
+
+# Problems p1..p6; p2 and p5 lack a "qwq" trace. Rows are in source order, stages interleaved.
+STAGED = [
+    make_record(f"{p}-{stage}", problem_id=p, stage=stage)
+    for p, stages in [("p1", "hq"), ("p2", "h"), ("p3", "qh"), ("p4", "hq"), ("p5", "h"), ("p6", "qh")]
+    for stage in stages
+]
+
+
+def test_a_seeded_choice_of_problems_with_every_stage() -> None:
+    chosen = choose_problems(STAGED, ProblemSelection(count=3, seed=0, with_stages=["h", "q"]))
+    assert len(chosen) == 3 and set(chosen) <= {"p1", "p3", "p4", "p6"}
+    # The same for any subset of stages the arm keeps later, and for the rows in any order.
+    assert choose_problems(STAGED[::-1], ProblemSelection(count=3, seed=0, with_stages=["q", "h"])) == chosen
+    assert choose_problems(STAGED, ProblemSelection(count=3, seed=1, with_stages=["h", "q"])) != chosen
+    # An arm keeps its stage's traces of those problems, in the problems' order.
+    kept = [r for r in of_problems(STAGED, chosen) if r.stage == "q"]
+    assert [r.problem_id for r in kept] == chosen
+
+
+def test_explicit_problem_ids() -> None:
+    assert [r.id for r in of_problems(STAGED, ["p5", "p1"])] == ["p5-h", "p1-h", "p1-q"]
+    assert choose_problems(STAGED, ProblemSelection(ids=["p5", "p1"])) == ["p5", "p1"]
+    with pytest.raises(InvalidInputError, match=r"1 of 2 not among the source's problems, e.g. \['p9'\]"):
+        choose_problems(STAGED, ProblemSelection(ids=["p1", "p9"]))
+
+
+def test_too_few_problems_with_every_stage_says_how_many() -> None:
+    with pytest.raises(InvalidInputError, match=r"5 problems wanted, but the source has 4 with a trace of every"):
+        choose_problems(STAGED, ProblemSelection(count=5, with_stages=["h", "q"]))
+    with pytest.raises(ValueError, match="exactly one of ids or count"):
+        ProblemSelection(ids=["p1"], count=1)
+
+
 # --- formatting ---------------------------------------------------------------------------------------------
 
 THINK = ThinkMarkers()
@@ -189,6 +231,14 @@ def test_chat_example_with_system_turn() -> None:
         ],
         "tokens": 5,
     }
+
+
+@pytest.mark.parametrize(("system", "roles"), [("", ["system", "user", "assistant"]), (None, ["user", "assistant"])])
+def test_an_empty_system_text_is_an_empty_system_turn(system: str | None, roles: list[str]) -> None:
+    candidate = Candidate(make_record("p1"), "so \\boxed{7}", None)
+    example = training_example(candidate, TraceFormat(prompt=Prompt(system=system)))
+    assert [(m.role, m.content) for m in example.messages][:-2] == ([("system", "")] if system == "" else [])
+    assert [m.role for m in example.messages] == roles
 
 
 def test_completion_example_has_the_evaluators_prompt_text() -> None:

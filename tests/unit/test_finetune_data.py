@@ -59,22 +59,31 @@ def test_assistant_labels(prompt: list[int], completion: list[int], end_ids: set
 
 
 def test_tokenize_example_by_hand(tokenizer: Any) -> None:
-    # The byte-level tokenizer is one token per character, so the ChatML rendering can be counted by hand:
-    #   prompt     "<|im_start|>" "user\n" "hi" "<|im_end|>" "\n" "<|im_start|>" "assistant\n"  = 1+5+2+1+1+1+10 = 21
-    #   completion "y" "o" "<|im_end|>" "\n"                                                     = 4
-    # Trained: y, o and <|im_end|> (the model must learn to stop); not the newline after it, never generated.
+    # The byte-level tokenizer is one token per character, so Qwen2.5's rendering can be counted by hand:
+    #   default system "<|im_start|>" "system\n" <Qwen's 68 characters> "<|im_end|>" "\n"  = 1+7+68+1+1 = 78
+    #   prompt "<|im_start|>" "user\n" "hi" "<|im_end|>" "\n" "<|im_start|>" "assistant\n" = 1+5+2+1+1+1+10 = 21
+    #   completion "y" "o" "<|im_end|>" "\n"                                                = 4
+    # Trained: y, o and <|im_end|> (the model must learn to stop on it, though its EOS is <|endoftext|>); not
+    # the newline after it, never generated.
     im_start, im_end = tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
+    assert tokenizer.eos_token_id != im_end  # as in Qwen2.5's base models
     newline = tokenizer.convert_tokens_to_ids("Ċ")  # the byte-level alphabet's "\n"
     y, o = tokenizer.convert_tokens_to_ids(["y", "o"])
 
-    got = tokenize_example(tokenizer, HI_YO, end_of_turn_ids(tokenizer, None))
+    got = tokenize_example(tokenizer, HI_YO, end_of_turn_ids(tokenizer, []))
 
-    assert got.length == 25
+    assert got.length == 103
     assert got.input_ids[0] == im_start and got.input_ids[-4:] == (y, o, im_end, newline)
-    assert got.labels == (X,) * 21 + (y, o, im_end, X)
+    assert got.labels == (X,) * 99 + (y, o, im_end, X)
     assert tokenizer.decode(got.input_ids) == tokenizer.apply_chat_template(
         [m.model_dump() for m in HI_YO.messages], tokenize=False
     )
+
+
+def test_end_of_turn_ids_hold_the_templates_turn_end(tokenizer: Any) -> None:
+    eos, im_end = tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert end_of_turn_ids(tokenizer, [eos]) == {eos, im_end}
+    assert end_of_turn_ids(tokenizer, [], chat=False) == {eos}  # plain prompt/completion text has no turns
 
 
 def test_completion_style_trains_the_completion_and_eos(tokenizer: Any) -> None:
@@ -82,7 +91,7 @@ def test_completion_style_trains_the_completion_and_eos(tokenizer: Any) -> None:
     #   prompt "Q: hi\nA:" = Q : Ġ h i Ċ A : = 8 tokens (this tokenizer has no BOS); completion " yo" = Ġ y o = 3
     # Trained: the completion and the EOS after it.
     example = TrainingExample(id="c", messages=HI_YO.messages, prompt="Q: hi\nA:", completion=" yo")
-    got = tokenize_example(tokenizer, example, end_of_turn_ids(tokenizer, None))
+    got = tokenize_example(tokenizer, example, end_of_turn_ids(tokenizer, []))
     assert got.length == 12 and got.input_ids[-1] == tokenizer.eos_token_id
     assert got.labels == (X,) * 8 + got.input_ids[8:]
     assert tokenizer.decode(got.input_ids[:8]) == "Q: hi\nA:"
@@ -92,7 +101,7 @@ def test_system_turn_is_not_trained(tokenizer: Any) -> None:
     example = TrainingExample.model_validate(
         {"id": "s", "messages": [{"role": "system", "content": "be brief"}, *HI_YO.model_dump()["messages"]]}
     )
-    got = tokenize_example(tokenizer, example, end_of_turn_ids(tokenizer, None))
+    got = tokenize_example(tokenizer, example, end_of_turn_ids(tokenizer, []))
     assert [t for t, label in zip(got.input_ids, got.labels, strict=True) if label != X] == list(got.labels[-4:-1])
 
 
@@ -106,15 +115,15 @@ def test_a_template_that_rewrites_the_prompt_is_refused(tokenizer: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("max_length", "refused"), [(24, True), (25, False)], ids=["one-token-too-long", "exactly-the-limit"]
+    ("max_length", "refused"), [(102, True), (103, False)], ids=["one-token-too-long", "exactly-the-limit"]
 )
 def test_too_long_examples_are_refused_by_id_and_length(tokenizer: Any, max_length: int, refused: bool) -> None:
-    end_ids = end_of_turn_ids(tokenizer, None)
+    end_ids = end_of_turn_ids(tokenizer, [])
     if refused:
-        with pytest.raises(TraceTooLongError, match=r"maxSeqLength 24: 'hi' \(25 tokens\)"):
+        with pytest.raises(TraceTooLongError, match=r"maxSeqLength 102: 'hi' \(103 tokens\)"):
             tokenize_dataset(tokenizer, [HI_YO], max_length=max_length, end_ids=end_ids)
     else:
-        assert [t.length for t in tokenize_dataset(tokenizer, [HI_YO], max_length=max_length, end_ids=end_ids)] == [25]
+        assert [t.length for t in tokenize_dataset(tokenizer, [HI_YO], max_length=max_length, end_ids=end_ids)] == [103]
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,6 +120,10 @@ def test_published_cases(
         ("3 4", "34", "latex", Grade(False, "3 4", "math_verify")),
         ("x = 5", "x=5", "latex", Grade(True, "x = 5", "string")),
         ("\\frac {1}{2}", "\\frac{1}{2}", "latex", Grade(True, "\\frac {1}{2}", "string")),
+        ("10\\,000", "10000", "latex", Grade(True, "10\\,000", "integer")),
+        ("-1\\,234\\,567", "-1234567", "integer", Grade(True, "-1\\,234\\,567", "integer")),
+        ("\\leftarrow", "\\rightarrow", "latex", Grade(False, "\\leftarrow", "math_verify")),
+        ("x \\leftarrow y", "x \\rightarrow y", "latex", Grade(False, "x \\leftarrow y", "math_verify")),
     ],
     ids=[
         "none",
@@ -137,6 +143,10 @@ def test_published_cases(
         "digits-spaced-latex",
         "string-equation-spaces",
         "string-latex-spaces",
+        "thin-space-thousands",
+        "thin-space-millions",
+        "left-arrow-is-not-right-arrow",
+        "arrows-in-a-relation",
     ],
 )
 def test_rule_that_decides(grader: Grader, pred: str | None, gold: str, answer_kind: Any, want: Grade) -> None:
@@ -223,6 +233,18 @@ def test_grade_answers_and_is_equivalent() -> None:
     assert not is_equivalent(None, "1")
 
 
+def test_numeric_gold_is_graded_as_text(grader: Grader) -> None:
+    # JSON datasets store AIME answers as numbers; the Math-Verify path must take them as well as the exact rules.
+    pairs: list[tuple[Any, Any]] = [("073", 73), ("\\frac{146}{2}", 73), ("\\frac{1}{3}", 0.5), (73, "73")]
+    assert [(g.correct, g.rule) for g in grader.grade(pairs)] == [
+        (True, "integer"),
+        (True, "math_verify"),
+        (False, "math_verify"),
+        (True, "integer"),
+    ]
+    assert is_equivalent("\\frac{146}{2}", 73)  # type: ignore[arg-type]
+
+
 def test_grade_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         Grade(True, "1", "integer").correct = False  # type: ignore[misc]
@@ -234,3 +256,45 @@ def test_closed_grader_refuses_work() -> None:
     assert pool.grade([("5", "5")]) == [Grade(True, "5", "integer")]  # exact rules need no worker
     with pytest.raises(RuntimeError, match="closed"):
         pool.grade([("0.5", "1/2")])
+
+
+def _wait_or_kill(pid: int, timeout_s: float) -> int | None:
+    """The child's exit status, or None after killing it when it outlives `timeout_s` (a hang)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+def test_a_forked_child_grades_with_its_own_workers() -> None:
+    """A process forked after grading (a DataLoader worker, a test runner) must not share the parent's workers."""
+    child_pairs: list[tuple[str | None, str]] = [(f"\\frac{{{i}}}{{{2 * i}}}", "1/2") for i in range(1, 30)]
+    parent_pairs: list[tuple[str | None, str]] = [(f"\\frac{{{i}}}{{{i + 1}}}", "1/2") for i in range(2, 30)]
+    with Grader(workers=1, timeout_s=10.0) as grader:
+        assert grader.grade([("0.5", "1/2")])[0].correct  # the parent's worker is running
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: grade, stop its workers, report; never return into pytest
+            code = 1
+            try:
+                os.close(read)
+                grades = grader.grade(child_pairs)
+                grader.close()
+                os.write(write, json.dumps([g.correct for g in grades]).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        parent = grader.grade(parent_pairs)  # at the same time as the child
+        status = _wait_or_kill(pid, 120.0)
+        with os.fdopen(read) as f:
+            reported = f.read()
+        assert status == 0, f"the child failed (exit {status})"
+        assert json.loads(reported) == [True] * len(child_pairs)
+        assert [g.correct for g in parent] == [False] * len(parent_pairs)
+        assert grader.grade([("0.25", "1/4")])[0].correct  # the parent's pool still works

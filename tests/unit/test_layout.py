@@ -38,3 +38,13 @@ def test_the_import_paths_people_use_keep_working() -> None:
     assert pass_at_k(4, 2, 1) == pytest.approx(0.5)
     assert callable(is_equivalent) and callable(majority_vote) and Grader.__name__ == "Grader"
     assert importlib.import_module("cotlab.trainer.__main__").main.__module__ == "cotlab.trainer.entrypoint"
+
+
+def test_images_that_evaluate_can_fetch_pinned_benchmark_files() -> None:
+    # The study's benchmarks are https:// files read with fsspec, whose HTTP filesystem needs aiohttp; nothing
+    # else in the trainer image's dependencies brings it.
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra in ("train", "eval"):
+        assert any(dep.split("=")[0].strip() == "aiohttp" for dep in extras[extra]), extra

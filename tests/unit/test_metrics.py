@@ -6,12 +6,12 @@ import math
 
 import pytest
 
+from cotlab.trainer.grading.majority import equivalence_classes, majority_vote
 from cotlab.trainer.grading.metrics import (
     BenchmarkSummary,
     Estimate,
     SampleRecord,
     majority_at_k,
-    majority_vote,
     mean_pass_at_k,
     mean_with_stderr,
     no_answer_rate,
@@ -81,40 +81,107 @@ def test_mean_pass_at_k() -> None:
 @pytest.mark.parametrize(
     ("answers", "correct", "want"),
     [
-        (["5", "6", "6"], [True, False, False], False),  # 6 has two votes
-        (["5", "6", "6", "5"], [True, False, False, True], True),  # 2-2 tie: 5 was seen first
-        (["6", "5", "5", "6"], [False, True, True, False], False),  # same tie, 6 first
-        ([None, None, None, "7"], [False, False, False, True], True),  # no-answer never wins
-        ([None, None], [False, False], False),  # all no-answer: wrong
-        ([], [], False),
+        (["5", "6", "6"], [True, False, False], 0.0),  # 6 has two votes
+        (["5", "6", "6", "5"], [True, False, False, True], 0.5),  # a 2-2 tie shares the credit
+        (["6", "5", "5", "6"], [False, True, True, False], 0.5),  # whichever answer came first
+        (["7", "3", "3", "7", "9"], [True, False, False, True, False], 0.5),
+        ([None, None, None, "7"], [False, False, False, True], 1.0),  # no-answer never wins
+        ([None, None], [False, False], 0.0),  # all no-answer: wrong
+        ([], [], 0.0),
     ],
-    ids=["plurality", "tie-first-seen", "tie-first-seen-swapped", "none-never-wins", "all-none", "empty"],
+    ids=["plurality", "tie", "tie-swapped", "tie-beside-a-single", "none-never-wins", "all-none", "empty"],
 )
-def test_majority_vote_by_exact_key(answers: list[str | None], correct: list[bool], want: bool) -> None:
-    assert majority_vote(answers, correct) is want
+def test_majority_vote_by_exact_key(answers: list[str | None], correct: list[bool], want: float) -> None:
+    assert majority_vote(answers, correct) == want
 
 
-def _same_number(a: str, b: str) -> bool:
-    return {"1/2": 0.5, "0.5": 0.5, "\\frac12": 0.5}.get(a, a) == {"1/2": 0.5, "0.5": 0.5, "\\frac12": 0.5}.get(b, b)
+@pytest.mark.parametrize(
+    ("rule", "answers", "correct", "want"),
+    [
+        # The study's NeMo-Skills: votes sorted, then Counter.most_common(1): a tie goes to the smallest answer.
+        ("string", ["7", "5", "5", "7"], [True, False, False, True], 0.0),  # "5" < "7"
+        ("string", ["5", "7", "7", "5"], [False, True, True, False], 0.0),
+        ("string", ["12", "9", "9", "12"], [True, False, False, True], 1.0),  # strings: "12" < "9"
+        ("string", ["1/2", "0.5", "0.5", "x"], [True, True, True, False], 1.0),  # no grouping: "0.5" has 2
+        ("string", ["1/2", "0.5", "x", "x"], [True, True, False, False], 0.0),  # "x" has 2, the halves 1 each
+        # Since 2025-08: the tied answers share the credit.
+        ("string-fractional", ["7", "5", "5", "7"], [True, False, False, True], 0.5),
+        ("string-fractional", ["7", "5", "3"], [True, False, False], 1 / 3),
+        ("string-fractional", [None, None], [False, False], 0.0),
+    ],
+    ids=[
+        "tie-smallest",
+        "tie-smallest-swapped",
+        "tie-smallest-is-by-string",
+        "exact",
+        "exact-loses",
+        "fractional",
+        "fractional-three",
+        "fractional-none",
+    ],
+)
+def test_nemo_skills_string_votes(rule: str, answers: list[str | None], correct: list[bool], want: float) -> None:
+    assert majority_vote(answers, correct, rule=rule) == pytest.approx(want)  # type: ignore[arg-type]
+    assert majority_vote(answers[::-1], correct[::-1], rule=rule) == pytest.approx(want)  # type: ignore[arg-type]
+
+
+_HALVES = {"1/2": 0.5, "0.5": 0.5, "\\frac12": 0.5}
+
+
+def _same_number(pairs: list[tuple[str, str]]) -> list[bool]:
+    return [_HALVES.get(a, a) == _HALVES.get(b, b) for a, b in pairs]
 
 
 def test_majority_vote_groups_equivalent_answers() -> None:
     # exact keys: "3" has 2 votes vs 1 each for the spellings of 1/2; grouped: {1/2, 0.5, \frac12} has 3
     answers: list[str | None] = ["3", "1/2", "3", "0.5", "\\frac12"]
     correct = [False, True, False, True, True]
-    assert majority_vote(answers, correct) is False
-    assert majority_vote(answers, correct, equivalent=_same_number) is True
+    assert majority_vote(answers, correct) == 0.0
+    assert majority_vote(answers, correct, equivalent=_same_number) == 1.0
 
 
-def test_majority_vote_compares_each_distinct_answer_once() -> None:
-    calls: list[tuple[str, str]] = []
+def test_equivalence_classes_do_not_depend_on_sample_order() -> None:
+    # Graded equivalence need not be transitive: a~b and b~c but not a~c. Joining "the first group that
+    # matches" would split or merge by order; connected components do not.
+    links = {("a", "b"), ("b", "c")}
 
-    def counting(a: str, b: str) -> bool:
-        calls.append((a, b))
-        return a == b
+    def linked(pairs: list[tuple[str, str]]) -> list[bool]:
+        return [pair in links for pair in pairs]
 
-    majority_vote(["1", "2", "1", "2", "1"], [True, False, True, False, True], equivalent=counting)
-    assert calls == [("1", "2")]  # "2" vs the first group, once; repeats hit the exact-key cache
+    assert equivalence_classes(["c", "a", "b"], linked) == {"a": "a", "b": "a", "c": "a"}
+    for answers in (["a", "c", "c", "b", "d", "d"], ["d", "b", "c", "d", "a", "c"]):
+        correct = [a != "d" for a in answers]
+        assert majority_vote(answers, correct, equivalent=linked) == 1.0
+
+
+def test_majority_vote_asks_about_all_pairs_in_one_batch() -> None:
+    calls: list[list[tuple[str, str]]] = []
+
+    def counting(pairs: list[tuple[str, str]]) -> list[bool]:
+        calls.append(list(pairs))
+        return [a == b for a, b in pairs]
+
+    majority_vote(["2", "1", "3", "2", "1"], [False, True, False, False, True], equivalent=counting)
+    assert calls == [[("1", "2"), ("1", "3"), ("2", "3")]]  # each pair once, smaller answer first
+
+
+def test_summarize_batches_every_problem_and_k_into_one_check() -> None:
+    calls: list[list[tuple[str, str]]] = []
+
+    def counting(pairs: list[tuple[str, str]]) -> list[bool]:
+        calls.append(list(pairs))
+        return _same_number(pairs)
+
+    records = [
+        _record(p, i, a, a in _HALVES)
+        for p, row in (("p1", ["1/2", "3", "0.5", "3"]), ("p2", ["0.5", "\\frac12", "4", "4"]))
+        for i, a in enumerate(row)
+    ]
+    got = summarize("x", records, majority_ks=(2, 4), equivalent=counting)
+    assert len(calls) == 1
+    assert sorted(calls[0]) == calls[0] and len(set(calls[0])) == len(calls[0])
+    # maj@2: p1 {1/2} vs {3} tie -> 0.5, p2 {0.5, \frac12} -> 1; maj@4: p1 halves 2 vs 3 2 -> 0.5, p2 2-2 -> 0.5
+    assert got.majority_at_k == {2: Estimate(0.75, 0.25), 4: Estimate(0.5, 0.0)}
 
 
 def test_majority_at_k_uses_first_k_samples() -> None:

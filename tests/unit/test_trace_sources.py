@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
 
 from cotlab.api.tracedataset import SOURCE_KINDS, FieldMapping, TraceDatasetSpec
 from cotlab.trainer.core.errors import InvalidInputError
-from cotlab.trainer.curate.records import TraceRecord, to_record, to_records
+from cotlab.trainer.curate.records import TraceRecord, problem_digest, to_record, to_records
 from cotlab.trainer.curate.sources import LOADERS, source_kind
 from cotlab.trainer.curate.sources.huggingface import matches
 
@@ -77,7 +78,17 @@ def test_where_filter(row: dict[str, Any], where: dict[str, list[str]], want: bo
     ids=["math", "nemotron", "empty-answer-cell"],
 )
 def test_to_record(row: dict[str, Any], fields: FieldMapping, want: dict[str, Any]) -> None:
+    want = {"problem_id": problem_digest(want["problem"])} | want
     assert to_record(row, WHERE, fields, diversity_field=None) == TraceRecord(where=WHERE, **want)
+
+
+def test_problem_ids_name_the_problem_not_the_trace() -> None:
+    human = {"problem": "What is 2+2? ", "solution": "4, \\boxed{4}", "expected_answer": "4", "solution_type": "h"}
+    qwq = human | {"problem": "What is 2+2?", "solution": "Hmm. \\boxed{4}", "solution_type": "qwq"}
+    a, b = (to_record(r, WHERE, FieldMapping(), diversity_field=None) for r in (human, qwq))
+    assert a.problem_id == b.problem_id == hashlib.sha256(b"What is 2+2?").hexdigest()[:16]
+    with_column = to_record(human | {"pid": 7}, WHERE, FieldMapping(problem_id="pid"), diversity_field=None)
+    assert with_column.problem_id == "7"
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from cotlab.api.evalrun import Engine as EngineSpec
 from cotlab.api.models import ModelSource, Prompt, Sampling
 from cotlab.trainer.core.errors import InvalidSpecError
 from cotlab.trainer.core.pretrained import resolve_model_location
-from cotlab.trainer.generation import SampleRequest, check_sampling, generate_all
+from cotlab.trainer.generation import Completion, SampleRequest, check_sampling, generate_all
 from cotlab.trainer.generation.prompting import render_prompt
 from cotlab.trainer.generation.transformers import TransformersEngine
 from cotlab.trainer.generation.vllm import VllmEngine, model_arguments
@@ -57,6 +57,18 @@ def test_finish_reason(
     assert completion.text == ("ab" if want_reason == "stop" else "abcde")
 
 
+def test_a_turn_end_that_is_not_eos_stops_when_asked(engine: TransformersEngine) -> None:
+    tok = engine.tokenizer
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    assert im_end != tok.eos_token_id  # as in Qwen2.5's base models
+    # The model ends its turn, then writes the next one: a stop on <|im_end|> keeps only the reply.
+    tokens = tok("ab<|im_end|>\n<|im_start|>user\nc", add_special_tokens=False)["input_ids"]
+    sampling = Sampling(max_tokens=len(tokens), samples=1, stop_token_ids=[im_end])
+    assert engine._completion(tokens, sampling, stop_ids=sampling.stop_token_ids) == Completion("ab", 3, "stop", im_end)
+    runs_on = engine._completion(tokens, sampling.model_copy(update={"stop_token_ids": []}))
+    assert (runs_on.text, runs_on.finish_reason) == ("ab\nuser\nc", "length")
+
+
 def test_generation_is_seeded_and_batched(engine: TransformersEngine) -> None:
     sampling = Sampling(temperature=1.0, samples=3, max_tokens=8)
     requests = [SampleRequest("<|im_start|>user\nhi<|im_end|>\n", 3, 0), SampleRequest("hello", 2, 3)]
@@ -65,6 +77,43 @@ def test_generation_is_seeded_and_batched(engine: TransformersEngine) -> None:
     assert generate_all(engine, requests, sampling) == first
     batches = list(engine.generate(requests, sampling))
     assert [len(b) for b in batches] == [4, 1]  # batchSize 4 over 5 sequences
+
+
+def test_a_sample_is_regenerated_from_its_seed_alone(engine: TransformersEngine) -> None:
+    """Each sample draws from its own seed: alone, or in a batch with other prompts and padding, it is the same."""
+    sampling = Sampling(temperature=1.0, samples=3, max_tokens=8)
+    requests = [SampleRequest("<|im_start|>user\nhi<|im_end|>\n", 3, 10), SampleRequest("hello there, friend", 2, 40)]
+    together = generate_all(engine, requests, sampling)  # batches of 4: both prompts, left padding
+    assert len({c.text for row in together for c in row}) > 1  # really sampled
+    for i, request in enumerate(requests):
+        for j in range(request.samples):
+            [[alone]] = generate_all(engine, [SampleRequest(request.prompt, 1, request.seed + j)], sampling)
+            assert alone == together[i][j], (i, j)
+
+
+@pytest.mark.parametrize(
+    "narrow", [{"top_k": 1}, {"top_p": 1e-6}, {"temperature": 1e-4}], ids=["top-k-1", "tiny-top-p", "cold"]
+)
+def test_narrowed_sampling_is_greedy(engine: TransformersEngine, narrow: dict[str, Any]) -> None:
+    prompt = "<|im_start|>user\nhi<|im_end|>\n"
+    [[greedy]] = generate_all(engine, [SampleRequest(prompt, 1, 0)], Sampling(temperature=0.0, samples=1, max_tokens=8))
+    sampling = Sampling(**{"temperature": 1.0, "samples": 2, "max_tokens": 8} | narrow)
+    assert generate_all(engine, [SampleRequest(prompt, 2, 5)], sampling) == [[greedy, greedy]]
+
+
+def test_max_model_len_caps_prompt_plus_output(engine: TransformersEngine) -> None:
+    short, long = "hi", "a longer prompt, 28 tokens.."
+    lengths = [len(engine.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in (short, long)]
+    capped = TransformersEngine(engine.model, engine.tokenizer, batch_size=4, max_model_len=lengths[1] + 3)
+    # A greedy tiny model runs to its limit: 16 new tokens unless maxModelLen stops it first.
+    sampling = Sampling(temperature=0.0, samples=1, max_tokens=16, stop_token_ids=[])
+    [[a], [b]] = generate_all(capped, [SampleRequest(short, 1, 0), SampleRequest(long, 1, 0)], sampling)
+    assert (b.output_tokens, b.finish_reason) == (3, "length")  # 28 + 3 = maxModelLen
+    assert a.output_tokens <= min(16, lengths[1] + 3 - lengths[0])
+    [[alone]] = generate_all(capped, [SampleRequest(short, 1, 0)], sampling)
+    assert alone == a  # the budget is per sequence, not per batch
+    with pytest.raises(InvalidSpecError, match="engine.maxModelLen: a prompt has 31 tokens"):
+        generate_all(capped, [SampleRequest(long + "abc", 1, 0)], sampling)
 
 
 def test_greedy_single_sample(engine: TransformersEngine) -> None:
@@ -85,7 +134,7 @@ def test_greedy_with_several_samples_is_refused(engine: TransformersEngine, toke
         next(vllm.generate([SampleRequest("x", 4, 0)], sampling))
 
 
-def test_vllm_request_outputs_become_completions(tokenizer: Any) -> None:
+def test_vllm_one_request_per_sample_each_with_its_own_seed(tokenizer: Any) -> None:
     script = {
         "alpha": [Scripted("A0", "stop", 3), Scripted("A1", "length", 8)],
         "beta": [Scripted("B0"), Scripted("B1")],
@@ -98,11 +147,35 @@ def test_vllm_request_outputs_become_completions(tokenizer: Any) -> None:
         [("A0", 3, "stop"), ("A1", 8, "length")],
         [("B1", 10, "stop")],
     ]
-    [call] = llm.calls
-    assert [p for _, p in call] == [
-        FakeSamplingParams(n=2, temperature=0.7, top_p=0.9, top_k=20, max_tokens=8, seed=0, stop=["</s>"]),
-        FakeSamplingParams(n=1, temperature=0.7, top_p=0.9, top_k=20, max_tokens=8, seed=3, stop=["</s>"]),
-    ]
+    # vLLM draws a request's n samples from one seeded stream: n=1 per sample makes each seed its sample's.
+    params = dict(zip("ABC", (p for _, p in llm.added), strict=True))
+    eos = [tokenizer.eos_token_id]
+    assert params == {
+        key: FakeSamplingParams(1, 0.7, 0.9, 20, max_tokens=8, seed=seed, stop=["</s>"], stop_token_ids=eos)
+        for key, seed in (("A", 0), ("B", 1), ("C", 3))
+    }
+
+
+def test_vllm_hands_back_samples_as_they_finish(tokenizer: Any) -> None:
+    script = {"alpha": [Scripted(f"A{i}") for i in range(4)], "beta": [Scripted(f"B{i}") for i in range(4)]}
+    llm = ScriptedLLM(script, tokenizer, samples=4, per_step=3)
+    engine = VllmEngine(llm, params_factory=FakeSamplingParams, flush_samples=3)
+    sampling = Sampling(temperature=1.0, samples=4, max_tokens=8)
+    batches = engine.generate([SampleRequest("alpha", 4, 0), SampleRequest("beta", 4, 4)], sampling)
+    first = next(batches)
+    assert len(first) == 3 and llm.has_unfinished_requests()  # written before the rest is generated
+    rest = [sample for batch in batches for sample in batch]
+    got = {(s.request, s.offset): s.completion.text for s in [*first, *rest]}
+    assert got == {(r, j): f"{'AB'[r]}{j}" for r in range(2) for j in range(4)}
+
+
+def test_vllm_aborts_what_is_left_when_stopped_early(tokenizer: Any) -> None:
+    llm = ScriptedLLM({"alpha": [Scripted(f"A{i}") for i in range(4)]}, tokenizer, samples=4, per_step=1)
+    engine = VllmEngine(llm, params_factory=FakeSamplingParams, flush_samples=1)
+    batches = engine.generate([SampleRequest("alpha", 4, 0)], Sampling(temperature=1.0, samples=4, max_tokens=8))
+    next(batches)
+    batches.close()  # the evaluator died between batches
+    assert not llm.has_unfinished_requests()
 
 
 @pytest.mark.parametrize(

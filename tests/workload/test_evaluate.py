@@ -33,7 +33,7 @@ BOX = "so the answer is \\boxed{{{}}}"
 SCRIPT = {
     # p1 (gold 18): 4/4 correct.
     "How many eggs does Janet sell?": [Scripted(BOX.format("18"))] * 4,
-    # p2 (gold 7): 2/4; the vote ties 2-2 between 5 and 7 and goes to 5, seen first: maj wrong.
+    # p2 (gold 7): 2/4; the vote ties 2-2 between 5 and 7: the tied classes share the credit, maj 1/2.
     "What is 3 + 4?": [Scripted(BOX.format(a)) for a in ("5", "7", "7", "5")],
     # p3 (gold 12): 0/4, sample 1 has no answer; 11 wins the vote 2-1.
     "What is 3 * 4?": [
@@ -60,7 +60,7 @@ SCRIPT = {
 #   pass@2 = 1 - C(4-c, 2)/C(4, 2): c=4 -> 1, c=2 -> 5/6, c=0 -> 0, c=1 -> 1/2 -> mean (19/6)/5 = 19/30;
 #          deviations (11, 6, -19, 6, -4)/30, squares sum 570/900 -> sqrt(570/900/4/5) = sqrt(19/600)
 #   pass@4 = any correct: 1, 1, 0, 1, 1 -> 0.8; squares .04*4 + .64 = .8 -> sqrt(.8/20) = 0.2
-#   maj@4: 1, 0, 0, 1, 0 -> 0.4; squares .36*2 + .16*3 = 1.2 -> sqrt(1.2/20) = sqrt(.06)
+#   maj@4: 1, 1/2, 0, 1, 0 -> 0.5; squares .25*4 + 0 = 1 -> sqrt(1/20) = sqrt(.05)
 #   no answer: p3 #1, p4 #1, p4 #3 -> 3/20; truncated: p4 #1, #3 -> 2/20
 #   tokens: 18 samples x 10 + 2 x 16 = 212 -> 212/20 = 10.6
 EXPECTED = {
@@ -70,7 +70,7 @@ EXPECTED = {
         "pass@1": {"value": 0.45, "stderr": math.sqrt(0.0275)},
         "pass@2": {"value": 19 / 30, "stderr": math.sqrt(19 / 600)},
         "pass@4": {"value": 0.8, "stderr": 0.2},
-        "maj@4": {"value": 0.4, "stderr": math.sqrt(0.06)},
+        "maj@4": {"value": 0.5, "stderr": math.sqrt(0.05)},
     },
     "meanOutputTokens": 10.6,
     "truncationRate": 0.1,
@@ -102,8 +102,8 @@ def assert_scores(got: dict[str, Any], want: dict[str, Any]) -> None:
     }
 
 
-def vllm_loader(llm: ScriptedLLM) -> Any:
-    return lambda spec, source: VllmEngine(llm, params_factory=FakeSamplingParams)
+def vllm_loader(llm: ScriptedLLM, *, flush_samples: int = 3) -> Any:
+    return lambda spec, source: VllmEngine(llm, params_factory=FakeSamplingParams, flush_samples=flush_samples)
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -117,15 +117,8 @@ def test_scripted_vllm_path_scores_match_hand_computation(tmp_path: Path, tokeni
 
     assert_scores(summary["scores"], {"fixture": EXPECTED})
     assert_scores(json.loads((tmp_path / "out" / "scores.json").read_text()), {"fixture": EXPECTED})
-    # One generate call over every prompt, n = samples, one seed per problem.
-    assert len(llm.calls) == 1
-    assert [(p.n, p.seed, p.max_tokens) for _, p in llm.calls[0]] == [
-        (4, 0, 16),
-        (4, 4, 16),
-        (4, 8, 16),
-        (4, 12, 16),
-        (4, 16, 16),
-    ]
+    # One vLLM request per sample (n = 1), each with the seed its record claims.
+    assert sorted((p.n, p.seed, p.max_tokens) for _, p in llm.added) == [(1, seed, 16) for seed in range(20)]
     records = read_records(tmp_path / "out" / "samples" / "fixture.jsonl")
     assert len(records) == 20
     p4 = sorted((r for r in records if r["problem_id"] == "p4"), key=lambda r: r["sample_index"])
@@ -145,30 +138,83 @@ def test_scripted_vllm_path_scores_match_hand_computation(tmp_path: Path, tokeni
         "rule",
         "output_tokens",
         "finish_reason",
+        "stop_reason",
         "seconds",
     }
 
 
-def test_kill_after_first_benchmark_then_resume(tmp_path: Path, tokenizer: Any) -> None:
+# A fine-tuned base model ends its turn with <|im_end|> (not its EOS) and, if nothing stops it, writes the next turn.
+RUNS_ON = (
+    "3 + 4 = 7, so \\boxed{7}.<|im_end|>\n<|im_start|>user\nNow what is 5 + 5?<|im_end|>\n"
+    "<|im_start|>assistant\nThat is \\boxed{10}."
+)
+
+
+def test_samples_stop_at_the_end_of_the_chat_turn(tmp_path: Path, tokenizer: Any) -> None:
+    bench = write_benchmark(tmp_path / "fixture.jsonl", PROBLEMS[1:2])  # "What is 3 + 4?", gold 7
+    llm = ScriptedLLM({"What is 3 + 4?": [Scripted(RUNS_ON)] * 4}, tokenizer)
+    spec = make_spec([bench], sampling={"temperature": 1.0, "samples": 4, "maxTokens": 256, "seed": 0})
+    summary = run_evaluate(make_pod(spec, tmp_path / "out"), loader=vllm_loader(llm))
+
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert im_end != tokenizer.eos_token_id
+    assert all({im_end, tokenizer.eos_token_id} <= set(p.stop_token_ids) for _, p in llm.added)
+    records = read_records(tmp_path / "out" / "samples" / "fixture.jsonl")
+    assert {(r["text"], r["answer"], r["correct"], r["finish_reason"], r["stop_reason"]) for r in records} == {
+        ("3 + 4 = 7, so \\boxed{7}.", "7", True, "stop", im_end)
+    }
+    assert summary["scores"]["fixture"]["metrics"]["pass@1"]["value"] == 1.0
+
+
+def test_completion_prompts_do_not_stop_on_a_chat_turn_end(tmp_path: Path, tokenizer: Any) -> None:
+    bench = write_benchmark(tmp_path / "fixture.jsonl", PROBLEMS[1:2])
+    llm = ScriptedLLM({"What is 3 + 4?": [Scripted("\\boxed{7}")] * 4}, tokenizer)
+    spec = make_spec(
+        [bench],
+        prompt={"style": "completion"},
+        sampling={"temperature": 1.0, "samples": 4, "maxTokens": 16, "stopTokenIds": [5]},
+    )
+    run_evaluate(make_pod(spec, tmp_path / "out"), loader=vllm_loader(llm))
+    assert {tuple(p.stop_token_ids) for _, p in llm.added} == {(5, tokenizer.eos_token_id)}
+
+
+def test_majority_vote_as_the_study_ran_it(tmp_path: Path, tokenizer: Any) -> None:
+    """NeMo-Skills' string vote: a tie goes to the smallest answer, spellings are not grouped."""
+    bench = write_benchmark(tmp_path / "fixture.jsonl")
+    spec = make_spec([bench], metrics=["maj@4"], majorityVote="string")
+    summary = run_evaluate(make_pod(spec, tmp_path / "out"), loader=vllm_loader(ScriptedLLM(SCRIPT, tokenizer)))
+    # p1 "18" x4: 1; p2 5,7,7,5: the tie goes to "5" < "7": 0; p3 "11" x2: 0; p4 "\dfrac{1}{2}" and "\frac{1}{2}"
+    # one vote each, the tie goes to "\dfrac..." (right): 1; p5 "99" x2: 0 -> 0.4; squares .36*2 + .16*3 = 1.2
+    assert_scores(summary["scores"]["fixture"]["metrics"], {"maj@4": {"value": 0.4, "stderr": math.sqrt(0.06)}})
+
+
+def test_vllm_run_killed_mid_benchmark_resumes_per_sample(tmp_path: Path, tokenizer: Any) -> None:
     benches = [write_benchmark(tmp_path / "a.jsonl"), write_benchmark(tmp_path / "b.jsonl")]
     pod = make_pod(make_spec(benches), tmp_path / "out")
 
+    # Three samples finish per step: a takes 7 steps; the kill comes at b's third step.
     with pytest.raises(Killed):
-        run_evaluate(pod, loader=vllm_loader(ScriptedLLM(SCRIPT, tokenizer, fail_on_call=2)))
+        run_evaluate(pod, loader=vllm_loader(ScriptedLLM(SCRIPT, tokenizer, fail_on_step=10)))
     assert len(read_records(tmp_path / "out" / "samples" / "a.jsonl")) == 20
-    assert not (tmp_path / "out" / "samples" / "b.jsonl").exists()
+    kept = read_records(tmp_path / "out" / "samples" / "b.jsonl")
+    assert len(kept) == 6  # b's first two steps were recorded as they finished
 
     restarted = ScriptedLLM(SCRIPT, tokenizer)
     resumed = run_evaluate(pod, loader=vllm_loader(restarted))
-    # Benchmark a is not regenerated: the restarted engine sees b's five prompts only, once.
-    assert len(restarted.calls) == 1 and len(restarted.calls[0]) == 5
-    assert len(read_records(tmp_path / "out" / "samples" / "a.jsonl")) == 20
+    # Only b's 14 missing samples are asked for, each with its own seed.
+    done_seeds = {r["seed"] for r in kept}
+    assert sorted(p.seed for _, p in restarted.added) == sorted(set(range(20)) - done_seeds)
 
     uninterrupted = run_evaluate(
         make_pod(make_spec(benches), tmp_path / "fresh"), loader=vllm_loader(ScriptedLLM(SCRIPT, tokenizer))
     )
     assert resumed["scores"] == uninterrupted["scores"]
     assert_scores(resumed["scores"], {"a": EXPECTED, "b": EXPECTED})
+
+    def by_sample(path: Path) -> dict[tuple[str, int], tuple[int, str]]:
+        return {(r["problem_id"], r["sample_index"]): (r["seed"], r["text"]) for r in read_records(path)}
+
+    assert by_sample(tmp_path / "out" / "samples" / "b.jsonl") == by_sample(tmp_path / "fresh" / "samples" / "b.jsonl")
 
 
 def test_kill_mid_benchmark_then_resume(tmp_path: Path, tokenizer: Any) -> None:
@@ -341,4 +387,4 @@ def test_resume_refuses_samples_from_a_different_spec(tmp_path: Path, tokenizer:
     llm = ScriptedLLM(SCRIPT, tokenizer)
     with pytest.raises(InvalidSpecError, match="generated with a different sampling"):
         run_evaluate(make_pod(hotter, tmp_path / "out"), loader=vllm_loader(llm))
-    assert llm.calls == []
+    assert llm.added == []

@@ -23,7 +23,7 @@ from cotlab.trainer.finetune import loop as training_loop
 from cotlab.trainer.finetune.checkpoints import CHECKPOINTS_DIR
 from cotlab.trainer.finetune.stage import run_finetune
 
-from .tiny_model import build_tiny_model
+from .tiny_model import build_tiny_model, build_tokenizer
 
 pytestmark = pytest.mark.workload
 
@@ -57,6 +57,7 @@ def write_dataset(path: Path, count: int = 8, *, filler: str = "") -> dict[str, 
             "answer": str(2 * i),
             "stage": "train",
             "messages": [
+                {"role": "system", "content": ""},  # as curated with prompt.system "": no default system text
                 {"role": "user", "content": f"What is {i} + {i}?{filler}"},
                 {"role": "assistant", "content": f"{i} + {i} = {2 * i}, so \\boxed{{{2 * i}}}"},
             ],
@@ -152,6 +153,10 @@ def test_full_fine_tune_changes_every_layer(
     assert all(not torch.equal(trained[name], base[name]) for name in base)
     assert not (tmp_path / "out" / "adapter").exists()
     assert summary["outputs"]["model"]["digest"] == directory_digest(tmp_path / "out" / "model")
+    # Trained on chat turns ending in <|im_end|>, a base whose EOS is <|endoftext|> must stop on both now.
+    tokenizer = build_tokenizer()
+    saved = json.loads((tmp_path / "out" / "model" / "generation_config.json").read_text())
+    assert saved["eos_token_id"] == sorted([tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")])
 
 
 def test_a_killed_run_resumes_from_its_last_complete_checkpoint(

@@ -63,6 +63,22 @@ def test_eval_runs_locally_then_is_up_to_date(tmp_path: Path, tiny_model_dir: Pa
     assert json.loads(results.stdout)["tiny"]["bench"]["metrics"]["pass@1"] == score["metrics"]["pass@1"]
 
 
+def test_force_runs_again_from_scratch(tmp_path: Path, tiny_model_dir: Path) -> None:
+    manifest = tmp_path / "eval.yaml"
+    manifest.write_text(yaml.safe_dump(eval_run("tiny", tiny_model_dir, write_benchmark(tmp_path / "bench.jsonl"))))
+    root = tmp_path / "state"
+    assert cotctl("run", "--local", "-f", str(manifest), "--root", str(root)).exit_code == 0
+    output = root / "default" / "evalruns" / "tiny" / "output"
+    (output / "left-over").write_text("from the first run")
+
+    forced = cotctl("run", "--local", "-f", str(manifest), "--root", str(root), "--force")
+
+    assert forced.exit_code == 0, forced.output
+    assert not (output / "left-over").exists()  # the stage started clean instead of resuming the old samples
+    assert "EvalRun/tiny: benchmark=bench done=0 total=10" in forced.stderr
+    assert len((output / "samples" / "bench.jsonl").read_text().splitlines()) == 10
+
+
 def test_bad_benchmark_line_fails_with_reason_and_line(tmp_path: Path, tiny_model_dir: Path) -> None:
     bench = tmp_path / "bench.jsonl"
     bench.write_text('{"id": "a", "problem": "1+1?", "answer": "2"}\n{"id": "b", "problem": "2+2?"}\n')

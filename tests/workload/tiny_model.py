@@ -1,13 +1,30 @@
-"""A tiny random Qwen2 with a byte-level tokenizer and a chat template, built offline in a second."""
+"""A tiny random Qwen2 with a byte-level tokenizer and Qwen2.5's chat template, built offline in a second.
+
+The tokenizer is set up as Qwen2.5's *base* models are (Qwen/Qwen2.5-32B's tokenizer_config.json and
+generation_config.json): EOS and pad are `<|endoftext|>`, while the chat template ends a turn with `<|im_end|>`,
+and a conversation without a system turn gets Qwen's default system text. A fixture whose EOS were the
+end-of-turn token would hide every bug of a model that must learn to stop on a token its base never stops on.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+QWEN_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+# Qwen2.5's chat template without its tool-calling branches (which these tests never take).
 CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>system\\n" + QWEN_DEFAULT_SYSTEM + "<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if (message.role == 'user') or (message.role == 'system' and not loop.first) or message.role == 'assistant' %}"
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 
 
@@ -23,7 +40,7 @@ def build_tokenizer():  # type: ignore[no-untyped-def]
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(SPECIALS)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None
+        tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>", bos_token=None
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer

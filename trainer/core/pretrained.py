@@ -62,3 +62,21 @@ def load_tokenizer(source: ModelSource, *, field: str = "model") -> Any:
     tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
     logger.info("loaded tokenizer", extra={"tokenizer": location, "seconds": round(time.monotonic() - started, 2)})
     return tokenizer
+
+
+def generation_eos_ids(source: ModelSource) -> list[int]:
+    """The EOS ids of the model's generation config (`generation_config.json`), read without the weights;
+    `[]` when it has none (a GGUF file keeps its EOS in the tokenizer metadata; a directory may lack the file)."""
+    from transformers import GenerationConfig
+
+    location, kwargs = pretrained_kwargs(source)
+    if "gguf_file" in kwargs:
+        return []
+    try:
+        config = GenerationConfig.from_pretrained(location, **kwargs)
+    except OSError:  # no generation_config.json: the tokenizer's EOS is all there is
+        return []
+    eos = config.eos_token_id
+    if eos is None:
+        return []
+    return [int(i) for i in (eos if isinstance(eos, list) else [eos])]

@@ -5,7 +5,10 @@
 - `pkg://<package>/<path>` is a file shipped inside an installed Python package, found with
   `importlib.util.find_spec` without importing the package (the data wheels' code pulls heavy deps).
 
-Plain paths are local files.
+Plain paths are local files. Every local URI stays inside its root: a claim's mount, a package's directory, and
+for `file://` and plain paths the root the operator sets in `COTLAB_FILE_ROOT` (unset: anywhere, as on a
+workstation). The check is on the path as written, after `.` and `..` are folded and before any symlink is
+followed: a spec value can name no file outside, whatever the volume holds.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 PVC_ROOT = "/mnt/pvc"
 PVC_ROOT_ENV = "COTLAB_PVC_ROOT"
+FILE_ROOT_ENV = "COTLAB_FILE_ROOT"
+"""When set (by the operator, in pods), `file://` URIs and plain paths must name files under it."""
 
 
 def package_dir(package: str) -> Path | None:
@@ -36,26 +41,49 @@ def package_dir(package: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _inside(root: Path, relative: str, uri: str, what: str) -> Path:
+    """`root / relative`, refused when `relative` is absolute or climbs out of `root` (pathlib would let
+    `root / "/etc/passwd"` be `/etc/passwd`)."""
+    if relative.startswith("/") or ".." in relative.split("/"):
+        raise InvalidSpecError(
+            f"{uri}: the path must stay inside the {what} ('..' is not allowed, nor an absolute path)"
+        )
+    path = Path(os.path.normpath(root / relative)) if relative else root
+    if not path.is_relative_to(root):
+        raise InvalidSpecError(f"{uri}: the path must stay inside the {what}")
+    return path
+
+
+def _within_file_root(uri: str, path: Path) -> Path:
+    root = os.environ.get(FILE_ROOT_ENV)
+    if not root:
+        return path
+    normalised = Path(os.path.normpath(os.path.abspath(path)))
+    if not normalised.is_relative_to(os.path.normpath(root)):
+        raise InvalidSpecError(f"{uri}: local files must be under {root} here; use a pvc:// or s3:// URI")
+    return normalised
+
+
 def local_path(uri: str) -> Path | None:
-    """The local filesystem path a URI names, or None for a remote URI."""
+    """The local filesystem path a URI names, or None for a remote URI; a path outside its root is refused."""
     scheme, sep, rest = uri.partition("://")
     if not sep:
-        return Path(uri)
+        return _within_file_root(uri, Path(uri))
     if scheme == "file":
-        return Path(rest)
-    if scheme in ("pvc", "pkg") and ".." in Path(rest).parts:
-        # A claim or package root is a boundary: a spec value may not climb out of it.
-        raise InvalidSpecError(f"{uri}: '..' is not allowed in a {scheme}:// path")
+        return _within_file_root(uri, Path(rest))
+    if scheme not in ("pvc", "pkg"):
+        return None
+    # A claim or package root is a boundary: a spec value may not climb out of it.
+    name, _, path = rest.partition("/")
+    if not name or name in (".", ".."):
+        what = "claim" if scheme == "pvc" else "package"
+        raise InvalidSpecError(f"{uri}: a {scheme}:// URI starts with a {what} name ('..' is not allowed)")
     if scheme == "pvc":
-        claim, _, path = rest.partition("/")
-        return Path(os.environ.get(PVC_ROOT_ENV, PVC_ROOT)) / claim / path
-    if scheme == "pkg":
-        package, _, path = rest.partition("/")
-        root = package_dir(package)
-        if root is None:
-            raise FileNotFoundError(f"{uri}: Python package {package!r} is not installed")
-        return root / path
-    return None
+        return _inside(Path(os.environ.get(PVC_ROOT_ENV, PVC_ROOT)) / name, path, uri, f"claim {name!r}")
+    root = package_dir(name)
+    if root is None:
+        raise FileNotFoundError(f"{uri}: Python package {name!r} is not installed")
+    return _inside(root, path, uri, f"package {name!r}")
 
 
 def is_available(uri: str) -> bool:
@@ -88,6 +116,12 @@ def exists(uri: str) -> bool:
         return path.is_file()
     fs, fs_path = fsspec.core.url_to_fs(uri)
     return bool(fs.exists(fs_path))
+
+
+def read_bytes(uri: str) -> bytes:
+    """The whole file at `uri` as bytes (an `https://` URL is fetched with fsspec's HTTP filesystem)."""
+    with _open(uri, "rb") as f:
+        return bytes(f.read())
 
 
 def read_text(uri: str) -> str:

@@ -35,7 +35,8 @@ def training_example(candidate: Candidate, fmt: TraceFormat) -> TrainingExample:
     """One line of traces.jsonl: the chat messages, plus prompt/completion text for the completion style."""
     record = candidate.record
     user = fill_template(fmt.prompt.template, record.problem)
-    messages = [ChatMessage(role="system", content=fmt.prompt.system)] if fmt.prompt.system else []
+    # As the evaluator renders it: an empty system text is an empty system turn, not none (see render_prompt).
+    messages = [ChatMessage(role="system", content=fmt.prompt.system)] if fmt.prompt.system is not None else []
     messages += [ChatMessage(role="user", content=user), ChatMessage(role="assistant", content=candidate.trace)]
     completion_style = fmt.prompt.style == "completion"
     return TrainingExample(

@@ -7,6 +7,7 @@ checked nor learned from. The stage reports each one by line in its log and mani
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,14 @@ class TraceRecord(BaseModel):
     stage: str | None = None
     difficulty: str | None = None
     group: str | None = Field(default=None, description="The selection's diversityField value.")
+    problem_id: str | None = Field(default=None, description="The problem it solves (fields.problemId or digest).")
     where: str = Field(description="The line or row it came from, for messages.")
+
+
+def problem_digest(problem: str) -> str:
+    """A problem's id when the source has no problem id column: the first 16 hex digits of the sha256 of its
+    text (surrounding whitespace dropped), the same for every trace of the same problem."""
+    return hashlib.sha256(problem.strip().encode("utf-8")).hexdigest()[:16]
 
 
 class UnansweredTraceError(InvalidInputError):
@@ -57,6 +65,7 @@ def to_record(row: Mapping[str, Any], where: str, fields: FieldMapping, *, diver
         "stage": fields.stage,
         "difficulty": fields.difficulty,
         "group": diversity_field,
+        "problem_id": fields.problem_id,
     }
     values: dict[str, Any] = {role: _value(row, column) for role, column in columns.items() if column is not None}
     for role in ("problem", "solution"):
@@ -67,6 +76,10 @@ def to_record(row: Mapping[str, Any], where: str, fields: FieldMapping, *, diver
             raise InvalidInputError(
                 f'{where}: field "{columns[role]}": expected text, got {type(values[role]).__name__}'
             )
+    if values.get("problem_id") is None:
+        if fields.problem_id is not None:
+            raise InvalidInputError(f'{where}: field "{fields.problem_id}" (problemId) missing')
+        values["problem_id"] = problem_digest(values["problem"])
     if values.get("group") is None and diversity_field is not None:
         raise InvalidInputError(f'{where}: field "{diversity_field}" (spec.select.diversityField) missing')
     if values.get("answer") is not None and fields.answer_format != "plain":

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cotlab.api.tracedataset import Filters, Selection
+from cotlab.api.tracedataset import Filters, ProblemSelection, Selection
 from cotlab.trainer.core.errors import InvalidInputError
 from cotlab.trainer.curate.records import TraceRecord
 
@@ -27,6 +27,47 @@ class Candidate:
     def length(self) -> int:
         """Tokens when counted, else characters: what longest/shortest rank by."""
         return self.tokens if self.tokens is not None else len(self.trace)
+
+
+def choose_problems(records: Sequence[TraceRecord], problems: ProblemSelection) -> list[str]:
+    """The problem ids every selected trace must solve, in the dataset's order: the given ids, or a seeded
+    sample of `count` among the problems (in id order) that have a trace of every stage in `withStages`.
+
+    Every dataset that loads the same rows and asks alike gets the same problems, whatever it keeps afterwards
+    (the study's arms differ only in the trace type they keep).
+    """
+    stages: dict[str, set[str | None]] = {}
+    for record in records:
+        stages.setdefault(record.problem_id or "", set()).add(record.stage)
+    if problems.ids is not None:
+        repeated = sorted({i for i in problems.ids if problems.ids.count(i) > 1})
+        if repeated:
+            raise InvalidInputError(f"spec.select.problems.ids: {repeated[:5]} appear more than once")
+        missing = [i for i in problems.ids if i not in stages]
+        if missing:
+            raise InvalidInputError(
+                f"spec.select.problems.ids: {len(missing)} of {len(problems.ids)} not among the source's problems,"
+                f" e.g. {missing[:5]}; ids are fields.problemId, or the first 16 hex digits of the problem text's"
+                " sha256 (see a dataset's manifest.json `problems`)"
+            )
+        return list(problems.ids)
+    wanted = set(problems.with_stages)
+    eligible = sorted(pid for pid, have in stages.items() if wanted <= have)
+    assert problems.count is not None  # the model validator requires ids or count
+    if problems.count > len(eligible):
+        condition = f" with a trace of every stage in {sorted(wanted)}" if wanted else ""
+        raise InvalidInputError(
+            f"spec.select.problems.count: {problems.count} problems wanted, but the source has {len(eligible)}"
+            f"{condition}; lower count or change withStages"
+        )
+    return random.Random(problems.seed).sample(eligible, problems.count)
+
+
+def of_problems(records: Sequence[TraceRecord], problem_ids: Sequence[str]) -> list[TraceRecord]:
+    """The records of these problems, in the problems' order (source order within a problem)."""
+    rank = {pid: i for i, pid in enumerate(problem_ids)}
+    kept = [r for r in records if r.problem_id in rank]
+    return sorted(kept, key=lambda r: rank[r.problem_id or ""])
 
 
 def passes_filters(candidate: Candidate, filters: Filters) -> bool:

@@ -23,7 +23,13 @@ from cotlab.trainer.core import storage
 from cotlab.trainer.core.errors import InvalidInputError, InvalidSpecError
 from cotlab.trainer.curate.format import format_trace, trace_stats, training_example
 from cotlab.trainer.curate.records import TraceRecord, to_records
-from cotlab.trainer.curate.selection import Candidate, passes_filters, select_traces
+from cotlab.trainer.curate.selection import (
+    Candidate,
+    choose_problems,
+    of_problems,
+    passes_filters,
+    select_traces,
+)
 from cotlab.trainer.curate.sources import SourceContext, TeacherLoader, field_mapping, load_rows, source_kind
 from cotlab.trainer.curate.sources.generate import load_teacher
 from cotlab.trainer.curate.tokens import TokenizerLoader, count_tokens, load_tokenizer
@@ -48,6 +54,12 @@ def parse_spec(pod: PodSpecFile) -> TraceDatasetSpec:
         raise InvalidSpecError(
             "spec.select.filters: minTokens/maxTokens count tokens, so spec.tokenizer must name a tokenizer"
             " (the fine-tuned model's); set it or drop the token filters"
+        )
+    problems = spec.select.problems
+    if problems is not None and problems.with_stages and spec.fields.stage is None:
+        raise InvalidSpecError(
+            "spec.select.problems.withStages: a trace's stage is read from fields.stage, which is unset; name the"
+            " stage column or drop withStages"
         )
     if spec.select.strategy == "hardest" and spec.source.generate is None and spec.fields.difficulty is None:
         raise InvalidSpecError(
@@ -75,6 +87,10 @@ def run_curate(
         if not records:
             raise InvalidInputError(f"spec.source.{source_kind(spec)}: the source has no traces with an answer")
         emit_progress(loaded=len(records), unanswered=len(loaded.unanswered))
+        if spec.select.problems is not None:
+            # The problems are fixed first, from every loaded trace, so datasets that keep different stages of
+            # the same source still cover the same problems.
+            records = of_problems(records, choose_problems(records, spec.select.problems))
         tokenizer = (tokenizer_loader or load_tokenizer)(spec.tokenizer) if spec.tokenizer is not None else None
         pool = _candidates(records, spec, tokenizer)
         if spec.select.filters.correct_only:
@@ -128,6 +144,7 @@ def write_dataset(
         "artifact": {"uri": uri, "digest": digest},
         "count": len(selected),
         "ids": [c.record.id for c in selected],
+        "problems": [c.record.problem_id for c in selected],
         "stats": stats.to_wire(),
         "spec": spec.to_wire(),
         "unanswered": {"count": len(unanswered), "where": list(unanswered[:MAX_REPORTED])},

@@ -25,7 +25,7 @@ from cotlab.trainer.core import storage
 from cotlab.trainer.core.errors import InvalidSpecError
 from cotlab.trainer.generation import Engine, GeneratedSample, SampleRequest, check_sampling, load_engine
 from cotlab.trainer.generation.benchmarks import Problem, benchmark_key, load_problems
-from cotlab.trainer.generation.prompting import render_prompt
+from cotlab.trainer.generation.prompting import render_prompt, with_turn_end
 from cotlab.trainer.grading.grader import Grader, extract_answer
 from cotlab.trainer.grading.metrics import SampleRecord, summarize
 
@@ -68,6 +68,7 @@ class SampleLine(BaseModel):
     rule: str
     output_tokens: int
     finish_reason: str | None
+    stop_reason: int | str | None = None  # the token id (e.g. <|im_end|>'s) or stop string that ended it
     seconds: float  # wall time of the engine batch that produced the sample (shared by its samples)
 
 
@@ -170,7 +171,8 @@ class _Evaluation:
                 for r in runs
             ]
             started = time.monotonic()
-            for batch in self.engine.generate(requests, sampling):
+            # The model stops on its EOS ids (the engine's) and, for a chat prompt, on the turn's end token.
+            for batch in self.engine.generate(requests, with_turn_end(sampling, self.spec.prompt, tokenizer)):
                 seconds = time.monotonic() - started
                 lines = self._grade(batch, runs, seconds)
                 storage.append_jsonl(uri, [line.model_dump() for line in lines])
@@ -219,6 +221,7 @@ class _Evaluation:
                     rule=grade.rule,
                     output_tokens=sample.completion.output_tokens,
                     finish_reason=sample.completion.finish_reason,
+                    stop_reason=sample.completion.stop_reason,
                     seconds=round(seconds, 3),
                 )
             )
@@ -244,10 +247,18 @@ class _Evaluation:
         majority_ks = sorted({k for _, estimator, k in metrics if estimator == "maj"})
         kind = problems[0].answer_kind
 
-        def equivalent(a: str, b: str) -> bool:
-            return self.grader.equivalent(a, b, answer_kind=kind)
+        def equivalent(pairs: Sequence[tuple[str, str]]) -> list[bool]:
+            # One batch through the grading pool; the first of each pair goes in the gold position.
+            return [grade.correct for grade in self.grader.grade([(b, a) for a, b in pairs], answer_kind=kind)]
 
-        summary = summarize(key, records, ks=ks, majority_ks=majority_ks, equivalent=equivalent)
+        summary = summarize(
+            key,
+            records,
+            ks=ks,
+            majority_ks=majority_ks,
+            majority_rule=self.spec.majority_vote,
+            equivalent=equivalent,
+        )
         scores = {}
         for name, estimator, k in metrics:
             if estimator == "maj":

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cotlab.trainer.core.chat_template import end_of_turn_ids as end_of_turn_tokens
 from cotlab.trainer.core.dataset_format import TrainingExample
 from cotlab.trainer.core.errors import InvalidInputError, InvalidSpecError, TraceTooLongError
 
@@ -102,19 +103,27 @@ def _tokenize_completion(tokenizer: Any, example: TrainingExample) -> TokenizedE
     return TokenizedExample(example.id, tuple(prompt_ids) + tuple(completion_ids), tuple(labels))
 
 
-def end_of_turn_ids(tokenizer: Any, generation_eos: int | list[int] | None) -> frozenset[int]:
-    """The token ids that end an assistant turn: the tokenizer's EOS and the model's generation EOS ids."""
-    ids = [tokenizer.eos_token_id]
-    ids += generation_eos if isinstance(generation_eos, list) else [generation_eos]
+def end_of_turn_ids(tokenizer: Any, generation_eos: Sequence[int], *, chat: bool = True) -> frozenset[int]:
+    """The token ids that end an assistant turn: the tokenizer's EOS, the model's generation EOS ids and, for
+    chat-formatted examples, the chat template's end-of-turn token (`<|im_end|>` for Qwen, whose base models'
+    EOS is `<|endoftext|>`). Labels stop at the last of them, and the saved model's generation config lists them,
+    so that generation stops where training taught the model to."""
+    ids = [tokenizer.eos_token_id, *generation_eos]
+    if chat:
+        ids += end_of_turn_tokens(tokenizer)
     return frozenset(i for i in ids if i is not None)
+
+
+def trains_on_chat(examples: Sequence[TrainingExample]) -> bool:
+    """Whether some example goes through the chat template (not the plain prompt/completion text)."""
+    return any(e.prompt is None or e.completion is None for e in examples)
 
 
 def tokenize_dataset(
     tokenizer: Any, examples: Sequence[TrainingExample], *, max_length: int, end_ids: Collection[int]
 ) -> list[TokenizedExample]:
     """Tokenize every example; refuse the dataset (TraceTooLongError) if any is longer than `max_length`."""
-    chat = any(e.prompt is None or e.completion is None for e in examples)
-    if chat and not getattr(tokenizer, "chat_template", None):
+    if trains_on_chat(examples) and not getattr(tokenizer, "chat_template", None):
         raise InvalidSpecError("spec.baseModel: its tokenizer has no chat template; set spec.baseModel.tokenizer")
     tokenized = [tokenize_example(tokenizer, e, end_ids) for e in examples]
     too_long = [t for t in tokenized if t.length > max_length]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +25,6 @@ logger = logging.getLogger(__name__)
 
 SAVE_DTYPE: dict[Precision, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 NO_DECAY_MARKERS = ("bias", "norm")  # biases and normalisation scales are not regularised towards zero
-
-
-def generation_eos(source: ModelSource) -> int | list[int] | None:
-    """The EOS id(s) of the model's generation config, read without the weights; None when it has none (GGUF)."""
-    from transformers import GenerationConfig
-
-    location, kwargs = pretrained_kwargs(source)
-    if "gguf_file" in kwargs:
-        return None  # a GGUF file carries its EOS in the tokenizer metadata
-    try:
-        config = GenerationConfig.from_pretrained(location, **kwargs)
-    except OSError:  # no generation_config.json: the tokenizer's EOS is all there is
-        return None
-    eos: int | list[int] | None = config.eos_token_id
-    return eos
 
 
 def load_base_model(source: ModelSource, *, attn_implementation: str | None = None) -> Any:
@@ -121,8 +107,12 @@ def save_model(
     precision: Precision,
     gathered: dict[str, torch.Tensor] | None = None,
     source: ModelSource | None = None,
+    eos_token_ids: Collection[int] = (),
 ) -> Path:
     """Save the trained model (LoRA merged into the base) and tokenizer to `output/model`; the adapter to `adapter`.
+
+    `eos_token_ids` (the turn ends it was trained on, `<|im_end|>` included for chat traces) go into the saved
+    generation config, so any engine that honours it (vLLM, transformers) stops where the model learned to.
 
     `model` is the unwrapped model. With one process its own tensors are saved and LoRA is merged in place.
     Sharded over several, `gathered` holds its full weights (gathered on this, the main, process): full weights
@@ -145,6 +135,10 @@ def save_model(
     elif gathered is not None:
         state_dict = {name: tensor.to(dtype) for name, tensor in gathered.items()}
     model.config.use_cache = True
+    if eos_token_ids:
+        known = model.generation_config.eos_token_id
+        known = known if isinstance(known, list) else [known]
+        model.generation_config.eos_token_id = sorted({*(i for i in known if i is not None), *eos_token_ids})
     if state_dict is None:
         model.to(dtype)
     model.save_pretrained(model_dir, state_dict=state_dict)

@@ -26,7 +26,7 @@ from cotlab.api.tracedataset import Artifact
 from cotlab.trainer.core import storage
 from cotlab.trainer.core.artifacts import directory_digest, read_verified
 from cotlab.trainer.core.errors import InvalidSpecError
-from cotlab.trainer.core.pretrained import load_tokenizer
+from cotlab.trainer.core.pretrained import generation_eos_ids, load_tokenizer
 from cotlab.trainer.finetune.accelerator import build_accelerator
 from cotlab.trainer.finetune.batches import StepPlan, flatten_batch, packing_supported, pad_batch, plan_steps
 from cotlab.trainer.finetune.checkpoints import (
@@ -36,10 +36,15 @@ from cotlab.trainer.finetune.checkpoints import (
     check_resumable,
     latest_checkpoint,
 )
-from cotlab.trainer.finetune.data import end_of_turn_ids, parse_examples, tokenize_dataset
+from cotlab.trainer.finetune.data import (
+    TokenizedExample,
+    end_of_turn_ids,
+    parse_examples,
+    tokenize_dataset,
+    trains_on_chat,
+)
 from cotlab.trainer.finetune.loop import LoopSettings, run_loop
 from cotlab.trainer.finetune.model import (
-    generation_eos,
     load_base_model,
     parameter_groups,
     prepare_for_training,
@@ -79,12 +84,16 @@ def _dataset(pod: PodSpecFile) -> Artifact:
     return pod.inputs.dataset
 
 
-def _tokenized_examples(pod: PodSpecFile, spec: FineTuneRunSpec, source: ModelSource, tokenizer: Any) -> list[Any]:
-    """The verified dataset, tokenized and length-checked: fails in seconds, before any model is loaded."""
+def _tokenized_examples(
+    pod: PodSpecFile, spec: FineTuneRunSpec, source: ModelSource, tokenizer: Any
+) -> tuple[list[TokenizedExample], frozenset[int]]:
+    """The verified dataset, tokenized and length-checked (fails in seconds, before any model is loaded), and
+    the token ids that end the turns it trains."""
     dataset = _dataset(pod)
     examples = parse_examples(read_verified(dataset), dataset.uri)
-    end_ids = end_of_turn_ids(tokenizer, generation_eos(source))
-    return tokenize_dataset(tokenizer, examples, max_length=spec.training.max_seq_length, end_ids=end_ids)
+    end_ids = end_of_turn_ids(tokenizer, generation_eos_ids(source), chat=trains_on_chat(examples))
+    tokenized = tokenize_dataset(tokenizer, examples, max_length=spec.training.max_seq_length, end_ids=end_ids)
+    return tokenized, end_ids
 
 
 # Where and how the pods run, not what they train: changing these never invalidates a checkpoint. The dataset
@@ -144,7 +153,7 @@ def run_finetune(pod: PodSpecFile) -> dict[str, Any]:
     output = _local_dir(pod.output, "output")
     checkpoint_root = _local_dir(pod.checkpoint_dir or pod.output, "checkpointDir") / CHECKPOINTS_DIR
     tokenizer = load_tokenizer(source)
-    tokenized = _tokenized_examples(pod, spec, source, tokenizer)
+    tokenized, end_ids = _tokenized_examples(pod, spec, source, tokenizer)
 
     accelerator = build_accelerator(training.precision, spec.distributed)
     set_seed(training.seed)  # before the model: LoRA's initial weights come from it
@@ -209,7 +218,13 @@ def run_finetune(pod: PodSpecFile) -> dict[str, Any]:
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
         model_dir = save_model(
-            unwrapped, tokenizer, output=output, precision=training.precision, gathered=gathered, source=source
+            unwrapped,
+            tokenizer,
+            output=output,
+            precision=training.precision,
+            gathered=gathered,
+            source=source,
+            eos_token_ids=end_ids,
         )
         model_artifact = {"uri": _model_uri(pod.output, model_dir), "digest": directory_digest(model_dir)}
         summary = {"stage": "finetune", "outputs": {"model": model_artifact}, "progress": last}

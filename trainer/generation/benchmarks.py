@@ -1,21 +1,25 @@
 """Load a benchmark selection into one record shape, `Problem`, whatever its source.
 
 Sources, in order: the selection's `uri` (a custom benchmark, or a mounted copy of a registered one), the
-registry's `package_path` when that package is installed (offline runs), else the Hugging Face hub with
-the token from `HF_TOKEN` (the pod gets it from the Secret). Gold answers are read per the benchmark's
-`answer_format`; a malformed record raises `InvalidInputError` naming the file and line.
+registry's `package_path` when that package is installed (offline runs), the registry's pinned file (fetched
+here, in the pod, with fsspec), else the Hugging Face hub with the token from `HF_TOKEN` (the pod gets it from
+the Secret). A pinned file, or a mounted copy of one, is refused unless its sha256 is the registry's, and its
+rows are filtered by the registry's row filter. A registered benchmark must yield the number of problems the
+registry declares. Gold answers are read per the benchmark's `answer_format`; a malformed record raises
+`InvalidInputError` naming the file and line.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any
 
-from cotlab.api.benchmarks import CUSTOM, AnswerFormat, AnswerKind, get_benchmark
+from cotlab.api.benchmarks import CUSTOM, AnswerFormat, AnswerKind, PinnedFile, get_benchmark
 from cotlab.api.evalrun import BenchmarkSelection, CustomFields
 from cotlab.api.podcontract import HF_TOKEN_ENV
 from cotlab.trainer.core import storage
@@ -42,6 +46,8 @@ class _Layout:
 
     uri: str | None
     hub: tuple[str, str | None, str, str] | None  # (repo, config, split, revision)
+    pinned: PinnedFile | None  # the digest and row filter `uri` must meet
+    size: int | None  # the problem count a registered benchmark must have
     problem_field: str
     answer_field: str
     id_field: str | None
@@ -59,14 +65,15 @@ def benchmark_key(selection: BenchmarkSelection) -> str:
 
 
 def load_problems(selection: BenchmarkSelection) -> list[Problem]:
-    """The selection's problems, in file order, cut to `limit`."""
+    """The selection's problems, in file order, cut to `limit` (after the registered count is checked)."""
     layout = _layout(selection)
     if layout.uri is not None:
-        source, rows = layout.uri, jsonl_rows(layout.uri)
+        source = layout.uri
+        rows = pinned_rows(layout.uri, layout.pinned) if layout.pinned is not None else jsonl_rows(layout.uri)
     else:
         assert layout.hub is not None
         source, rows = f"hf://datasets/{layout.hub[0]}", _hub_rows(*layout.hub)
-    problems = [_normalise(row, where, layout) for where, row in islice(rows, selection.limit)]
+    problems = [_normalise(row, where, layout) for where, row in rows]
     seen: dict[str, int] = {}
     for i, problem in enumerate(problems):
         if problem.id in seen:
@@ -74,8 +81,41 @@ def load_problems(selection: BenchmarkSelection) -> list[Problem]:
         seen[problem.id] = i
     if not problems:
         raise InvalidInputError(f"{source}: no problems")
+    if layout.size is not None and len(problems) != layout.size:
+        raise InvalidInputError(
+            f"{source}: {len(problems)} problems, but {selection.name} has {layout.size}; this is not the"
+            " benchmark the registry declares (use name: custom for another set of problems)"
+        )
+    problems = problems[: selection.limit]
     logger.info("loaded benchmark", extra={"benchmark": selection.name, "source": source, "problems": len(problems)})
     return problems
+
+
+def pinned_rows(uri: str, pinned: PinnedFile) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """The rows of a JSON-lines file that pass the row filter, refused (InvalidInputError) unless its sha256 is
+    the pinned one; `uri` is the pinned URL or a mounted copy of that file."""
+    try:
+        data = storage.read_bytes(uri)
+    except FileNotFoundError as exc:
+        raise InvalidInputError(f"{uri}: file not found ({exc})") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != pinned.sha256:
+        raise InvalidInputError(
+            f"{uri}: sha256 {actual}, but the registry pins {pinned.sha256} ({pinned.url}); the file changed or"
+            " is another file: refusing to score against it"
+        )
+    for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{uri} line {number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(row, dict):
+            raise InvalidInputError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        if all(str(row.get(column)) == value for column, value in pinned.where):
+            yield where, row
 
 
 def _layout(selection: BenchmarkSelection) -> _Layout:
@@ -84,6 +124,8 @@ def _layout(selection: BenchmarkSelection) -> _Layout:
         return _Layout(
             uri=selection.uri,
             hub=None,
+            pinned=None,
+            size=None,
             problem_field=fields.problem,
             answer_field=fields.answer,
             id_field=fields.id,
@@ -97,11 +139,17 @@ def _layout(selection: BenchmarkSelection) -> _Layout:
     uri = selection.uri
     if uri is None and bench.package_path is not None and storage.is_available(bench.package_path):
         uri = bench.package_path
+    if uri is None and bench.file is not None:
+        uri = bench.file.url
+    hub = None
+    if uri is None:
+        assert bench.hub is not None  # a benchmark declares a hub dataset or a file
+        hub = (bench.hub.repo, bench.hub.config, bench.hub.split, selection.revision or bench.hub.revision)
     return _Layout(
         uri=uri,
-        hub=None
-        if uri
-        else (bench.hub.repo, bench.hub.config, bench.hub.split, selection.revision or bench.hub.revision),
+        hub=hub,
+        pinned=bench.file,
+        size=bench.size,
         problem_field=bench.problem_field,
         answer_field=bench.answer_field,
         id_field=bench.id_field,

@@ -1,9 +1,11 @@
 """What every generation engine provides: sampled completions for requests, in batches as they finish.
 
-A request is one prompt with a sample count and the seed of its first sample; the evaluator builds one
-request per run of missing samples, so a resumed run asks only for what is not recorded yet. Engines yield
-finished samples batch by batch (vLLM: once, after its single `generate` call; transformers: after each
-batch), and the evaluator writes each batch before asking for the next.
+A request is one prompt with a sample count and the seed of its first sample; sample i of a request is drawn
+from seed `seed + i` alone, whatever else is generated with it, so the seed in a sample's record regenerates
+it. The evaluator builds one request per run of missing samples, so a resumed run asks only for what is not
+recorded yet and gets exactly what an uninterrupted run would have. Engines yield finished samples batch by
+batch (vLLM: as its requests finish; transformers: after each batch), and the evaluator writes each batch
+before asking for the next.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ FinishReason = Literal["stop", "length"] | str | None
 
 @dataclass(frozen=True)
 class SampleRequest:
-    """`samples` completions of `prompt`; sample i of the request has seed `seed + i`."""
+    """`samples` completions of `prompt`; sample i is drawn from seed `seed + i` and nothing else."""
 
     prompt: str
     samples: int
@@ -30,11 +32,16 @@ class SampleRequest:
 
 @dataclass(frozen=True)
 class Completion:
-    """One sampled completion: its text, how many tokens it took, and why generation stopped."""
+    """One sampled completion: its text, how many tokens it took, and why generation stopped.
+
+    `stop_reason` is the token id or stop string that ended it (`<|im_end|>`'s id for a chat turn's end), None when
+    it ran to maxTokens.
+    """
 
     text: str
     output_tokens: int
     finish_reason: FinishReason
+    stop_reason: int | str | None = None
 
 
 @dataclass(frozen=True)

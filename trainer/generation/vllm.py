@@ -1,24 +1,41 @@
-"""The vLLM engine: one `LLM` and one `LLM.generate` call over every prompt, `n` samples per request.
+"""The vLLM engine: one `LLM`, one vLLM request per sample, finished samples handed back as they finish.
 
-vLLM schedules all sequences itself (continuous batching, prefix caching of the shared prompt across the n
-samples), which is why the evaluator hands it everything at once instead of batching. The records are
-written when that call returns. vLLM is imported lazily: it lives only in the evaluator image.
+Each sample is its own request (`n=1`) with its own seed: vLLM draws all `n` samples of one request from a
+single seeded generator, so with `n > 1` a sample's seed would not regenerate it. Prefix caching makes the
+shared prompt nearly free, and vLLM schedules all requests itself (continuous batching). The requests go to
+`LLM.llm_engine` and are stepped here rather than through `LLM.generate`, which returns only when every
+request is done: stepping hands finished samples back as they finish, so the evaluator records them and a
+killed pod resumes per sample. vLLM is imported lazily: it lives only in the evaluator image.
+
+Checked against vLLM's own source (vLLM is not installed here): `LLMEngine.add_request(request_id, prompt,
+params)`, `step()` and `has_unfinished_requests()` are what `LLM._run_engine` drives and what
+`examples/offline_inference/llm_engine_example.py` shows; `SamplingParams.update_from_generation_config` adds the
+model's generation-config EOS ids to `stop_token_ids`, which stop on token ids (stop strings are matched on text
+from which special tokens such as `<|im_end|>` were already removed, so they cannot stop on them).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 from cotlab.api.evalrun import Engine as EngineSpec
 from cotlab.api.models import ModelSource, Sampling
 from cotlab.trainer.core import storage
 from cotlab.trainer.core.errors import InvalidSpecError
+from cotlab.trainer.core.pretrained import generation_eos_ids
 from cotlab.trainer.generation.engine import Completion, GeneratedSample, SampleRequest, check_sampling
 
 logger = logging.getLogger(__name__)
+
+FLUSH_SAMPLES = 256
+"""Finished samples handed back at once: each hand-back is a grading call and an fsynced append."""
+FLUSH_SECONDS = 30.0
+"""...or whatever has finished after this long, so a kill loses at most this much work."""
 
 
 def model_arguments(source: ModelSource) -> dict[str, Any]:
@@ -36,42 +53,57 @@ def model_arguments(source: ModelSource) -> dict[str, Any]:
     return {"model": str(path), "revision": None, "tokenizer": source.tokenizer}
 
 
-def sampling_params(requests: Sequence[SampleRequest], sampling: Sampling, factory: Callable[..., Any]) -> list[Any]:
-    """One `SamplingParams` per request: the same settings, each request with its own seed."""
-    return [
-        factory(
-            n=r.samples,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            top_k=sampling.top_k,
-            max_tokens=sampling.max_tokens,
-            seed=r.seed,
-            stop=list(sampling.stop) or None,
-        )
-        for r in requests
-    ]
+def sample_params(
+    sampling: Sampling, seed: int, factory: Callable[..., Any], *, stop_token_ids: Collection[int]
+) -> Any:
+    """The `SamplingParams` of one sample: `n=1` and the sample's own seed; stops on the given token ids."""
+    return factory(
+        n=1,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        top_k=sampling.top_k,
+        max_tokens=sampling.max_tokens,
+        seed=seed,
+        stop=list(sampling.stop) or None,
+        stop_token_ids=sorted(set(stop_token_ids) | set(sampling.stop_token_ids)),
+    )
 
 
-def completions_from_outputs(outputs: Sequence[Any], requests: Sequence[SampleRequest]) -> list[GeneratedSample]:
-    """Convert vLLM `RequestOutput`s (`.outputs[i].text/.token_ids/.finish_reason`) into samples."""
-    if len(outputs) != len(requests):
-        raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(requests)} requests")
-    samples = []
-    for i, (output, request) in enumerate(zip(outputs, requests, strict=True)):
-        if len(output.outputs) != request.samples:
-            raise RuntimeError(f"vLLM returned {len(output.outputs)} samples for request {i}, wanted {request.samples}")
-        for j, o in enumerate(output.outputs):
-            samples.append(GeneratedSample(i, j, Completion(o.text, len(o.token_ids), o.finish_reason)))
-    return samples
+def completion_of(output: Any) -> Completion:
+    """A finished vLLM `RequestOutput` (`.outputs[0].text/.token_ids/.finish_reason/.stop_reason`) as a completion."""
+    if len(output.outputs) != 1:
+        raise RuntimeError(f"vLLM returned {len(output.outputs)} samples for request {output.request_id}, wanted 1")
+    sample = output.outputs[0]
+    # vLLM's stop_reason is the stop token id or string, and None for EOS: then EOS is the last token.
+    stop_reason = getattr(sample, "stop_reason", None)
+    if stop_reason is None and sample.finish_reason == "stop" and sample.token_ids:
+        stop_reason = int(sample.token_ids[-1])
+    return Completion(sample.text, len(sample.token_ids), sample.finish_reason, stop_reason)
 
 
 class VllmEngine:
-    """Sampling with vLLM; `llm` and `params_factory` are injectable so tests run without vLLM."""
+    """Sampling with vLLM; `llm` and `params_factory` are injectable so tests run without vLLM.
 
-    def __init__(self, llm: Any, *, params_factory: Callable[..., Any] | None = None) -> None:
+    `eos_token_ids`: the model's own EOS ids (tokenizer and generation config), passed to every request as
+    stop token ids besides those `Sampling.stopTokenIds` adds (the prompt template's end of turn).
+    """
+
+    def __init__(
+        self,
+        llm: Any,
+        *,
+        params_factory: Callable[..., Any] | None = None,
+        eos_token_ids: Collection[int] = (),
+        flush_samples: int = FLUSH_SAMPLES,
+        flush_seconds: float = FLUSH_SECONDS,
+    ) -> None:
         self.llm = llm
         self.tokenizer = llm.get_tokenizer()
         self._params_factory = params_factory
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        self.eos_token_ids = frozenset(eos_token_ids) | ({eos} if eos is not None else set())
+        self.flush_samples, self.flush_seconds = flush_samples, flush_seconds
+        self._calls = itertools.count()
 
     @classmethod
     def load(cls, source: ModelSource, spec: EngineSpec, *, seed: int) -> VllmEngine:
@@ -94,18 +126,41 @@ class VllmEngine:
             seed=seed,
             trust_remote_code=source.trust_remote_code,
         )
-        return cls(llm)
+        return cls(llm, eos_token_ids=generation_eos_ids(source))
 
     def generate(self, requests: Sequence[SampleRequest], sampling: Sampling) -> Iterator[list[GeneratedSample]]:
-        """One `llm.generate` over all requests; yields every sample once it returns."""
+        """Add one vLLM request per sample, step the engine, and yield finished samples in batches."""
         check_sampling(sampling)
-        if not requests:
-            return
         factory = self._params_factory
         if factory is None:
             from vllm import SamplingParams
 
             factory = SamplingParams
-        params = sampling_params(requests, sampling, factory)
-        outputs = self.llm.generate([r.prompt for r in requests], params, use_tqdm=False)
-        yield completions_from_outputs(outputs, requests)
+        engine = self.llm.llm_engine
+        call = next(self._calls)
+        wanted: dict[str, tuple[int, int]] = {}
+        for i, request in enumerate(requests):
+            for j in range(request.samples):
+                request_id = f"cotlab-{call}-{i}-{j}"
+                params = sample_params(sampling, request.seed + j, factory, stop_token_ids=self.eos_token_ids)
+                engine.add_request(request_id, request.prompt, params)
+                wanted[request_id] = (i, j)
+        finished: list[GeneratedSample] = []
+        last_flush = time.monotonic()
+        try:
+            while engine.has_unfinished_requests():
+                for output in engine.step():
+                    if output.finished and output.request_id in wanted:
+                        i, j = wanted.pop(output.request_id)
+                        finished.append(GeneratedSample(i, j, completion_of(output)))
+                due = time.monotonic() - last_flush >= self.flush_seconds
+                if finished and (len(finished) >= self.flush_samples or due):
+                    yield finished
+                    finished, last_flush = [], time.monotonic()
+        finally:
+            if wanted:  # the consumer stopped early or a step failed: free vLLM of what is left
+                engine.abort_request(list(wanted))
+        if finished:
+            yield finished
+        if wanted:
+            raise RuntimeError(f"vLLM finished without {len(wanted)} of the requested samples")

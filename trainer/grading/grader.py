@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import re
 import threading
 from collections.abc import Iterable
@@ -28,6 +27,7 @@ from fractions import Fraction
 from typing import Literal
 
 from cotlab.api.benchmarks import AnswerKind
+from cotlab.trainer.core.cpus import usable_cpus
 from cotlab.trainer.grading.pool import Comparison, MathVerifyPool
 
 __all__ = [
@@ -119,6 +119,8 @@ _MATH_DELIMITERS = re.compile(r"^\$+(.*?)\$+$|^\\\((.*)\\\)$|^\\\[(.*)\\\]$", re
 _UNIT_SUFFIX = re.compile(r"(?:\\[,;: ]|~|\s)*\\(?:text|textnormal|mbox)\{[^{}]*\}$")
 _DEGREES = re.compile(r"\s*(?:\^\s*\{?\s*\\circ\s*\}?|°|\\degree)$")
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+$")
+# `10\,000`: LaTeX's thin space as the thousands separator (siunitx and many solutions write numbers so).
+_THIN_SPACE_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:\\,\d{3})+$")
 _INTEGER = re.compile(r"^[+-]?[0-9]+$")
 _DECIMAL = re.compile(r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)$")
 _WRAPPER = re.compile(r"^\\(?:text|textbf|textnormal|mathrm|mathbf|boxed)\{(.*)\}$", re.DOTALL)
@@ -126,7 +128,8 @@ _CHOICE_EXACT = re.compile(r"^\(?([A-J])\)?$")
 # In a multiple-choice benchmark "C. x = 42" chose C (a NeMo-Skills case).
 _CHOICE_LEADING = re.compile(r"^\(?([A-J])(?:\)|[.:]|\s|$)")
 _FRAC_VARIANT = re.compile(r"\\[dtc]frac")
-_SIZING = re.compile(r"\\left|\\right|\\displaystyle")
+# A whole control word only: `\leftarrow` is an arrow, not `\left` + "arrow" (which `\rightarrow` would equal).
+_SIZING = re.compile(r"\\(?:left|right|displaystyle)(?![A-Za-z])")
 _SPACES = re.compile(r"\s+")
 # Once runs of spaces are one space: a control word ends at its first non-letter, so `\sqrt 2` is `\sqrt2`
 # (but `\pi r` is not `\pir`); any other space goes unless it separates two letters or digits (`1 2` is not
@@ -161,6 +164,8 @@ def _as_number_text(answer: str) -> str:
     s = s.removesuffix("\\%").removesuffix("%").strip()
     if _THOUSANDS.fullmatch(s):
         s = s.replace(",", "")
+    elif _THIN_SPACE_THOUSANDS.fullmatch(s):
+        s = s.replace("\\,", "")
     return s
 
 
@@ -212,17 +217,23 @@ def _decide_fast(predicted: str, gold: str, answer_kind: AnswerKind) -> Grade | 
     return None
 
 
+def _as_text(value: object) -> str | None:
+    """Answers as text: datasets store numeric golds as numbers (an AIME answer `73`), and grading never raises."""
+    return value if value is None or isinstance(value, str) else str(value)
+
+
 def _grade_fast(predicted: str | None, gold: str, answer_kind: AnswerKind) -> Grade | None:
     if predicted is None or not predicted.strip():
         return Grade(False, None, "no_answer")
-    return _decide_fast(predicted, str(gold), answer_kind)
+    return _decide_fast(predicted, gold, answer_kind)
 
 
 class Grader:
     """A pool of grading workers, reused across calls; use as a context manager.
 
     Args:
-        workers: worker processes for Math-Verify comparisons; default: the CPUs this process may use.
+        workers: worker processes for Math-Verify comparisons; default: the CPUs this process may use, its
+            container's CPU limit included (`cotlab.trainer.core.cpus.usable_cpus`).
         timeout_s: seconds one comparison may take before it is graded wrong with rule "timeout".
         start_method: multiprocessing start method. "forkserver" (default) never forks the caller, which
             may hold threads (vLLM, tokenizers), and forks replacements for killed workers from a server
@@ -235,7 +246,7 @@ class Grader:
     ) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s: must be > 0, got {timeout_s}")
-        self.workers = workers or len(os.sched_getaffinity(0))
+        self.workers = workers or usable_cpus()
         self.timeout_s = timeout_s
         self._pool = MathVerifyPool(workers=self.workers, timeout_s=timeout_s, start_method=start_method)
         self._lock = threading.Lock()
@@ -270,7 +281,8 @@ class Grader:
         slots: dict[tuple[str, str], int] = {}
         waiting: list[list[tuple[int, str]]] = []  # per slot: (index into grades, that pair's predicted)
         tasks: list[Comparison] = []
-        for predicted_text, gold in pairs:
+        for predicted_value, gold_value in pairs:
+            predicted_text, gold = _as_text(predicted_value), str(gold_value)
             predicted = extract_answer(predicted_text) if extract and predicted_text is not None else predicted_text
             grade = _grade_fast(predicted, gold, answer_kind)
             if grade is not None:
@@ -324,6 +336,7 @@ def grade_answer(
     predicted: str | None, gold: str, *, answer_kind: AnswerKind = "latex", timeout_s: float = DEFAULT_TIMEOUT_S
 ) -> Grade:
     """Grade one extracted answer; Math-Verify runs in a shared one-worker pool started on first need."""
+    predicted, gold = _as_text(predicted), str(gold)
     grade = _grade_fast(predicted, gold, answer_kind)
     if grade is not None:
         return grade

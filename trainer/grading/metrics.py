@@ -10,22 +10,21 @@ so problems are the sampling unit (each problem weighs the same whatever its sam
 reflects how much the score would move on another draw of problems and samples. With one problem the
 standard error is reported as 0.0.
 
-Against NeMo-Skills' `evaluation/metrics/base.py`: `pass@1` here is their `pass@1[k]` (mean correctness over
-samples); `pass@k` here is the unbiased estimator of Chen et al. (2021) over all n samples, whereas theirs is
-"any of the first k samples correct"; `maj@k` uses the first k samples, as theirs does, with ties going to
-the answer seen first (as their `Counter.most_common` does), but groups answers by an equivalence callable
-rather than by exact string.
+Against NeMo-Skills' `evaluation/metrics/base.py`: `pass@1` here is their `pass@1[avg-of-k]` (mean correctness
+over samples); `pass@k` here is the unbiased estimator of Chen et al. (2021) over all n samples, whereas theirs is
+"any of the first k samples correct"; `maj@k` uses the first k samples, as theirs does, and votes by one of the
+rules in `cotlab.trainer.grading.majority`: cotlab's equivalence classes, or their exact-string votes.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-Equivalent = Callable[[str, str], bool]
-"""`equivalent(representative, candidate)`: the group's first answer goes in the gold position."""
+from cotlab.api.evalrun import MajorityRule
+from cotlab.trainer.grading.majority import EquivalenceCheck, answer_pairs, majority_vote
 
 
 @dataclass(frozen=True)
@@ -101,58 +100,41 @@ def mean_pass_at_k(correct: Sequence[Sequence[bool]], k: int) -> Estimate:
     return mean_with_stderr([pass_at_k(len(row), sum(row), k) for row in correct])
 
 
-def majority_vote(
-    answers: Sequence[str | None], correct: Sequence[bool], *, equivalent: Equivalent | None = None
-) -> bool:
-    """Whether the most common answer is correct.
-
-    Answers are grouped into equivalence classes: exact duplicates first (cheap), then each new distinct
-    answer is compared with the first answer of every existing group, joining the first that is
-    `equivalent`; without `equivalent`, answers are taken as pre-normalised keys. The largest group wins;
-    among tied groups, the one whose first answer came earliest. A group is as correct as its first answer.
-    No-answer samples (None) never vote, so a problem with no answer at all counts as wrong.
-    """
-    if len(answers) != len(correct):
-        raise ValueError(f"answers and correct differ in length: {len(answers)} != {len(correct)}")
-    group_of: dict[str, int] = {}
-    representatives: list[str] = []
-    votes: list[int] = []
-    group_correct: list[bool] = []
-    for answer, is_correct in zip(answers, correct, strict=True):
-        if answer is None:
-            continue
-        group = group_of.get(answer)
-        if group is None and equivalent is not None:
-            group = next((g for g, rep in enumerate(representatives) if equivalent(rep, answer)), None)
-        if group is None:
-            group = len(representatives)
-            representatives.append(answer)
-            votes.append(0)
-            group_correct.append(is_correct)
-        group_of[answer] = group
-        votes[group] += 1
-    if not votes:
-        return False
-    winner = votes.index(max(votes))  # index() is the first maximum: the earliest-seen group wins ties
-    return group_correct[winner]
-
-
 def majority_at_k(
     answers: Sequence[Sequence[str | None]],
     correct: Sequence[Sequence[bool]],
     k: int,
     *,
-    equivalent: Equivalent | None = None,
+    rule: MajorityRule = "equivalence",
+    equivalent: EquivalenceCheck | None = None,
 ) -> Estimate:
-    """maj@k: majority vote over each problem's first k samples, averaged over problems."""
+    """maj@k: majority vote over each problem's first k samples, averaged over problems.
+
+    With the equivalence rule every problem's pairs go to `equivalent` in one batch."""
     if len(answers) != len(correct):
         raise ValueError(f"answers and correct differ in problems: {len(answers)} != {len(correct)}")
-    per_problem = []
-    for i, (row_answers, row_correct) in enumerate(zip(answers, correct, strict=True)):
+    for i, row_answers in enumerate(answers):
         if len(row_answers) < k:
             raise ValueError(f"problem {i}: maj@{k} needs {k} samples, got {len(row_answers)}")
-        per_problem.append(float(majority_vote(row_answers[:k], row_correct[:k], equivalent=equivalent)))
-    return mean_with_stderr(per_problem)
+    if rule == "equivalence" and equivalent is not None:
+        equivalent = batched_equivalence([row[:k] for row in answers], equivalent)
+    return mean_with_stderr(
+        [
+            majority_vote(row_answers[:k], row_correct[:k], rule=rule, equivalent=equivalent)
+            for row_answers, row_correct in zip(answers, correct, strict=True)
+        ]
+    )
+
+
+def batched_equivalence(rows: Iterable[Iterable[str | None]], equivalent: EquivalenceCheck) -> EquivalenceCheck:
+    """`equivalent` asked once about every pair of distinct answers of every row; the result answers later
+    questions about those pairs from memory (any other pair counts as not equivalent)."""
+    pairs = sorted({pair for row in rows for pair in answer_pairs(row)})
+    verdicts = equivalent(pairs) if pairs else []
+    if len(verdicts) != len(pairs):
+        raise ValueError(f"equivalence check answered {len(verdicts)} of {len(pairs)} pairs")
+    same = {pair for pair, verdict in zip(pairs, verdicts, strict=True) if verdict}
+    return lambda asked: [pair in same for pair in asked]
 
 
 def no_answer_rate(answers: Iterable[Sequence[str | None]]) -> float:
@@ -179,7 +161,8 @@ def summarize(
     *,
     ks: Sequence[int] = (),
     majority_ks: Sequence[int] = (),
-    equivalent: Equivalent | None = None,
+    majority_rule: MajorityRule = "equivalence",
+    equivalent: EquivalenceCheck | None = None,
 ) -> BenchmarkSummary:
     """Fill a `BenchmarkSummary` from per-sample records (any order; every problem needs the same count)."""
     by_problem: dict[str, dict[int, SampleRecord]] = defaultdict(dict)
@@ -198,13 +181,18 @@ def summarize(
         raise ValueError(f"{benchmark}: problems have different sample counts {sorted(counts)}; expected one")
     correct = [[r.correct for r in row] for row in rows]
     answers = [[r.answer for r in row] for row in rows]
+    if majority_ks and majority_rule == "equivalence" and equivalent is not None:
+        # One batch for every k: the pairs of the largest k's samples hold those of every smaller k.
+        equivalent = batched_equivalence([row[: max(majority_ks)] for row in answers], equivalent)
     return BenchmarkSummary(
         benchmark=benchmark,
         num_problems=len(rows),
         samples_per_problem=counts.pop(),
         pass_at_1=pass_at_1(correct),
         pass_at_k={k: mean_pass_at_k(correct, k) for k in ks},
-        majority_at_k={k: majority_at_k(answers, correct, k, equivalent=equivalent) for k in majority_ks},
+        majority_at_k={
+            k: majority_at_k(answers, correct, k, rule=majority_rule, equivalent=equivalent) for k in majority_ks
+        },
         no_answer_rate=no_answer_rate(answers),
         truncation_rate=truncation_rate(r.finish_reason for r in all_records),
         mean_output_tokens=mean_output_tokens(r.output_tokens for r in all_records),

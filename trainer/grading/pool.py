@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import re
 import time
 from collections import deque
@@ -92,6 +93,10 @@ class MathVerifyPool:
     """Worker processes for Math-Verify comparisons, started on first need and reused across `run` calls.
 
     Not thread-safe: `cotlab.trainer.grading.grader.Grader` serialises calls. See `Grader` for `start_method`.
+
+    Fork-safe: a process forked after the pool started (a DataLoader worker, a test runner) inherits copies of
+    the parent's pipes, and talking to the parent's workers would interleave with the parent's own comparisons.
+    The child forgets them without touching them and starts workers of its own on first need.
     """
 
     def __init__(self, *, workers: int, timeout_s: float, start_method: str) -> None:
@@ -102,9 +107,26 @@ class MathVerifyPool:
             # Replacements for killed workers fork from a server that has Math-Verify imported already.
             self._context.set_forkserver_preload(["math_verify", __name__])
         self._pool: list[_Worker | None] = [None] * workers
+        self._owner = os.getpid()
+
+    def _forget_inherited(self) -> None:
+        """In a forked child: drop the parent's workers (only our copies of their pipes are closed)."""
+        if os.getpid() == self._owner:
+            return
+        for worker in self._pool:
+            if worker is not None:
+                worker.conn.close()
+        self._pool = [None] * self.workers
+        self._owner = os.getpid()
+        if self._context.get_start_method() == "forkserver":
+            # The parent's fork server is not this process's child: `ForkServer.ensure_running` calls
+            # `os.waitpid` on it and gets ChildProcessError (CPython 3.11 multiprocessing/forkserver.py).
+            # Spawned workers need nothing from the parent.
+            self._context = multiprocessing.get_context("spawn")
 
     def close(self) -> None:
         """Stop the workers. Idempotent."""
+        self._forget_inherited()
         for i, worker in enumerate(self._pool):
             if worker is not None:
                 self._stop(worker)
@@ -112,6 +134,7 @@ class MathVerifyPool:
 
     def run(self, tasks: Sequence[Comparison]) -> dict[int, Outcome]:
         """Run comparisons on the workers; kill and replace any worker that passes its deadline."""
+        self._forget_inherited()
         outcomes: dict[int, Outcome] = {}
         pending = deque(tasks)
         while pending or any(w is not None and w.in_flight for w in self._pool):

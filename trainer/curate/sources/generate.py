@@ -16,7 +16,7 @@ from cotlab.trainer.core.errors import InvalidSpecError
 from cotlab.trainer.curate.sources.base import Row, SourceContext
 from cotlab.trainer.generation import Engine, SampleRequest, check_sampling, generate_all, load_engine
 from cotlab.trainer.generation.benchmarks import Problem, load_problems
-from cotlab.trainer.generation.prompting import render_prompt
+from cotlab.trainer.generation.prompting import render_prompt, with_turn_end
 from cotlab.trainer.grading.grader import Grader, extract_answer
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def keep_correct(problems: list[Problem], source: GenerateSource, engine: Engine
         )
         for position, p in enumerate(problems)
     ]
-    completions = generate_all(engine, requests, sampling)
+    completions = generate_all(engine, requests, with_turn_end(sampling, source.prompt, engine.tokenizer))
     rows: list[Row] = []
     solved = 0
     for problem, samples in zip(problems, completions, strict=True):
