@@ -21,6 +21,9 @@ MANAGED_BY = "cotlab-operator"
 # The Job controller's own label on pods; Kueue's label that puts a Job in a LocalQueue.
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 QUEUE_NAME_LABEL = "kueue.x-k8s.io/queue-name"
+PRIORITY_CLASS_LABEL = "kueue.x-k8s.io/priority-class"
+# Kueue's label on the Workload it makes for a Job: the Job's uid.
+WORKLOAD_JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
 
 MAX_CHILD_NAME = 63  # Job names become pod labels (job-name), which are limited to 63 characters
 

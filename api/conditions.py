@@ -38,12 +38,15 @@ class Reason:
     FINETUNE_NOT_SUCCEEDED = "FineTuneRunNotSucceeded"
     DEPENDENCY_NOT_FOUND = "DependencyNotFound"
     QUEUED = "Queued"
+    PREEMPTED = "Preempted"
+    KUEUE_NOT_INSTALLED = "KueueNotInstalled"
     # Running
     POD_RUNNING = "PodRunning"
     POD_PENDING = "PodPending"
     JOB_CREATED = "JobCreated"
     # Suspended
     SUSPENDED_BY_USER = "SuspendedByUser"
+    DEACTIVATED_IN_KUEUE = "DeactivatedInKueue"
     RESUMED = "Resumed"
     # Ready
     SUCCEEDED = "Succeeded"

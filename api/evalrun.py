@@ -11,7 +11,7 @@ from .base import CamelModel, LocalObjectRef, ShortStr, Uri
 from .benchmarks import BENCHMARK_NAMES, CUSTOM, FILE_BENCHMARK_NAMES, AnswerFormat, AnswerKind
 from .conditions import Condition
 from .models import ModelSource, Prompt, Sampling
-from .workload import WorkloadSpec
+from .workload import WORKLOAD_RULES, QueueStatus, WorkloadSpec
 
 METRIC_PATTERN = r"^(pass|maj)@[1-9][0-9]{0,3}$"
 
@@ -131,12 +131,13 @@ class EvalRunSpec(WorkloadSpec):
     model_config = CamelModel.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
+                *WORKLOAD_RULES,
                 {
                     # Guards: an object default is not materialised by the apiserver, only its fields'.
                     "rule": "!has(self.metrics) || self.metrics.all(m, int(m.substring(m.indexOf('@') + 1))"
                     f" <= (has(self.sampling) ? self.sampling.samples : {Sampling.model_fields['samples'].default}))",
                     "message": "metrics: k in pass@k / maj@k must be at most sampling.samples",
-                }
+                },
             ]
         }
     }
@@ -208,6 +209,7 @@ class EvalRunStatus(CamelModel):
     progress: EvalProgress | None = None
     scores: dict[str, BenchmarkScore] = Field(default_factory=dict)
     outputs: EvalOutputs | None = None
+    queue: QueueStatus | None = None
     start_time: datetime | None = None
     completion_time: datetime | None = None
     attempts: int = 0

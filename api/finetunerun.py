@@ -11,7 +11,7 @@ from .base import CamelModel, LocalObjectRef, ShortStr, Uri
 from .conditions import Condition
 from .models import ModelSource
 from .tracedataset import Artifact
-from .workload import WorkloadSpec
+from .workload import WORKLOAD_RULES, QueueStatus, WorkloadSpec
 
 Method = Literal["full", "lora"]
 Schedule = Literal["cosine", "linear", "constant", "constant_with_warmup"]
@@ -64,10 +64,11 @@ class FineTuneRunSpec(WorkloadSpec):
     model_config = CamelModel.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
+                *WORKLOAD_RULES,
                 {
                     "rule": "!has(self.lora) || self.method == 'lora'",
                     "message": "lora is only allowed with method: lora",
-                }
+                },
             ]
         }
     }
@@ -110,6 +111,7 @@ class FineTuneRunStatus(CamelModel):
     progress: Progress | None = None
     last_checkpoint: Uri | None = None
     outputs: FineTuneOutputs | None = None
+    queue: QueueStatus | None = None
     start_time: datetime | None = None
     completion_time: datetime | None = None
     attempts: int = 0

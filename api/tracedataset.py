@@ -10,7 +10,7 @@ from .base import CamelModel, ConfigMapKeyRef, LongStr, SecretKeyRef, ShortStr, 
 from .benchmarks import AnswerFormat
 from .conditions import Condition
 from .models import ModelSource, Prompt, Sampling
-from .workload import WorkloadSpec
+from .workload import QueueStatus, WorkloadSpec
 
 RowFilter = dict[str, Annotated[list[ShortStr], Field(min_length=1, max_length=64)]]
 
@@ -236,4 +236,5 @@ class TraceDatasetStatus(CamelModel):
     artifact: Artifact | None = None
     count: int | None = None
     stats: TraceStats | None = None
+    queue: QueueStatus | None = None
     message: LongStr | None = None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cotlab.api import API_VERSION, EvalRun, FineTuneRun, Resource, TraceDataset
-from cotlab.api.children import QUEUE_NAME_LABEL, child_labels, child_name
+from cotlab.api.children import PRIORITY_CLASS_LABEL, QUEUE_NAME_LABEL, child_labels, child_name
 from cotlab.api.overrides import ExtraVolume, PodOverrides
 from cotlab.api.podcontract import (
     HF_TOKEN_ENV,
@@ -162,8 +162,9 @@ def _resources(resource: Resource, settings: OperatorSettings) -> dict[str, Any]
     wanted = resource.spec.resources
     if not wanted.requests and not wanted.limits:
         return {k: dict(v) for k, v in settings.resources[STAGE_BY_KIND[resource.kind]].items()}
-    requests = {k: v for k, v in wanted.requests.items()}
-    limits = {k: v for k, v in wanted.limits.items()}
+    # Quantities are strings on the wire (a spec may write `cpu: 2`); the kubernetes client refuses an int.
+    requests = {k: str(v) for k, v in wanted.requests.items()}
+    limits = {k: str(v) for k, v in wanted.limits.items()}
     for key, value in requests.items():
         if key not in _OVERCOMMITTABLE:
             limits.setdefault(key, value)  # extended resources (GPUs) are requested through their limit
@@ -322,6 +323,8 @@ def build_job(resource: Resource, pod: PodSpecFile, settings: OperatorSettings) 
     queued = spec.queue_name is not None
     if queued:
         job_metadata["labels"][QUEUE_NAME_LABEL] = spec.queue_name
+        if spec.priority_class:
+            job_metadata["labels"][PRIORITY_CLASS_LABEL] = spec.priority_class
     template_metadata: dict[str, Any] = {"labels": {**overrides.labels, **labels}}
     if overrides.annotations:
         template_metadata["annotations"] = dict(overrides.annotations)

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cotlab.api import Condition, Phase, Resource
+from cotlab.api import Condition, Phase, Reason, Resource
 from cotlab.api.children import JOB_NAME_LABEL, QUEUE_NAME_LABEL, child_name
 from cotlab.api.conditions import phase_condition
 from cotlab.api.dependencies import Blocked, resolve_inputs
@@ -33,7 +33,7 @@ from cotlab.api.podcontract import STAGE_BY_KIND, parse_marker
 from cotlab.api.validation import format_loc, parse_resource
 
 from .builders import build_children, suspended
-from .kubeapi import KubeApi
+from .kubeapi import KUEUE_WORKLOAD_CRD, KubeApi
 from .metrics import OperatorMetrics
 from .policy import refusal
 from .reducers import Observed, reduce_invalid, reduce_status
@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
 _MAX_RETRY_SECONDS = 60.0
+_KUEUE_CHECK_SECONDS = 30.0  # how long "Kueue is (not) installed" is believed before asking again
 
 
 @dataclass
@@ -103,6 +104,7 @@ class Controller:
         self._progress: dict[Key, _Progress] = {}
         self._failures: dict[Key, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._kueue: tuple[float, bool] | None = None  # (checked at, installed)
 
     # -- lifecycle (event loop) ---------------------------------------------------------
 
@@ -252,10 +254,18 @@ class Controller:
         refused = refusal(resource, self.settings)
         if refused is not None:
             return Observed(job=job, pods=pods, refusal=refused)
+        queue = resource.spec.queue_name
         if job is None:
             inputs = resolve_inputs(resource, _parsed(upstream))
             if isinstance(inputs, Blocked):
                 return Observed(blocked=inputs)
+            if queue is not None and not self._kueue_installed():
+                # A queued Job would sit suspended forever: nothing but Kueue ever unsuspends it.
+                message = (
+                    f"spec.queueName is {queue!r}, but Kueue is not installed (no {KUEUE_WORKLOAD_CRD} CRD); "
+                    "install Kueue, or remove queueName"
+                )
+                return Observed(blocked=Blocked(Reason.KUEUE_NOT_INSTALLED, message))
             children = build_children(resource, inputs, self.settings)
             self.api.create(children.config_map)
             job = self.api.create(children.job)
@@ -263,7 +273,23 @@ class Controller:
         elif not _queued(job) and bool((job.get("spec") or {}).get("suspend")) != suspended(resource):
             # Only a Job the operator suspends itself; a queued Job's suspend belongs to Kueue.
             job = self.api.set_job_suspend(job["metadata"]["namespace"], job["metadata"]["name"], suspended(resource))
-        return Observed(job=job, pods=pods, marker=self._marker(resource, pods))
+        workload = None
+        if _queued(job):
+            workload = self.api.workload_of(job["metadata"]["namespace"], job["metadata"]["uid"])
+            active = (workload or {}).get("spec", {}).get("active", True)
+            if workload is not None and active == suspended(resource):
+                # spec.suspend on a queued run goes through Kueue: a deactivated Workload is evicted and its Job
+                # suspended by Kueue itself, so the two never fight over the Job's suspend field.
+                meta = workload["metadata"]
+                self.api.set_workload_active(meta["namespace"], meta["name"], not suspended(resource))
+        return Observed(job=job, pods=pods, marker=self._marker(resource, pods), workload=workload)
+
+    def _kueue_installed(self) -> bool:
+        assert self.api is not None
+        now = time.monotonic()
+        if self._kueue is None or now - self._kueue[0] > _KUEUE_CHECK_SECONDS:
+            self._kueue = (now, self.api.crd_exists(KUEUE_WORKLOAD_CRD))
+        return self._kueue[1]
 
     def _marker(self, resource: Resource, pods: list[dict[str, Any]]) -> dict[str, Any] | None:
         """The newest progress marker of the rank-0 pod, its log read at most every progress_interval_seconds."""

@@ -16,7 +16,7 @@ import kubernetes.client
 from kubernetes.client.exceptions import ApiException
 
 from cotlab.api import GROUP, VERSION
-from cotlab.api.children import MANAGED_BY
+from cotlab.api.children import MANAGED_BY, WORKLOAD_JOB_UID_LABEL
 from cotlab.api.resources import KINDS_BY_NAME
 
 from .metrics import OperatorMetrics
@@ -24,6 +24,9 @@ from .metrics import OperatorMetrics
 logger = logging.getLogger(__name__)
 
 MAX_EVENT_MESSAGE = 1024
+# Kueue's API (only v1beta2 is served without its conversion webhook); the CRD whose presence means "installed".
+KUEUE_GROUP, KUEUE_VERSION = "kueue.x-k8s.io", "v1beta2"
+KUEUE_WORKLOAD_CRD = "workloads.kueue.x-k8s.io"
 
 
 def _json(response: Any) -> dict[str, Any]:
@@ -70,6 +73,38 @@ class KubeApi:
         self._count("patch", f"{kind}/status")
         self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, KINDS_BY_NAME[kind].plural, name, {"status": status}
+        )
+
+    def crd_exists(self, name: str) -> bool:
+        """Whether the CustomResourceDefinition `name` is installed (e.g. Kueue's workloads.kueue.x-k8s.io)."""
+        self._count("get", "CustomResourceDefinition")
+        try:
+            kubernetes.client.ApiextensionsV1Api(self.core.api_client).read_custom_resource_definition(
+                name, _preload_content=False
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+    def workload_of(self, namespace: str, job_uid: str) -> dict[str, Any] | None:
+        """Kueue's Workload for the Job with `job_uid` (Kueue labels it with the Job's uid), or None yet."""
+        self._count("list", "Workload")
+        found = _json(
+            self.custom.list_namespaced_custom_object(
+                KUEUE_GROUP, KUEUE_VERSION, namespace, "workloads",
+                label_selector=f"{WORKLOAD_JOB_UID_LABEL}={job_uid}", _preload_content=False,
+            )
+        )  # fmt: skip
+        items: list[dict[str, Any]] = found.get("items") or []
+        return items[0] if items else None
+
+    def set_workload_active(self, namespace: str, name: str, active: bool) -> None:
+        """Deactivate (or reactivate) a Workload: Kueue's own way to suspend a queued Job."""
+        self._count("patch", "Workload")
+        self.custom.patch_namespaced_custom_object(
+            KUEUE_GROUP, KUEUE_VERSION, namespace, "workloads", name, {"spec": {"active": active}}
         )
 
     def log_tail(self, namespace: str, pod: str, container: str, lines: int) -> str:

@@ -23,6 +23,7 @@ from cotlab.api.finetunerun import FineTuneRunStatus, Progress
 from cotlab.api.podcontract import PERMANENT_EXIT_CODES, STAGE_BY_KIND, decode_summary
 from cotlab.api.summaries import Status, empty_status, failure_reason, succeeded_status
 from cotlab.api.tracedataset import TraceDatasetStatus
+from cotlab.api.workload import QueueStatus
 
 from .policy import Refusal
 
@@ -42,6 +43,7 @@ class Observed:
     marker: dict[str, Any] | None = None
     blocked: Blocked | None = None
     refusal: Refusal | None = None
+    workload: dict[str, Any] | None = None  # Kueue's Workload of a queued Job
 
 
 def _job_condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
@@ -203,15 +205,19 @@ def _reduce_job(resource: Resource, conditions: _Conditions, job: dict[str, Any]
         conditions.put(ConditionType.FAILED, True, reason, message)
         return
     queue = (job["metadata"].get("labels") or {}).get(QUEUE_NAME_LABEL)
+    if queue:
+        status.queue = queue_status(queue, observed.workload)
     user_suspended = isinstance(resource, FineTuneRun | EvalRun) and resource.spec.suspend
     if (job.get("spec") or {}).get("suspend"):
         if user_suspended:
-            conditions.put(ConditionType.RUNNING, False, Reason.SUSPENDED_BY_USER)
-            message = f"spec.suspend is true: Job {name} is suspended"
-            conditions.put(ConditionType.SUSPENDED, True, Reason.SUSPENDED_BY_USER, message)
+            reason = Reason.DEACTIVATED_IN_KUEUE if queue else Reason.SUSPENDED_BY_USER
+            where = "its Kueue Workload is deactivated" if queue else f"Job {name} is suspended"
+            conditions.put(ConditionType.RUNNING, False, reason)
+            conditions.put(ConditionType.SUSPENDED, True, reason, f"spec.suspend is true: {where}")
         elif queue:
-            message = f"Job {name} waits for Kueue to admit it (LocalQueue {queue})"
-            conditions.put(ConditionType.WAITING, True, Reason.QUEUED, message)
+            conditions.put(ConditionType.RUNNING, False, Reason.QUEUED)
+            reason, message = _queued(name, queue, observed.workload)
+            conditions.put(ConditionType.WAITING, True, reason, message)
         return
     if any(c.type == ConditionType.SUSPENDED for c in status.conditions):
         conditions.put(ConditionType.SUSPENDED, False, Reason.RESUMED)
@@ -224,6 +230,8 @@ def _reduce_job(resource: Resource, conditions: _Conditions, job: dict[str, Any]
     pod = _by_age(observed.pods)[-1]["metadata"]["name"]
     conditions.put(ConditionType.WAITING, False, Reason.POD_RUNNING)
     message = f"pod {pod} is running (attempt {attempts_of(job)})"
+    if status.queue is not None and status.queue.cluster_queue:
+        message += f", admitted by ClusterQueue {status.queue.cluster_queue}"
     conditions.put(ConditionType.RUNNING, True, Reason.POD_RUNNING, message)
     _with_progress(status, observed.marker)
 
@@ -243,3 +251,40 @@ def reduce_invalid(
     status.phase = derive_phase(status.conditions)
     status.observed_generation = generation
     return status
+
+
+def queue_status(local_queue: str, workload: dict[str, Any] | None) -> QueueStatus:
+    """Where Kueue admitted the Job (ClusterQueue, flavor per resource) and how often it evicted it."""
+    status = (workload or {}).get("status") or {}
+    admission = status.get("admission") or {}
+    flavors: dict[str, str] = {}
+    for assignment in admission.get("podSetAssignments") or []:
+        flavors.update(assignment.get("flavors") or {})
+    evictions = sum(int(e.get("count") or 0) for e in (status.get("schedulingStats") or {}).get("evictions") or [])
+    return QueueStatus(
+        local_queue=local_queue, cluster_queue=admission.get("clusterQueue"), flavors=flavors, evictions=evictions
+    )
+
+
+def _workload_condition(workload: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
+    for condition in ((workload or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") == type_:
+            return dict(condition)
+    return None
+
+
+def _queued(job: str, queue: str, workload: dict[str, Any] | None) -> tuple[str, str]:
+    """(reason, message) of a suspended queued Job: evicted (shown as such, never as a failure) or waiting for quota.
+
+    The message is Kueue's own (the Workload's QuotaReserved or Evicted condition).
+    """
+    if workload is None:
+        return Reason.QUEUED, f"Job {job} waits for Kueue to make its Workload (LocalQueue {queue})"
+    waiting = (_workload_condition(workload, "QuotaReserved") or {}).get("message") or "waiting for quota"
+    evicted = _workload_condition(workload, "Evicted")
+    if evicted is not None and evicted.get("status") == "True":
+        return Reason.PREEMPTED, f"evicted by Kueue ({evicted.get('reason')}): {evicted.get('message') or ''}"
+    evictions = queue_status(queue, workload).evictions
+    if evictions:
+        return Reason.PREEMPTED, f"evicted {evictions} time(s), requeued in LocalQueue {queue}: {waiting}"
+    return Reason.QUEUED, f"waiting in LocalQueue {queue}: {waiting}"

@@ -122,6 +122,9 @@ class ControlPlane:
     bin_dir: Path
     workdir: Path
     crd_dir: Path | None = CRD_DIR
+    # CRDs installed before kube-controller-manager starts (Kueue's): its garbage collector discovers CRDs added
+    # later only at its 30 s resync, so a deleted Job's Workload would linger with its quota.
+    early_crd_dir: Path | None = None
     apiserver_port: int = 0
     kubeconfig: Path = field(init=False)
     pki: Path = field(init=False)
@@ -209,6 +212,8 @@ class ControlPlane:
         ])  # fmt: skip
         self._write_kubeconfigs()
         self._wait_apiserver(deadline)
+        if self.early_crd_dir is not None:
+            self._install_early_crds(deadline)
         kcm_port, sched_port = free_port(), free_port()
         self._spawn("kube-controller-manager", [
             f"--kubeconfig={self.workdir / 'kube-controller-manager.kubeconfig'}",
@@ -416,6 +421,26 @@ class ControlPlane:
                     time.sleep(0.1)
         self.crd_names = names
         return names
+
+    def _install_early_crds(self, deadline: float) -> None:
+        assert self.early_crd_dir is not None
+        docs = [d for d in kube_apply.load_manifests(self.early_crd_dir) if d.get("kind") == "CustomResourceDefinition"]
+        with self.api_client() as api:
+            # Server-side: Kueue's Workload CRD (1.4 MB) is too large for client-side apply's annotation.
+            failed = [r for r in kube_apply.apply_manifests(api, docs) if not r.ok]
+            if failed:
+                raise RuntimeError(f"early CRDs rejected: {failed}")
+            ext = kubernetes.client.ApiextensionsV1Api(api)
+            for doc in docs:
+                name = doc["metadata"]["name"]
+                while True:
+                    crd = ext.read_custom_resource_definition(name)
+                    conditions = (crd.status.conditions if crd.status else None) or []
+                    if any(c.type == "Established" and c.status == "True" for c in conditions):
+                        break
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"CRD {name} not Established")
+                    time.sleep(0.1)
 
     @contextlib.contextmanager
     def api_client(self) -> Iterator[kubernetes.client.ApiClient]:

@@ -361,3 +361,20 @@ def test_image_and_service_account_the_settings_do_not_allow_fail_with_a_reason(
     assert account is not None and account["reason"] == "ServiceAccountNotAllowed"
     assert "spec.serviceAccountName 'cluster-admin-sa'" in account["message"]
     assert jobs_of(kube_api, namespace, "own-image") == jobs_of(kube_api, namespace, "own-account") == []
+
+
+def test_a_queued_run_without_kueue_says_why_it_waits(
+    kube_api: kubernetes.client.ApiClient,
+    kubeconfig: Path,
+    namespace: str,
+    operator: OperatorProcess,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """This plane has no Kueue CRDs: a Job made suspended would wait forever, so none is made and status says why."""
+    apply(kubeconfig, namespace, tmp_path, eval_run("queued", write_benchmark(tmp_path), model=tiny_model_dir,
+                                                     queueName="team"))  # fmt: skip
+    waiting = condition(wait_phase(kube_api, namespace, "EvalRun", "queued", "Waiting", timeout=30), "Waiting")
+    assert waiting is not None and waiting["reason"] == "KueueNotInstalled", waiting
+    assert "queueName is 'team'" in waiting["message"] and "install Kueue" in waiting["message"]
+    assert jobs_of(kube_api, namespace, "queued") == []

@@ -23,7 +23,7 @@ STUDY_TYPES = ["human_stage1", "human_stage2", "human_stage3", "human_stage4", "
 
 
 def test_examples_cover_the_study() -> None:
-    resources = [parse_resource(doc) for _, doc in EXAMPLES]
+    resources = [parse_resource(doc) for name, doc in EXAMPLES if name.startswith("study/")]
     datasets = [r for r in resources if isinstance(r, TraceDataset) and r.spec.source.huggingface]
     # Five arms, one trace type each, 50 traces of the same 50 problems (the published human-vs-QwQ comparison).
     assert sorted(s for d in datasets for s in d.spec.select.filters.stages) == STUDY_TYPES

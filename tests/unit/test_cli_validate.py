@@ -8,7 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from cotlab.cli.main import app
-from tests.conftest import EXAMPLES, invalid_cases
+from tests.conftest import EXAMPLES, example_documents, invalid_cases
 
 runner = CliRunner()
 
@@ -18,7 +18,7 @@ def test_examples_directory_is_valid() -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["valid"] is True and report["errors"] == []
-    assert len(report["documents"]) == 21
+    assert len(report["documents"]) == len(example_documents())
 
 
 def test_invalid_documents_from_stdin_each_named() -> None:

@@ -87,7 +87,7 @@ QUICKSTART_LORA_JOB: dict[str, Any] = {
                         {"name": "HF_HOME", "value": "/cache/huggingface"},
                         {"name": "PYTHONUNBUFFERED", "value": "1"},
                     ],
-                    "resources": {"requests": {"cpu": 2, "memory": "8Gi"}},
+                    "resources": {"requests": {"cpu": "2", "memory": "8Gi"}},
                     "volumeMounts": [
                         {"name": "spec", "mountPath": "/etc/cotlab", "readOnly": True},
                         {"name": "tmp", "mountPath": "/tmp"},
@@ -132,8 +132,8 @@ def _container(job: dict[str, Any]) -> dict[str, Any]:
 
 def _gpus(job: dict[str, Any]) -> None:
     _container(job)["resources"] = {
-        "requests": {"nvidia.com/gpu": 8, "memory": "64Gi"},
-        "limits": {"nvidia.com/gpu": 8},
+        "requests": {"nvidia.com/gpu": "8", "memory": "64Gi"},
+        "limits": {"nvidia.com/gpu": "8"},
     }
     _pod(job)["nodeSelector"] = {"nvidia.com/gpu.product": "H200"}
     _pod(job)["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]

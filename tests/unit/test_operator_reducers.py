@@ -53,6 +53,14 @@ def conditions_of(status: Status) -> dict[str, tuple[str, str, str]]:
     return {c.type: (c.status, c.reason, c.message) for c in status.conditions}
 
 
+WAITING_WORKLOAD = {"status": {"conditions": [{
+    "type": "QuotaReserved", "status": "False", "reason": "Pending",
+    "message": "couldn't assign flavors to pod set main: insufficient unused quota for nvidia.com/gpu in flavor "
+               "default, 8 more needed"}]}}  # fmt: skip
+EVICTED_WORKLOAD = {"status": {
+    "conditions": [{"type": "Evicted", "status": "True", "reason": "Preempted",
+                    "message": "Preempted to accommodate a higher priority"}],
+    "schedulingStats": {"evictions": [{"reason": "Preempted", "underlyingCause": "", "count": 1}]}}}  # fmt: skip
 FT_SUMMARY = summary(stage="finetune", outputs={"model": {"uri": "pvc://a/model", "digest": DIGEST}},
                      progress={"step": 15, "totalSteps": 15, "loss": 0.5, "percent": 100.0})  # fmt: skip
 MARKER = {"step": 3, "totalSteps": 15, "epoch": 0.6, "loss": 1.25, "tokensPerSecond": 900.0, "percent": 20.0,
@@ -179,11 +187,45 @@ CASES: list[tuple[str, Observed, str, dict[str, tuple[str, str, str]]]] = [
         },
     ),  # fmt: skip
     (
-        "queued-in-kueue",
+        "queued-before-kueue-made-its-workload",
         Observed(job=make_job(suspend=True, queue="gpus")),
         "Waiting",
-        {"Waiting": ("True", "Queued", "Job quickstart-lora-finetune waits for Kueue to admit it (LocalQueue gpus)")},
-    ),
+        {
+            "Running": ("False", "Queued", ""),
+            "Waiting": (
+                "True",
+                "Queued",
+                "Job quickstart-lora-finetune waits for Kueue to make its Workload (LocalQueue gpus)",
+            ),
+        },
+    ),  # fmt: skip
+    (
+        "waiting-for-quota-in-kueues-words",
+        Observed(job=make_job(suspend=True, queue="gpus"), workload=WAITING_WORKLOAD),
+        "Waiting",
+        {
+            "Running": ("False", "Queued", ""),
+            "Waiting": (
+                "True",
+                "Queued",
+                "waiting in LocalQueue gpus: couldn't assign flavors to pod set main: "
+                "insufficient unused quota for nvidia.com/gpu in flavor default, 8 more needed",
+            ),
+        },
+    ),  # fmt: skip
+    (
+        "evicted-is-not-failed",
+        Observed(job=make_job(suspend=True, queue="gpus", failed=0), workload=EVICTED_WORKLOAD),
+        "Waiting",
+        {
+            "Running": ("False", "Queued", ""),
+            "Waiting": (
+                "True",
+                "Preempted",
+                "evicted by Kueue (Preempted): Preempted to accommodate a higher priority",
+            ),
+        },
+    ),  # fmt: skip
 ]
 
 
@@ -196,6 +238,26 @@ def test_reduce_finetune_status(observed: Observed, phase: str, want: dict[str, 
     assert conditions_of(status) == want
     assert status.observed_generation == 1
     assert all(c.observed_generation == 1 and c.last_transition_time == NOW for c in status.conditions)
+
+
+def test_queue_status_mirrors_the_workload() -> None:
+    admitted = {"status": {
+        "admission": {"clusterQueue": "team-gpus",
+                      "podSetAssignments": [{"name": "main", "flavors": {"nvidia.com/gpu": "h200", "cpu": "default"}}]},
+        "schedulingStats": {"evictions": [{"reason": "Preempted", "underlyingCause": "", "count": 2},
+                                          {"reason": "Deactivated", "underlyingCause": "", "count": 1}]}}}  # fmt: skip
+    run = example("quickstart-lora")
+    status = reduce_status(run, Observed(job=make_job(queue="gpus", active=1), pods=[make_pod("p", "Running")],
+                                         workload=admitted), now=NOW)  # fmt: skip
+    assert status.model_dump(mode="json", by_alias=True)["queue"] == {
+        "localQueue": "gpus", "clusterQueue": "team-gpus", "flavors": {"nvidia.com/gpu": "h200", "cpu": "default"},
+        "evictions": 3,
+    }  # fmt: skip
+    assert conditions_of(status)["Running"] == (
+        "True",
+        "PodRunning",
+        "pod p is running (attempt 1), admitted by ClusterQueue team-gpus",
+    )
 
 
 def test_progress_attempts_and_times_come_from_the_children() -> None:
