@@ -168,6 +168,7 @@ JOB_CASES = [
         "gpus-node-selector-tolerations",
         {
             "resources": {"requests": {"nvidia.com/gpu": 8, "memory": "64Gi"}},
+            "distributed": {"gpusPerNode": 8},
             "nodeSelector": {"nvidia.com/gpu.product": "H200"},
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         },

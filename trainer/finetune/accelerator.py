@@ -51,6 +51,12 @@ def _plugins(distributed: Distributed) -> dict[str, Any]:
     if distributed.strategy == "fsdp":
         from accelerate import FullyShardedDataParallelPlugin
 
+        if not torch.cuda.is_available():
+            # accelerate 1.15 turns the plugin into FSDP only for accelerator process groups (state.py, the
+            # distributed types listed before `DistributedType.FSDP` is set; MULTI_CPU is not one of them):
+            # on CPU it would silently train DDP instead. The API already refuses fsdp with gpusPerNode 0.
+            raise InvalidSpecError("spec.distributed.strategy: fsdp needs GPUs, and this pod sees none; use ddp")
+
         plugin = FullyShardedDataParallelPlugin(
             fsdp_version=2,
             auto_wrap_policy="transformer_based_wrap",  # wraps the model's _no_split_modules (decoder layers)
@@ -58,10 +64,6 @@ def _plugins(distributed: Distributed) -> dict[str, Any]:
             cpu_ram_efficient_loading=False,
         )
         return {"fsdp_plugin": plugin}
-    if distributed.strategy == "deepspeed":
-        # DeepSpeed's engine owns accumulation, clipping and the optimizer step inside `backward`; this loop
-        # does those itself, so the two would fight. Refuse rather than train with the wrong loss scale.
-        raise InvalidSpecError("spec.distributed.strategy: deepspeed is not supported yet; use fsdp or ddp")
     return {}  # ddp: accelerate wraps the model in DistributedDataParallel from the launcher's environment
 
 
@@ -69,4 +71,10 @@ def build_accelerator(precision: Precision, distributed: Distributed) -> Any:
     """The Accelerator for this run."""
     from accelerate import Accelerator
 
-    return Accelerator(mixed_precision=ACCELERATE_PRECISION[supported_precision(precision)], **_plugins(distributed))
+    # accelerate only forms a CPU process group (gloo) when told `cpu=True` (accelerate/state.py
+    # `_prepare_backend`: with LOCAL_RANK set and cpu False it looks for an accelerator and, finding none,
+    # silently runs each process alone).
+    cpu = distributed.gpus_per_node == 0 or not torch.cuda.is_available()
+    return Accelerator(
+        mixed_precision=ACCELERATE_PRECISION[supported_precision(precision)], cpu=cpu, **_plugins(distributed)
+    )
