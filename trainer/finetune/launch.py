@@ -25,12 +25,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cotlab.api.finetunerun import Distributed
-from cotlab.api.podcontract import ExitCode
+from cotlab.api.podcontract import RENDEZVOUS_PORT, ExitCode
 from cotlab.trainer.core.errors import InvalidSpecError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MASTER_PORT = 29500
+DEFAULT_MASTER_PORT = RENDEZVOUS_PORT
 # Set by the elastic agent in every worker it starts: a process that has it is a worker, never a launcher.
 WORKER_ENV = "LOCAL_RANK"
 _REPORTED_EXIT_CODES = frozenset(int(code) for code in ExitCode)
