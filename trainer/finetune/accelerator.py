@@ -44,26 +44,30 @@ def supported_precision(requested: Precision) -> Precision:
     return "fp32"
 
 
+def fsdp_plugin() -> Any:
+    """FSDP2 over the model's decoder layers (its `_no_split_modules`), checkpointed as per-rank shards."""
+    from accelerate import FullyShardedDataParallelPlugin
+
+    return FullyShardedDataParallelPlugin(
+        fsdp_version=2,
+        auto_wrap_policy="transformer_based_wrap",
+        state_dict_type="SHARDED_STATE_DICT",
+        cpu_ram_efficient_loading=False,
+    )
+
+
 def _plugins(distributed: Distributed) -> dict[str, Any]:
     """The Accelerator keyword arguments for the strategy, when there is more than one process."""
     if world_size() == 1:
         return {}
     if distributed.strategy == "fsdp":
-        from accelerate import FullyShardedDataParallelPlugin
-
         if not torch.cuda.is_available():
             # accelerate 1.15 turns the plugin into FSDP only for accelerator process groups (state.py, the
             # distributed types listed before `DistributedType.FSDP` is set; MULTI_CPU is not one of them):
             # on CPU it would silently train DDP instead. The API already refuses fsdp with gpusPerNode 0.
             raise InvalidSpecError("spec.distributed.strategy: fsdp needs GPUs, and this pod sees none; use ddp")
 
-        plugin = FullyShardedDataParallelPlugin(
-            fsdp_version=2,
-            auto_wrap_policy="transformer_based_wrap",  # wraps the model's _no_split_modules (decoder layers)
-            state_dict_type="SHARDED_STATE_DICT",
-            cpu_ram_efficient_loading=False,
-        )
-        return {"fsdp_plugin": plugin}
+        return {"fsdp_plugin": fsdp_plugin()}
     return {}  # ddp: accelerate wraps the model in DistributedDataParallel from the launcher's environment
 
 
