@@ -3,6 +3,9 @@
 - DDP over 2 processes trains, checkpoints, loses a rank to SIGKILL (the attempt fails), resumes from the newest
   checkpoint and ends with the loss curve of 1 process with the same global batch (4 = 2 × 2). Tolerance: 1e-5
   absolute on the markers' losses (rounded to 6 decimals); measured: equal to the last printed digit.
+- Host memory under FSDP: the rank that does not load builds the model with every parameter on the meta device
+  (0 bytes of parameters), real buffers, and the loading rank's shapes. (The broadcast of the shards, in
+  accelerate's FSDP2 preparation, needs GPUs: accelerate does not form FSDP on CPU.)
 - The per-token loss: micro-batches of uneven lengths, accumulated and split over 2 processes, give the loss and
   gradients of one big batch in 1 process (1e-6 relative to the largest gradient; measured ~1e-7), and a
   micro-batch with no trained token gives no NaN.
@@ -191,3 +194,18 @@ def test_a_step_without_trained_tokens_has_loss_zero_not_nan(base_dir: Path) -> 
     assert loss == 0.0
     for name, param in accelerator.unwrap_model(model).named_parameters():
         assert torch.equal(param.detach(), before[name]), name
+
+
+def test_under_fsdp_only_one_rank_reads_the_weights(base_dir: Path, tmp_path: Path) -> None:
+    launched = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+         "-m", "tests.workload.rank_loading", str(base_dir), str(tmp_path)],
+        cwd=REPO, env=_env(tmp_path / "unused"), capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
+    )  # fmt: skip
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    loader = json.loads((tmp_path / "rank-0.json").read_text())
+    other = json.loads((tmp_path / "rank-1.json").read_text())
+    assert (loader["devices"], other["devices"]) == (["cpu"], ["meta"])
+    assert other["real_parameter_bytes"] == 0 < loader["real_parameter_bytes"]
+    assert other["buffers"] == ["cpu"]  # the rotary inv_freq is not broadcast: it must be real everywhere
+    assert other["shapes"] == loader["shapes"]

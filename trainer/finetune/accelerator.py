@@ -52,7 +52,10 @@ def fsdp_plugin() -> Any:
         fsdp_version=2,
         auto_wrap_policy="transformer_based_wrap",
         state_dict_type="SHARDED_STATE_DICT",
-        cpu_ram_efficient_loading=False,
+        # One rank per node loads the weights; transformers builds the others on the meta device (its
+        # `is_fsdp_enabled()` reads the environment this plugin and the Accelerator export, both created before
+        # the model is loaded) and accelerate's fsdp2_prepare_model broadcasts each shard from that rank.
+        cpu_ram_efficient_loading=True,
     )
 
 
