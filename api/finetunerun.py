@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
-from .base import CamelModel, LocalObjectRef, ShortStr, Uri
+from .base import CamelModel, LocalObjectRef, ResourceRequirements, ShortStr, Uri
 from .conditions import Condition
 from .models import ModelSource
 from .tracedataset import Artifact
@@ -16,7 +16,10 @@ from .workload import WORKLOAD_RULES, QueueStatus, WorkloadSpec
 Method = Literal["full", "lora"]
 Schedule = Literal["cosine", "linear", "constant", "constant_with_warmup"]
 Precision = Literal["bf16", "fp16", "fp32"]
-Strategy = Literal["fsdp", "ddp", "deepspeed"]
+# DeepSpeed left the API: its engine owns accumulation, clipping and the optimizer step, which the training loop
+# does itself (per-token loss over the whole step), so an accepted `deepspeed` could only ever fail at run time.
+Strategy = Literal["fsdp", "ddp"]
+GPU_RESOURCE = "nvidia.com/gpu"
 
 
 class LoraSettings(CamelModel):
@@ -50,14 +53,84 @@ class Training(CamelModel):
     save_every_steps: int | None = Field(default=None, ge=1, description="Unset: a checkpoint per epoch.")
 
 
+_FSDP_NEEDS_GPUS = (
+    "strategy fsdp needs GPUs (gpusPerNode > 0) when more than one process trains; use ddp on CPU:"
+    " accelerate forms FSDP only over accelerators"
+)
+
+
 class Distributed(CamelModel):
-    nodes: int = Field(default=1, ge=1, le=1024)
-    gpus_per_node: int = Field(default=1, ge=0, le=64)
+    """How many processes train: `nodes` pods, each with one process per GPU (or `cpuProcessesPerNode` on CPU)."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": (
+                        "self.strategy != 'fsdp' || self.gpusPerNode > 0 || self.nodes * self.cpuProcessesPerNode == 1"
+                    ),
+                    "message": _FSDP_NEEDS_GPUS,
+                    "fieldPath": ".strategy",
+                }
+            ]
+        }
+    }
+
+    nodes: int = Field(default=1, ge=1, le=1024, description="Pods of the Indexed Job; the node rank is the index.")
+    gpus_per_node: int = Field(
+        default=0, ge=0, le=64, description=f"One process per GPU; must equal the {GPU_RESOURCE} request. 0: CPU."
+    )
+    cpu_processes_per_node: int = Field(
+        default=1, ge=1, le=64, description="Processes per pod on CPU (gloo), used only when gpusPerNode is 0."
+    )
     strategy: Strategy = "fsdp"
+
+    @model_validator(mode="after")
+    def _fsdp_needs_gpus(self) -> Self:
+        if self.strategy == "fsdp" and self.gpus_per_node == 0 and self.world_size > 1:
+            raise ValueError(_FSDP_NEEDS_GPUS)
+        return self
+
+    @property
+    def processes_per_node(self) -> int:
+        """Processes the launcher starts in each pod."""
+        return self.gpus_per_node or self.cpu_processes_per_node
+
+    @property
+    def world_size(self) -> int:
+        """Training processes over all nodes."""
+        return self.nodes * self.processes_per_node
 
 
 class Output(CamelModel):
     uri: Uri | None = Field(default=None, description="Where the model goes; the operator's store if unset.")
+
+
+def _gpu_count_cel(field: str) -> str:
+    return (
+        f"(has(self.resources) && has(self.resources.{field}) && '{GPU_RESOURCE}' in self.resources.{field}"
+        f" ? string(self.resources.{field}['{GPU_RESOURCE}']) : '0')"
+    )
+
+
+# A limit wins over a request, as the scheduler reads it; int-or-string quantities compare as strings.
+_GPUS_AGREE_RULE = (
+    f"(has(self.resources) && has(self.resources.limits) && '{GPU_RESOURCE}' in self.resources.limits"
+    f" ? {_gpu_count_cel('limits')} : {_gpu_count_cel('requests')})"
+    " == string(has(self.distributed) && has(self.distributed.gpusPerNode) ? self.distributed.gpusPerNode : 0)"
+)
+_GPUS_AGREE_MESSAGE = (
+    f"distributed.gpusPerNode must equal the resources' {GPU_RESOURCE} request (limit if set), which is 0 when absent"
+)
+
+
+def gpu_request(resources: ResourceRequirements) -> int | None:
+    """The GPU count the pod asks for (its limit, else its request, else 0); None if it is not a whole number."""
+    quantity = resources.limits.get(GPU_RESOURCE, resources.requests.get(GPU_RESOURCE, 0))
+    try:
+        return int(quantity)
+    except ValueError:
+        return None
 
 
 class FineTuneRunSpec(WorkloadSpec):
@@ -68,6 +141,10 @@ class FineTuneRunSpec(WorkloadSpec):
                 {
                     "rule": "!has(self.lora) || self.method == 'lora'",
                     "message": "lora is only allowed with method: lora",
+                },
+                {
+                    "rule": _GPUS_AGREE_RULE,
+                    "message": _GPUS_AGREE_MESSAGE,
                 },
             ]
         }
@@ -87,6 +164,15 @@ class FineTuneRunSpec(WorkloadSpec):
     def _lora_only_with_lora(self) -> Self:
         if self.lora is not None and self.method != "lora":
             raise ValueError("lora is only allowed with method: lora")
+        return self
+
+    @model_validator(mode="after")
+    def _gpus_agree(self) -> Self:
+        requested = gpu_request(self.resources)
+        if requested != self.distributed.gpus_per_node:
+            raise ValueError(
+                f"{_GPUS_AGREE_MESSAGE}: gpusPerNode is {self.distributed.gpus_per_node}, resources ask for {requested}"
+            )
         return self
 
 

@@ -42,6 +42,11 @@ Stage = Literal["curate", "finetune", "evaluate"]
 STAGE_BY_KIND: dict[str, Stage] = {"TraceDataset": "curate", "FineTuneRun": "finetune", "EvalRun": "evaluate"}
 
 
+# Multi-node fine-tuning: the rendezvous (torch's static TCPStore) listens on this port of the node-rank-0 pod,
+# whose DNS name the operator passes as MASTER_ADDR; the node rank is the Indexed Job's JOB_COMPLETION_INDEX.
+RENDEZVOUS_PORT = 29500
+
+
 class ExitCode(IntEnum):
     """Exit codes of the pod entry points; the permanent ones are never retried."""
 

@@ -1,5 +1,12 @@
 """What a resource becomes: its pod spec file in a ConfigMap, and a Job that runs the stage on it.
 
+A FineTuneRun over several nodes becomes an Indexed Job (completions = parallelism = nodes) and a headless
+Service of the same name, as Kubeflow Trainer and JobSet do it: Kubernetes names each pod's host
+`<job>-<index>` and, with the Service as subdomain, gives it the DNS name `<job>-<index>.<service>.<ns>.svc`
+(`publishNotReadyAddresses`: the name resolves before the pod is ready, which it never is during rendezvous).
+The pods get the index-0 pod's name as MASTER_ADDR; the node rank is the completion index Kubernetes puts in
+JOB_COMPLETION_INDEX.
+
 Pure functions of the resource, its resolved inputs and the operator settings: no I/O, no clock, deterministic
 names (`cotlab.api.children.child_name`), so a restarted operator rebuilds exactly what it made before.
 
@@ -21,6 +28,7 @@ from cotlab.api.overrides import ExtraVolume, PodOverrides
 from cotlab.api.podcontract import (
     HF_TOKEN_ENV,
     PERMANENT_EXIT_CODES,
+    RENDEZVOUS_PORT,
     SPEC_DIR,
     SPEC_FILE,
     SPEC_PATH,
@@ -48,6 +56,7 @@ class Children:
 
     config_map: dict[str, Any]
     job: dict[str, Any]
+    service: dict[str, Any] | None = None  # the rendezvous Service of a multi-node FineTuneRun
 
 
 def output_base(resource: Resource, settings: OperatorSettings) -> str:
@@ -281,6 +290,44 @@ def suspended(resource: Resource) -> bool:
     return False if isinstance(resource, TraceDataset) else resource.spec.suspend
 
 
+def nodes_of(resource: Resource) -> int:
+    """How many pods train together: `spec.distributed.nodes` of a FineTuneRun, 1 for everything else."""
+    return resource.spec.distributed.nodes if isinstance(resource, FineTuneRun) else 1
+
+
+def rendezvous_address(resource: Resource) -> str:
+    """The DNS name of the node-rank-0 pod: its hostname under the rendezvous Service."""
+    name = child_name(resource.kind, resource.metadata.name)
+    return f"{name}-0.{name}.{resource.metadata.namespace or 'default'}.svc"
+
+
+def build_rendezvous_service(resource: Resource) -> dict[str, Any]:
+    """The headless Service that gives the Indexed Job's pods their DNS names."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(resource),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": child_labels(resource.kind, resource.metadata.name),
+            "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT, "targetPort": RENDEZVOUS_PORT}],
+        },
+    }
+
+
+def _multi_node(job: dict[str, Any], resource: Resource) -> None:
+    """Turn a one-pod Job into the Indexed Job of `nodes` pods that meet through the rendezvous Service."""
+    nodes = nodes_of(resource)
+    spec, pod_spec = job["spec"], job["spec"]["template"]["spec"]
+    spec.update(completionMode="Indexed", completions=nodes, parallelism=nodes)
+    pod_spec["subdomain"] = child_name(resource.kind, resource.metadata.name)
+    pod_spec["containers"][0]["env"] += [
+        {"name": "MASTER_ADDR", "value": rendezvous_address(resource)},
+        {"name": "MASTER_PORT", "value": str(RENDEZVOUS_PORT)},
+    ]
+
+
 def build_job(resource: Resource, pod: PodSpecFile, settings: OperatorSettings) -> dict[str, Any]:
     """The Job that runs the stage once, retried up to maxRetries; permanent exit codes fail it at once."""
     spec = resource.spec
@@ -328,7 +375,7 @@ def build_job(resource: Resource, pod: PodSpecFile, settings: OperatorSettings) 
     template_metadata: dict[str, Any] = {"labels": {**overrides.labels, **labels}}
     if overrides.annotations:
         template_metadata["annotations"] = dict(overrides.annotations)
-    return {
+    job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": job_metadata,
@@ -356,9 +403,15 @@ def build_job(resource: Resource, pod: PodSpecFile, settings: OperatorSettings) 
             "template": {"metadata": template_metadata, "spec": pod_spec},
         },
     }
+    if nodes_of(resource) > 1:
+        _multi_node(job, resource)
+    return job
 
 
 def build_children(resource: Resource, inputs: Inputs, settings: OperatorSettings) -> Children:
     """Everything `resource` owns, given the inputs its dependencies resolved to."""
     pod = build_pod_spec_file(resource, inputs, settings)
-    return Children(config_map=build_spec_configmap(resource, pod), job=build_job(resource, pod, settings))
+    service = build_rendezvous_service(resource) if nodes_of(resource) > 1 else None
+    return Children(
+        config_map=build_spec_configmap(resource, pod), job=build_job(resource, pod, settings), service=service
+    )

@@ -268,6 +268,8 @@ class Controller:
                 return Observed(blocked=Blocked(Reason.KUEUE_NOT_INSTALLED, message))
             children = build_children(resource, inputs, self.settings)
             self.api.create(children.config_map)
+            if children.service is not None:
+                self.api.create(children.service)
             job = self.api.create(children.job)
             logger.info("%s: created Job %s", _ref(resource), job["metadata"]["name"])
         elif not _queued(job) and bool((job.get("spec") or {}).get("suspend")) != suspended(resource):

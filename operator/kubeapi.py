@@ -47,12 +47,14 @@ class KubeApi:
         self.metrics.api_requests.labels(verb, resource).inc()
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Create `body` (a ConfigMap or Job) unless it exists; either way return what is stored."""
+        """Create `body` (a ConfigMap, Service or Job) unless it exists; either way return what is stored."""
         kind, name, namespace = body["kind"], body["metadata"]["name"], body["metadata"]["namespace"]
         self._count("create", kind)
         try:
             if kind == "Job":
                 return _json(self.batch.create_namespaced_job(namespace, body, _preload_content=False))  # type: ignore[arg-type]
+            if kind == "Service":
+                return _json(self.core.create_namespaced_service(namespace, body, _preload_content=False))  # type: ignore[arg-type]
             return _json(self.core.create_namespaced_config_map(namespace, body, _preload_content=False))  # type: ignore[arg-type]
         except ApiException as err:
             if err.status != 409:
@@ -61,6 +63,8 @@ class KubeApi:
         self._count("get", kind)
         if kind == "Job":
             return _json(self.batch.read_namespaced_job(name, namespace, _preload_content=False))
+        if kind == "Service":
+            return _json(self.core.read_namespaced_service(name, namespace, _preload_content=False))
         return _json(self.core.read_namespaced_config_map(name, namespace, _preload_content=False))
 
     def set_job_suspend(self, namespace: str, name: str, suspend: bool) -> dict[str, Any]:

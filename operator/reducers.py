@@ -70,9 +70,11 @@ def _timestamp(value: str | None) -> datetime | None:
 
 
 def attempts_of(job: dict[str, Any]) -> int:
-    """Pods the Job has run or runs: failed ones (disruptions excluded by the podFailurePolicy) plus the live one."""
+    """Attempts the Job has made: one per failed pod (disruptions excluded by the podFailurePolicy), plus the
+    live or finished one; the pods of a multi-node attempt (an Indexed Job) count once together."""
     status = job.get("status") or {}
-    return int(status.get("failed") or 0) + int(status.get("succeeded") or 0) + int(status.get("active") or 0)
+    live = int(status.get("succeeded") or 0) + int(status.get("active") or 0)
+    return int(status.get("failed") or 0) + (1 if live else 0)
 
 
 def _pending_message(pods: Sequence[dict[str, Any]]) -> str:
@@ -116,9 +118,14 @@ def _failure(resource: Resource, job: dict[str, Any], pods: Sequence[dict[str, A
     return reason, f"Job failed ({job_failed.get('reason')}): {job_failed.get('message') or 'no message'}"
 
 
+def _completion_index(pod: dict[str, Any]) -> str:
+    return str((pod["metadata"].get("annotations") or {}).get("batch.kubernetes.io/job-completion-index", "0"))
+
+
 def _summary(resource: Resource, pods: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     stage = STAGE_BY_KIND[resource.kind]
-    for pod in reversed(_by_age(pods)):
+    # Of several nodes only node rank 0 (completion index 0) writes the summary; the others end with none.
+    for pod in reversed(_by_age([p for p in pods if _completion_index(p) == "0"])):
         terminated = _terminated(pod, stage)
         if terminated is not None and int(terminated.get("exitCode", 1)) == 0:
             return decode_summary(terminated.get("message"))

@@ -61,6 +61,26 @@ RUNNERS: dict[str, Callable[[PodSpecFile], dict[str, Any]]] = {
 }
 
 
+def _launch_finetune(pod: PodSpecFile, spec_path: str, log_level: str) -> int | None:
+    """Start the training processes when the spec asks for several (see `cotlab.trainer.finetune.launch`);
+    None when this process trains itself."""
+    from cotlab.api.finetunerun import FineTuneRunSpec
+    from cotlab.trainer.finetune.launch import launch_plan, launch_workers
+
+    try:
+        distributed = FineTuneRunSpec.model_validate(pod.spec).distributed
+    except ValidationError:
+        return None  # the stage itself reports the invalid spec
+    plan = launch_plan(distributed, os.environ, run_id=pod.resource.name)
+    if plan is None:
+        return None
+    argv = ["-m", "cotlab.trainer", "--log-level", log_level, "finetune", "--spec", spec_path]
+    code, message = launch_workers(plan, argv)
+    if message is not None:
+        return _fail("finetune", ExitCode(code), message)
+    return code
+
+
 def termination_log_path() -> str:
     """Where the summary goes: `COTLAB_TERMINATION_LOG`, else the kubelet's `/dev/termination-log`."""
     return os.environ.get(TERMINATION_LOG_ENV, TERMINATION_LOG)
@@ -105,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if pod.stage != stage:
         return _fail(stage, ExitCode.INVALID_SPEC, f"{args.spec}: stage is {pod.stage!r}, but {stage!r} was run")
     try:
+        launched = _launch_finetune(pod, args.spec, args.log_level) if stage == "finetune" else None
+        if launched is not None:
+            return launched
         summary = runner(pod)
     except InvalidSpecError as exc:
         return _fail(stage, ExitCode.INVALID_SPEC, str(exc))
@@ -115,5 +138,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - anything else is a crash the Job retries
         logger.exception("%s crashed", stage)
         return _fail(stage, ExitCode.RETRYABLE, f"{type(exc).__name__}: {exc}")
-    _report(summary)
+    if summary:  # the main process of several reports; the others return nothing
+        _report(summary)
     return int(ExitCode.OK)

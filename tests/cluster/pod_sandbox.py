@@ -43,6 +43,10 @@ DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 _PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)")
 _FIELD_SUBSCRIPT = re.compile(r"metadata\.(labels|annotations)\['([^']+)'\]")
+LOOPBACK = "127.0.0.1"
+POD_DNS_NAME = re.compile(
+    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9-]+\.svc(\.cluster\.local)?"
+)
 
 
 class VolumeNotReady(Exception):
@@ -291,6 +295,9 @@ class PodSandbox:
             own.update({prefix + k: v.decode(errors="replace") for k, v in data.items()})
         for var in container.get("env") or []:
             own[var["name"]] = self._env_value(container, var, own)
+        # Every pod is a local process, so cluster DNS names of pods (`<host>.<service>.<namespace>.svc`, as in
+        # a multi-node FineTuneRun's MASTER_ADDR) resolve to the loopback address.
+        own = {k: LOOPBACK if POD_DNS_NAME.fullmatch(v) else v for k, v in own.items()}
         return {**self.env_base, **own}
 
     def _env_value(self, container: Mapping[str, Any], var: Mapping[str, Any], defined: Mapping[str, str]) -> str:

@@ -26,6 +26,8 @@ from test_operator import write_benchmark as write_sums
 
 GPU = "nvidia.com/gpu"
 EIGHT_GPUS = {"resources": {"requests": {GPU: 8}}}
+# A fine-tune here trains on CPU (gpusPerNode 0 must match its GPU request), so preemption contends for CPU quota.
+MOST_CPUS = {"resources": {"requests": {"cpu": 40}}}
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +172,7 @@ def test_a_preempted_fine_tune_resumes_from_its_checkpoint(
         kueue_plane.kubeconfig, queue, tmp_path,
         trace_dataset("traces", tiny_model_dir),
         fine_tune_run("low", "traces", tiny_model_dir, training=training, queueName="team", priorityClass="low",
-                      **EIGHT_GPUS),
+                      **MOST_CPUS),
     )  # fmt: skip
 
     def trained_past_a_checkpoint() -> bool:

@@ -124,7 +124,7 @@ def _digest(**changes: Any) -> str:
         {"maxRetries": 7},
         {"output": {"uri": "pvc://models/elsewhere"}},
         {"datasetRef": {"name": "renamed"}},  # the dataset's digest stands for what it resolves to
-        {"resources": {"limits": {"nvidia.com/gpu": "2"}}},
+        {"resources": {"limits": {"cpu": "2"}}},
         {"nodeSelector": {"gpu": "h100"}},
         {"queueName": "urgent"},
         {"image": "cotlab:dev"},
@@ -146,7 +146,7 @@ def test_spec_digest_ignores_scheduling_fields(changes: dict[str, Any]) -> None:
         {"lora": {"r": 16}},
         {"method": "full", "lora": None},
         {"baseModel": {"hub": "Qwen/Qwen2.5-0.5B", "revision": "abc123"}},
-        {"distributed": {"gpusPerNode": 2}},
+        {"distributed": {"strategy": "ddp"}},
     ],
     ids=["learningRate", "seed", "lora", "method", "baseModel", "distributed"],
 )

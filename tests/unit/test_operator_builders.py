@@ -162,12 +162,23 @@ def _token(job: dict[str, Any]) -> None:
     _container(job)["env"].append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}})
 
 
+def _two_nodes(job: dict[str, Any]) -> None:
+    job["spec"].update(completionMode="Indexed", completions=2, parallelism=2)
+    _pod(job)["subdomain"] = "quickstart-lora-finetune"
+    _container(job)["env"] += [
+        {"name": "MASTER_ADDR", "value": "quickstart-lora-finetune-0.quickstart-lora-finetune.team-a.svc"},
+        {"name": "MASTER_PORT", "value": "29500"},
+    ]
+
+
 JOB_CASES = [
     ("as-given", {}, lambda job: None),
+    ("two-nodes-indexed", {"distributed": {"nodes": 2, "gpusPerNode": 0, "strategy": "ddp"}}, _two_nodes),
     (
         "gpus-node-selector-tolerations",
         {
             "resources": {"requests": {"nvidia.com/gpu": 8, "memory": "64Gi"}},
+            "distributed": {"gpusPerNode": 8},
             "nodeSelector": {"nvidia.com/gpu.product": "H200"},
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         },
@@ -211,6 +222,27 @@ def test_finetune_job(spec: dict[str, Any], change: Any) -> None:
     resource = example("quickstart-lora", **spec)
     job = build_children(resource, Inputs(), SETTINGS).job
     assert job == with_changes(QUICKSTART_LORA_JOB, change)
+
+
+def test_a_multi_node_run_gets_a_headless_rendezvous_service_and_a_single_node_run_none() -> None:
+    two = example("quickstart-lora", distributed={"nodes": 2, "gpusPerNode": 0, "strategy": "ddp"})
+    assert build_children(two, Inputs(), SETTINGS).service == {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "quickstart-lora-finetune",
+            "namespace": "team-a",
+            "labels": LABELS,
+            "ownerReferences": [OWNER],
+        },
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": LABELS,
+            "ports": [{"name": "rendezvous", "port": 29500, "targetPort": 29500}],
+        },
+    }
+    assert build_children(example("quickstart-lora"), Inputs(), SETTINGS).service is None
 
 
 def test_spec_configmap_carries_the_pod_spec_file_with_inputs_and_stable_paths() -> None:

@@ -310,3 +310,23 @@ def test_a_spec_that_no_longer_parses_fails_with_the_fields_named() -> None:
     status = reduce_invalid("EvalRun", {"phase": "Running"}, 2, "spec.sampling.samples: must be >= 1", now=NOW)
     assert status.phase == "Failed"
     assert conditions_of(status) == {"Failed": ("True", "InvalidSpec", "spec.sampling.samples: must be >= 1")}
+
+
+def _indexed(pod: dict[str, Any], index: int) -> dict[str, Any]:
+    pod["metadata"]["annotations"] = {"batch.kubernetes.io/job-completion-index": str(index)}
+    return pod
+
+
+def test_a_two_node_run_takes_the_summary_of_index_0_and_counts_its_pods_as_one_attempt() -> None:
+    run = example("quickstart-lora", distributed={"nodes": 2, "gpusPerNode": 0, "strategy": "ddp"})
+    pods = [
+        _indexed(make_pod("p0", "Succeeded", exit_code=0, message=FT_SUMMARY), 0),
+        # Node rank 1 writes no summary, and is the newest pod: it must not hide index 0's.
+        _indexed(make_pod("p1", "Succeeded", exit_code=0, created="2026-12-01T11:00:01Z"), 1),
+    ]
+    done = reduce_status(run, Observed(job=make_job(conditions=("Complete",), succeeded=2), pods=pods), now=NOW)
+    assert done.model_dump(mode="json", by_alias=True, exclude_none=True, include={"outputs", "attempts"}) == {
+        "outputs": {"model": {"uri": "pvc://a/model", "digest": DIGEST}}, "attempts": 1,
+    }  # fmt: skip
+    retried = reduce_status(run, Observed(job=make_job(active=2, failed=1), pods=pods), now=NOW)
+    assert retried.attempts == 2

@@ -44,24 +44,33 @@ def supported_precision(requested: Precision) -> Precision:
     return "fp32"
 
 
+def fsdp_plugin() -> Any:
+    """FSDP2 over the model's decoder layers (its `_no_split_modules`), checkpointed as per-rank shards."""
+    from accelerate import FullyShardedDataParallelPlugin
+
+    return FullyShardedDataParallelPlugin(
+        fsdp_version=2,
+        auto_wrap_policy="transformer_based_wrap",
+        state_dict_type="SHARDED_STATE_DICT",
+        # One rank per node loads the weights; transformers builds the others on the meta device (its
+        # `is_fsdp_enabled()` reads the environment this plugin and the Accelerator export, both created before
+        # the model is loaded) and accelerate's fsdp2_prepare_model broadcasts each shard from that rank.
+        cpu_ram_efficient_loading=True,
+    )
+
+
 def _plugins(distributed: Distributed) -> dict[str, Any]:
     """The Accelerator keyword arguments for the strategy, when there is more than one process."""
     if world_size() == 1:
         return {}
     if distributed.strategy == "fsdp":
-        from accelerate import FullyShardedDataParallelPlugin
+        if not torch.cuda.is_available():
+            # accelerate 1.15 turns the plugin into FSDP only for accelerator process groups (state.py, the
+            # distributed types listed before `DistributedType.FSDP` is set; MULTI_CPU is not one of them):
+            # on CPU it would silently train DDP instead. The API already refuses fsdp with gpusPerNode 0.
+            raise InvalidSpecError("spec.distributed.strategy: fsdp needs GPUs, and this pod sees none; use ddp")
 
-        plugin = FullyShardedDataParallelPlugin(
-            fsdp_version=2,
-            auto_wrap_policy="transformer_based_wrap",  # wraps the model's _no_split_modules (decoder layers)
-            state_dict_type="SHARDED_STATE_DICT",
-            cpu_ram_efficient_loading=False,
-        )
-        return {"fsdp_plugin": plugin}
-    if distributed.strategy == "deepspeed":
-        # DeepSpeed's engine owns accumulation, clipping and the optimizer step inside `backward`; this loop
-        # does those itself, so the two would fight. Refuse rather than train with the wrong loss scale.
-        raise InvalidSpecError("spec.distributed.strategy: deepspeed is not supported yet; use fsdp or ddp")
+        return {"fsdp_plugin": fsdp_plugin()}
     return {}  # ddp: accelerate wraps the model in DistributedDataParallel from the launcher's environment
 
 
@@ -69,4 +78,10 @@ def build_accelerator(precision: Precision, distributed: Distributed) -> Any:
     """The Accelerator for this run."""
     from accelerate import Accelerator
 
-    return Accelerator(mixed_precision=ACCELERATE_PRECISION[supported_precision(precision)], **_plugins(distributed))
+    # accelerate only forms a CPU process group (gloo) when told `cpu=True` (accelerate/state.py
+    # `_prepare_backend`: with LOCAL_RANK set and cpu False it looks for an accelerator and, finding none,
+    # silently runs each process alone).
+    cpu = distributed.gpus_per_node == 0 or not torch.cuda.is_available()
+    return Accelerator(
+        mixed_precision=ACCELERATE_PRECISION[supported_precision(precision)], cpu=cpu, **_plugins(distributed)
+    )

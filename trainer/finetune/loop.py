@@ -70,7 +70,8 @@ def _train_step(
     """One optimizer step over `batches`; returns (the step's mean token loss, tokens processed here)."""
     device = accelerator.device
     local_items = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches)  # labels shift by one
-    items = accelerator.reduce(torch.tensor(local_items, device=device), reduction="sum")
+    # At least 1: a step with no trained token anywhere then has loss 0 and no gradient instead of 0/0 = NaN.
+    items = accelerator.reduce(torch.tensor(local_items, device=device), reduction="sum").clamp(min=1)
     model.train()
     total = torch.zeros((), device=device)
     tokens = 0

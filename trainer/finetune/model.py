@@ -27,11 +27,29 @@ SAVE_DTYPE: dict[Precision, torch.dtype] = {"fp32": torch.float32, "bf16": torch
 NO_DECAY_MARKERS = ("bias", "norm")  # biases and normalisation scales are not regularised towards zero
 
 
-def load_base_model(source: ModelSource, *, attn_implementation: str | None = None) -> Any:
-    """The base causal LM in fp32 (GGUF files are dequantised), ready to train."""
-    from transformers import AutoModelForCausalLM, GgufConfig
+def load_base_model(source: ModelSource, *, attn_implementation: str | None = None, weights: bool = True) -> Any:
+    """The base causal LM in fp32 (GGUF files are dequantised), ready to train.
+
+    `weights=False` (the ranks of an FSDP run that do not load): the parameters stay on the meta device, nothing
+    is read or allocated for them, and accelerate's FSDP2 preparation (`cpu_ram_efficient_loading`) broadcasts
+    each shard from the loading rank. Buffers stay real: the rotary embedding's `inv_freq` is not in the
+    checkpoint, so it is never broadcast (accelerate keeps each rank's own non-persistent buffers).
+    transformers 5.23 alone would not do this: under FSDP it only skips initialising weights on the other ranks
+    (`modeling_utils`, `is_local_dist_rank_0`), and still reads the whole checkpoint on each of them.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, GgufConfig
 
     location, kwargs = pretrained_kwargs(source)
+    if not weights and "gguf_file" not in kwargs:
+        from accelerate import init_empty_weights
+
+        config = AutoConfig.from_pretrained(location, **kwargs)
+        extra = {"attn_implementation": attn_implementation} if attn_implementation is not None else {}
+        with init_empty_weights(include_buffers=False):
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, **extra)  # type: ignore[no-untyped-call]
+        model.tie_weights()  # from_config leaves a tied lm_head separate on meta; the loaded model shares it
+        logger.info("built the base model on the meta device", extra={"model": location})
+        return model
     if "gguf_file" in kwargs:
         # transformers may keep GGUF weights packed (frozen, and refused by save_pretrained): unpack them all.
         kwargs["quantization_config"] = GgufConfig(dequantize=True)

@@ -157,7 +157,13 @@ def run_finetune(pod: PodSpecFile) -> dict[str, Any]:
 
     accelerator = build_accelerator(training.precision, spec.distributed)
     set_seed(training.seed)  # before the model: LoRA's initial weights come from it
-    model = load_base_model(source, attn_implementation=_attention_for(training.packing))
+    # FSDP: one rank per node reads the weights, the others receive their shards (see load_base_model).
+    sharded = spec.distributed.strategy == "fsdp" and accelerator.num_processes > 1
+    model = load_base_model(
+        source,
+        attn_implementation=_attention_for(training.packing),
+        weights=not sharded or accelerator.local_process_index == 0,
+    )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     flatten = packing_supported(training.packing, model.config._attn_implementation)
     collate = flatten_batch if flatten else functools.partial(pad_batch, pad_id=pad_id)
