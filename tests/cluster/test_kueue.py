@@ -184,7 +184,7 @@ def test_a_preempted_fine_tune_resumes_from_its_checkpoint(
         kueue_plane.kubeconfig,
         queue,
         tmp_path,
-        eval_run("urgent", bench, model=tiny_model_dir, queueName="team", priorityClass="high", **EIGHT_GPUS),
+        eval_run("urgent", bench, model=tiny_model_dir, queueName="team", priorityClass="high", **MOST_CPUS),
     )
 
     def preempted() -> dict[str, Any] | None:
