@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from .describe import describe
+from .logs import logs
 from .results import results
 from .run import run
+from .status import status
 from .validate import validate
 
 app = typer.Typer(
@@ -17,6 +20,9 @@ app = typer.Typer(
 app.command()(validate)
 app.command()(run)
 app.command()(results)
+app.command()(status)
+app.command()(describe)
+app.command()(logs)
 
 
 @app.callback()
