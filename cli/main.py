@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from .compare import compare
 from .describe import describe
 from .logs import logs
 from .results import results
@@ -23,6 +24,7 @@ app.command()(results)
 app.command()(status)
 app.command()(describe)
 app.command()(logs)
+app.command()(compare)
 
 
 @app.callback()
