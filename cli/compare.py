@@ -20,6 +20,7 @@ from cotlab.api import CamelModel, EvalRun, FineTuneRun, Phase, TraceDataset
 from cotlab.api.evalrun import BenchmarkScore, parse_metric
 
 from .artifacts import ArtifactStore
+from .completion import complete_evalrun
 from .describe import model_summary
 from .errors import CliError, UsageError, reported
 from .evaluations import RunRecords, run_records, scores_of
@@ -241,7 +242,9 @@ def _select(inventory: Inventory, names: list[str], selector: str | None) -> lis
 
 
 def compare(
-    names: Annotated[list[str] | None, typer.Argument(help="EvalRun names (or use --selector).")] = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="EvalRun names (or use --selector).", autocompletion=complete_evalrun)
+    ] = None,
     selector: SelectorOpt = None,
     baseline: Annotated[
         str | None,

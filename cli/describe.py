@@ -12,6 +12,7 @@ from cotlab.api import CamelModel, EvalRun, FineTuneRun, Resource, TraceDataset
 from cotlab.api.models import ModelSource
 from cotlab.api.podcontract import STAGE_BY_KIND
 
+from .completion import complete_ref
 from .durations import human_duration, seconds_since
 from .errors import reported
 from .inventory import ClusterInventory, Listed, open_inventory
@@ -285,7 +286,7 @@ def describe_text(description: Description) -> str:
 
 
 def describe(
-    what: Annotated[str, typer.Argument(help="KIND/NAME, e.g. evalrun/qwq-aime24.")],
+    what: Annotated[str, typer.Argument(help="KIND/NAME, e.g. evalrun/qwq-aime24.", autocompletion=complete_ref)],
     local: LocalOpt = False,
     root: RootOpt = None,
     namespace: NamespaceOpt = None,

@@ -17,6 +17,7 @@ import typer
 
 from cotlab.api.podcontract import STAGE_BY_KIND
 
+from .completion import complete_ref
 from .durations import parse_duration
 from .errors import CliError, UsageError, reported
 from .kube import Cluster, Target
@@ -143,7 +144,7 @@ class PodLogs:
 
 
 def logs(
-    what: Annotated[str, typer.Argument(help="KIND/NAME, e.g. finetunerun/qwq-20.")],
+    what: Annotated[str, typer.Argument(help="KIND/NAME, e.g. finetunerun/qwq-20.", autocompletion=complete_ref)],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream the log; follow retries.")] = False,
     rank: Annotated[int | None, typer.Option("--rank", help="Only this rank's pod (completion index).")] = None,
     all_ranks: Annotated[bool, typer.Option("--all", help="Every rank, each line prefixed [rank N].")] = False,

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import typer
 
+from .apply import apply
 from .compare import compare
+from .delete import delete
 from .describe import describe
+from .init import init
 from .logs import logs
 from .results import results
 from .run import run
 from .status import status
+from .suspend import resume, suspend
 from .validate import validate
+from .wait import wait
 
 app = typer.Typer(
     name="cotctl",
@@ -25,6 +30,12 @@ app.command()(status)
 app.command()(describe)
 app.command()(logs)
 app.command()(compare)
+app.command()(wait)
+app.command()(suspend)
+app.command()(resume)
+app.command()(delete)
+app.command()(apply)
+app.command()(init)
 
 
 @app.callback()

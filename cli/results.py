@@ -11,6 +11,7 @@ from cotlab.api import CamelModel, EvalRun, Phase, Resource
 from cotlab.api.evalrun import BenchmarkScore
 
 from .artifacts import ArtifactStore
+from .completion import complete_evalrun
 from .errors import CliError, UsageError, reported
 from .evaluations import gold_answers, read_records, scores_of
 from .inventory import Inventory, open_inventory
@@ -134,7 +135,10 @@ def _sample_rows(run: EvalRun, benchmarks: list[str], store: ArtifactStore, wron
 
 
 def results(
-    names: Annotated[list[str] | None, typer.Argument(help="EvalRun names; every EvalRun if omitted.")] = None,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="EvalRun names; every EvalRun if omitted.", autocompletion=complete_evalrun),
+    ] = None,
     local: LocalOpt = False,
     root: RootOpt = None,
     namespace: NamespaceOpt = None,

@@ -15,6 +15,7 @@ from pydantic import Field
 from cotlab.api import CamelModel, EvalRun, FineTuneRun, Phase, TraceDataset
 from cotlab.api.conditions import Condition, phase_condition
 
+from .completion import complete_ref
 from .durations import human_duration, seconds_since
 from .errors import reported
 from .inventory import ALL_KINDS, Inventory, Listed, open_inventory
@@ -187,7 +188,10 @@ def _show(rows: list[StatusRow], output: ListFormat, *, namespaces: bool, watchi
 def status(
     what: Annotated[
         str | None,
-        typer.Argument(help="KIND or KIND/NAME (evalrun, finetunerun, tracedataset); all kinds if omitted."),
+        typer.Argument(
+            help="KIND or KIND/NAME (evalrun, finetunerun, tracedataset); all kinds if omitted.",
+            autocompletion=complete_ref,
+        ),
     ] = None,
     local: LocalOpt = False,
     root: RootOpt = None,
