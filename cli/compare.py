@@ -207,18 +207,19 @@ def table_rows(comparison: Comparison, *, fmt: TableFormat) -> list[dict[str, An
 def _arm(inventory: Inventory, run: EvalRun, store: ArtifactStore) -> Arm:
     fine_tune = traces = None
     ref = run.spec.model.fine_tune_run_ref
+    namespace = run.metadata.namespace  # references are namespace-local, whatever -A listed
     if ref is not None:
-        found = _maybe(inventory, "FineTuneRun", ref.name)
+        found = _maybe(inventory, "FineTuneRun", ref.name, namespace)
         fine_tune = found if isinstance(found, FineTuneRun) else None
         if fine_tune is not None:
-            dataset = _maybe(inventory, "TraceDataset", fine_tune.spec.dataset_ref.name)
+            dataset = _maybe(inventory, "TraceDataset", fine_tune.spec.dataset_ref.name, namespace)
             traces = dataset if isinstance(dataset, TraceDataset) else None
     return Arm(run=run, scores=scores_of(run, store), fine_tune=fine_tune, traces=traces)
 
 
-def _maybe(inventory: Inventory, kind: str, name: str) -> Any:
+def _maybe(inventory: Inventory, kind: str, name: str, namespace: str | None) -> Any:
     try:
-        return inventory.get(kind, name).resource
+        return inventory.get(kind, name, namespace).resource
     except CliError:
         return None  # deleted since: the row still compares, it only lacks the training set's properties
 

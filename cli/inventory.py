@@ -67,7 +67,7 @@ class Inventory(Protocol):
 
     def list(self, kinds: Sequence[str], selector: str | None = None) -> list[Listed]: ...
 
-    def get(self, kind: str, name: str) -> Listed: ...
+    def get(self, kind: str, name: str, namespace: str | None = None) -> Listed: ...
 
 
 ALL_KINDS = tuple(k.kind for k in RESOURCE_KINDS)
@@ -87,8 +87,9 @@ class ClusterInventory:
             bodies = [body for found in pool.map(one, kinds) for body in found]
         return sorted((listed(body) for body in bodies), key=_order)
 
-    def get(self, kind: str, name: str) -> Listed:
-        return listed(self.cluster.get_resource(kind, self.namespace or self.cluster.namespace, name))
+    def get(self, kind: str, name: str, namespace: str | None = None) -> Listed:
+        """One resource, in `namespace` (a dependency's, which is its dependant's) or the inventory's."""
+        return listed(self.cluster.get_resource(kind, namespace or self.namespace or self.cluster.namespace, name))
 
 
 class LocalInventory:
@@ -106,8 +107,8 @@ class LocalInventory:
                 found.append(Listed(resource.to_wire(), resource))
         return sorted(found, key=_order)
 
-    def get(self, kind: str, name: str) -> Listed:
-        namespace = self.namespace or "default"
+    def get(self, kind: str, name: str, namespace: str | None = None) -> Listed:
+        namespace = namespace or self.namespace or "default"
         resource = self.store.load(kind, namespace, name)
         if resource is None:
             raise CliError(

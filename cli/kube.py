@@ -39,6 +39,10 @@ class Target:
 class ClusterError(CliError):
     """A request that failed, said in one line, with the next step as a hint."""
 
+    def __init__(self, message: str, hint: str | None = None, *, not_found: bool = False) -> None:
+        super().__init__(message, hint)
+        self.not_found = not_found  # the object does not exist (its kind does)
+
 
 def _status_body(body: str | bytes | None) -> dict[str, Any] | None:
     """The API server's Status object in an error body, or None for anything else ("404 page not found")."""
@@ -78,6 +82,7 @@ def explain_api_error(
             return ClusterError(
                 f'{resource} "{details["name"]}" not found{_where(namespace)}',
                 "list what exists with: cotctl status" + (f" -n {namespace}" if namespace else " -A"),
+                not_found=True,
             )
         if resource.endswith(f".{GROUP}"):
             return ClusterError(f"the cluster does not serve {resource}: the cotlab CRDs are not installed", CRD_HINT)
@@ -243,7 +248,7 @@ class Cluster:
         try:
             return self.get_resource(kind, namespace, name)
         except ClusterError as err:
-            if err.message.endswith(f'"{name}" not found in namespace "{namespace}"'):
+            if err.not_found:
                 return None
             raise
 
