@@ -307,8 +307,7 @@ class Cluster:
                 follow=True,
                 tail_lines=tail,
                 since_seconds=since,
-                _preload_content=False,
-                _request_timeout=(self.timeout, None),  # a quiet pod is not a dead connection
+                _preload_content=False,  # no request timeout: a pod that is quiet for an hour is not a dead connection
             )
         try:
             pending = b""

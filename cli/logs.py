@@ -125,6 +125,8 @@ class PodLogs:
                 if has_started(newest, self.container):
                     note(f"following pod {newest_name} (rank {rank}): the Job started it after {current} ended")
                     return newest_name, False
+                if is_finished(newest) or _job_finished(self.cluster, self.namespace, self.selector) is not None:
+                    return None, False  # the retry never ran (the Job was deleted or failed around it)
             else:
                 state = container_state(newest, self.container)
                 if not is_finished(newest) and "running" in state:
@@ -189,12 +191,12 @@ def logs(
             for r, pod in chosen.items():
                 pod_logs.print_once(pod, prefix(r), tail=tail, since=since_seconds)
             return
-        errors: list[CliError] = []
+        errors: list[Exception] = []
 
         def run(r: int, pod: dict[str, Any]) -> None:
             try:
                 pod_logs.follow(r, pod, prefix(r), tail=tail, since=since_seconds)
-            except CliError as err:
+            except Exception as err:  # noqa: BLE001 - re-raised in the main thread, where the command reports it
                 errors.append(err)
 
         threads = [threading.Thread(target=run, args=item, daemon=True) for item in chosen.items()]
