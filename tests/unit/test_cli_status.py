@@ -89,3 +89,31 @@ def test_status_lists_local_state_by_kind_and_selector(tmp_path: Path) -> None:
     assert [r["name"] for r in one] == ["tune"]
     bad = cotctl("status", "pods", "--local", "--root", str(root))
     assert bad.exit_code == 2 and "unknown kind 'pods'; valid kinds: tracedataset, finetunerun, evalrun" in bad.stderr
+
+
+def test_watch_redraws_in_place_on_a_terminal_and_ends_on_ctrl_c(tmp_path: Path) -> None:
+    import os
+    import pty
+    import select
+    import signal
+    import sys
+    import time
+
+    root = tmp_path / "state"
+    finished_tune(root, "tune", "traces")
+    argv = [str(Path(sys.executable).parent / "cotctl"), "status", "--local", "--root", str(root), "--watch",
+            "--interval", "0.2"]  # fmt: skip
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: cotctl on a terminal
+        os.execv(argv[0], argv)
+    seen = b""
+    deadline = time.monotonic() + 60
+    # Wait for the first table and at least two redraws (cursor up + erase line: rich's in-place refresh).
+    while time.monotonic() < deadline and seen.count(b"\x1b[1A") < 2:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            seen += os.read(fd, 65536)
+    os.kill(pid, signal.SIGINT)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert b"finetunerun/tune" in seen and seen.count(b"\x1b[1A") >= 2
