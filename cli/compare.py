@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import Field
 
-from cotlab.api import CamelModel, EvalRun, FineTuneRun, Phase, TraceDataset
+from cotlab.api import EvalRun, FineTuneRun, Phase, TraceDataset
 from cotlab.api.evalrun import BenchmarkScore, parse_metric
 
 from .artifacts import ArtifactStore
@@ -39,20 +39,20 @@ from .options import (
     TableFormat,
     TableOutputOpt,
 )
-from .output import note, render
+from .output import View, note, render
 from .refs import parse_ref
 from .significance import DEFAULT_CONFIDENCE, DEFAULT_REPLICATES, paired_bootstrap
 
 BEST = " *"  # appended to the best cell of a column (bold in Markdown)
 
 
-class Cell(CamelModel):
+class Cell(View):
     value: float
     stderr: float | None = None
     best: bool = False
 
 
-class Delta(CamelModel):
+class Delta(View):
     """A row's pass@1 minus the baseline's on one benchmark, with its bootstrap interval (fractions, not %)."""
 
     value: float | None = None
@@ -63,7 +63,7 @@ class Delta(CamelModel):
     note: str | None = None
 
 
-class ComparisonRow(CamelModel):
+class ComparisonRow(View):
     label: str
     evalrun: str
     namespace: str
@@ -75,7 +75,7 @@ class ComparisonRow(CamelModel):
     differences: dict[str, Delta] = Field(default_factory=dict)
 
 
-class Comparison(CamelModel):
+class Comparison(View):
     """What `cotctl compare -o json` prints."""
 
     metric: str

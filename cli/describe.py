@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import Field
 
-from cotlab.api import CamelModel, EvalRun, FineTuneRun, Resource, TraceDataset
+from cotlab.api import EvalRun, FineTuneRun, Resource, TraceDataset
 from cotlab.api.models import ModelSource
 from cotlab.api.podcontract import STAGE_BY_KIND
 
@@ -27,12 +27,12 @@ from .options import (
     RequestTimeoutOpt,
     RootOpt,
 )
-from .output import render, stdout, table_of
+from .output import View, render, stdout, table_of
 from .pods import COMPLETION_INDEX, by_age, container_state, pod_selector
 from .refs import parse_ref
 
 
-class Child(CamelModel):
+class Child(View):
     """A Job or pod the operator made for the resource."""
 
     kind: str
@@ -44,7 +44,7 @@ class Child(CamelModel):
     age_seconds: float | None = None
 
 
-class Event(CamelModel):
+class Event(View):
     type: str
     reason: str
     object: str
@@ -53,7 +53,7 @@ class Event(CamelModel):
     age_seconds: float | None = None
 
 
-class Description(CamelModel):
+class Description(View):
     """What `cotctl describe -o json` prints."""
 
     kind: str

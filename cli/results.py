@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cotlab.api import CamelModel, EvalRun, Phase, Resource
+from cotlab.api import EvalRun, Phase, Resource
 from cotlab.api.evalrun import BenchmarkScore
 
 from .artifacts import ArtifactStore
@@ -29,7 +29,7 @@ from .options import (
     RootOpt,
     SelectorOpt,
 )
-from .output import note, render
+from .output import View, note, render
 from .refs import parse_ref
 
 CELL = 40  # characters of an answer shown in a table cell; -o json has them whole
@@ -57,7 +57,7 @@ def score_rows(
     return rows
 
 
-class SampleRow(CamelModel):
+class SampleRow(View):
     """One per-sample record as `cotctl results --samples -o json` prints it."""
 
     benchmark: str

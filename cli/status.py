@@ -12,7 +12,7 @@ import typer
 import yaml
 from pydantic import Field
 
-from cotlab.api import CamelModel, EvalRun, FineTuneRun, Phase, TraceDataset
+from cotlab.api import EvalRun, FineTuneRun, Phase, TraceDataset
 from cotlab.api.conditions import Condition, phase_condition
 
 from .completion import complete_ref
@@ -33,11 +33,11 @@ from .options import (
     SelectorOpt,
     WatchOpt,
 )
-from .output import note, render, stdout, table_of
+from .output import View, note, render, stdout, table_of
 from .refs import parse_ref
 
 
-class StatusRow(CamelModel):
+class StatusRow(View):
     """What `cotctl status -o json` prints per resource."""
 
     namespace: str
