@@ -242,7 +242,9 @@ def test_compare_two_finished_eval_runs_prints_the_right_differences(
     assert (first["problemId"], first["answer"], first["gold"], first["correct"]) == ("p2", "9", "4", False)
 
 
-def test_apply_dry_run_then_apply_and_delete(kubeconfig: Path, namespace: str, tmp_path: Path) -> None:
+def test_apply_dry_run_then_apply_suspend_complete_and_delete(
+    kube_api: kubernetes.client.ApiClient, kubeconfig: Path, namespace: str, tmp_path: Path
+) -> None:
     repo = tmp_path / "study"
     assert runner.invoke(app, ["init", str(repo)]).exit_code == 0
     dry = cotctl(kubeconfig, namespace, "apply", "-f", str(repo / "experiment"), "--dry-run=server")
@@ -258,6 +260,15 @@ def test_apply_dry_run_then_apply_and_delete(kubeconfig: Path, namespace: str, t
     assert all(line.endswith(" unchanged") for line in again.stdout.splitlines())
     listed = json.loads(cotctl(kubeconfig, namespace, "status", "-l", "cotlab.dev/arm=qwq", "-o", "json").stdout)
     assert sorted(r["name"] for r in listed["items"]) == ["study-qwq", "study-qwq-eval", "study-qwq-traces"]
+
+    paused = cotctl(kubeconfig, namespace, "suspend", "evalrun/study-qwq-eval", "ftr/study-qwq")
+    assert paused.stdout.splitlines() == ["evalrun.cotlab.dev/study-qwq-eval suspended",
+                                          "finetunerun.cotlab.dev/study-qwq suspended"]  # fmt: skip
+    assert get(kube_api, namespace, "FineTuneRun", "study-qwq")["spec"]["suspend"] is True
+
+    line = f"cotctl describe --kubeconfig {kubeconfig} -n {namespace} evalrun/study-q"
+    env = {"_COTCTL_COMPLETE": "complete_bash", "COMP_WORDS": line, "COMP_CWORD": "6"}
+    assert runner.invoke(app, [], env=env, prog_name="cotctl").stdout.split() == ["evalrun/study-qwq-eval"]
 
     changed = yaml.safe_load((repo / "experiment" / "baseline.yaml").read_text())
     changed["spec"]["sampling"]["seed"] = 7
