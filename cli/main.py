@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import typer
 
+from .apply import apply
+from .compare import compare
+from .delete import delete
+from .describe import describe
+from .init import init
+from .logs import logs
 from .operator import operator_app
 from .results import results
 from .run import run
+from .status import status
+from .suspend import resume, suspend
 from .validate import validate
+from .wait import wait
 
 app = typer.Typer(
     name="cotctl",
@@ -18,6 +27,16 @@ app = typer.Typer(
 app.command()(validate)
 app.command()(run)
 app.command()(results)
+app.command()(status)
+app.command()(describe)
+app.command()(logs)
+app.command()(compare)
+app.command()(wait)
+app.command()(suspend)
+app.command()(resume)
+app.command()(delete)
+app.command()(apply)
+app.command()(init)
 app.add_typer(operator_app)
 
 

@@ -146,7 +146,9 @@ def test_a_second_eight_gpu_run_waits_for_quota_then_runs(
         phases = [((b or {}).get("status") or {}).get("phase") for b in bodies]
         if sorted(str(p) for p in phases) == ["Running", "Waiting"]:
             running, waiting = (bodies[0], bodies[1]) if phases[0] == "Running" else (bodies[1], bodies[0])
-            if reason(waiting, "Waiting") == "Queued":
+            # Queued at once; Kueue's own words once its Workload is read (at the next event or resync).
+            said = (condition(waiting, "Waiting") or {}).get("message", "")
+            if reason(waiting, "Waiting") == "Queued" and "insufficient unused quota" in said:
                 return running, waiting  # type: ignore[return-value]
         return None
 

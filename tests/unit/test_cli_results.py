@@ -1,4 +1,4 @@
-"""`cotctl results --local`: scores from the status, or from scores.json when they did not fit the summary."""
+"""`cotctl results` over local state: scores from status or from the scores file, pages of per-sample records."""
 
 from __future__ import annotations
 
@@ -6,47 +6,61 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
-from cotlab.api.validation import parse_resource
-from cotlab.cli.local_store import LocalStore
 from cotlab.cli.main import app
 
-SCORE = {
-    "problems": 30,
-    "samplesPerProblem": 64,
-    "metrics": {"pass@1": {"value": 0.25, "stderr": 0.05}, "maj@64": {"value": 0.4, "stderr": 0.09}},
-    "graderTimeouts": 0,
-}
+from .cli_state import finished_eval, write_benchmark
+
+runner = CliRunner()
+GOLD = {"a": "1", "b": "2", "c": "3"}
+ANSWERS = {"a": ["1", "1"], "b": ["2", None], "c": ["9", "3"]}
 
 
-def _eval_run(name: str, status: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "cotlab.dev/v1alpha1",
-        "kind": "EvalRun",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"model": {"source": {"hub": "Qwen/Qwen2.5-32B"}}, "benchmarks": [{"name": "aime24"}]},
-        "status": status,
-    }
+def cotctl(*args: str) -> Any:
+    return runner.invoke(app, list(args))
 
 
-def test_scores_too_large_for_the_summary_are_read_from_scores_json(tmp_path: Path) -> None:
-    scores = tmp_path / "out" / "scores.json"
-    scores.parent.mkdir()
-    scores.write_text(json.dumps({"aime24": SCORE, "aime25": SCORE}))
-    store = LocalStore(tmp_path / "state")
-    # What succeeded_status records when the termination message had no room for the scores.
-    store.save(
-        parse_resource(_eval_run("big", {"phase": "Succeeded", "outputs": {"scores": scores.as_uri(), "samples": "x"}}))
-    )
-    store.save(parse_resource(_eval_run("small", {"phase": "Succeeded", "scores": {"aime24": SCORE}})))
-    store.save(parse_resource(_eval_run("failed", {"phase": "Failed", "outputs": {"scores": scores.as_uri()}})))
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    root = tmp_path / "state"
+    bench = write_benchmark(tmp_path / "sums.jsonl", GOLD)
+    finished_eval(root, "whole", bench, GOLD, ANSWERS)
+    finished_eval(root, "cut", bench, GOLD, ANSWERS, cut=True)
+    return root
 
-    result = CliRunner().invoke(app, ["results", "--local", "--root", str(tmp_path / "state"), "-o", "json"])
 
+def test_scores_come_from_status_or_from_the_scores_file_when_the_summary_was_cut(state: Path) -> None:
+    result = cotctl("results", "--local", "--root", str(state), "-o", "json")
     assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
-    assert set(data) == {"big", "small"}
-    assert set(data["big"]) == {"aime24", "aime25"} and data["big"]["aime25"]["metrics"] == SCORE["metrics"]
-    table = CliRunner().invoke(app, ["results", "--local", "--root", str(tmp_path / "state")])
-    assert table.exit_code == 0 and "aime25" in table.stdout
+    got = json.loads(result.stdout)
+    assert got["whole"]["sums"]["metrics"]["pass@1"]["value"] == pytest.approx(4 / 6)
+    assert got["cut"] == got["whole"]  # read from output/scores.json: status has no scores
+    one = json.loads(cotctl("results", "cut", "--local", "--root", str(state), "-o", "json").stdout)
+    assert list(one) == ["cut"]
+
+
+def test_samples_page_with_gold_answers_from_the_benchmark(state: Path) -> None:
+    result = cotctl("results", "whole", "--samples", "--offset", "2", "--limit", "3", "--local", "--root", str(state),
+                    "-o", "json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    page = json.loads(result.stdout)
+    assert page["total"] == 6 and page["offset"] == 2
+    got = [(r["problemId"], r["sampleIndex"], r["answer"], r["gold"], r["correct"]) for r in page["items"]]
+    assert got == [("b", 0, "2", "2", True), ("b", 1, None, "2", False), ("c", 0, "9", "3", False)]
+    assert page["items"][0]["problem"] == "Problem b?"
+    wrong = json.loads(cotctl("results", "whole", "--samples", "--wrong", "--local", "--root", str(state),
+                              "-o", "json").stdout)  # fmt: skip
+    assert [(r["problemId"], r["sampleIndex"]) for r in wrong["items"]] == [("b", 1), ("c", 0)]
+    table = cotctl("results", "whole", "--samples", "--limit", "2", "--local", "--root", str(state))
+    assert "samples 1-2 of 6; next page: cotctl results whole --samples --offset 2" in table.stderr
+
+
+def test_samples_need_one_run_and_a_known_benchmark(state: Path) -> None:
+    none = cotctl("results", "--samples", "--local", "--root", str(state))
+    assert none.exit_code == 2 and "--samples reads one EvalRun" in none.stderr
+    bad = cotctl("results", "whole", "--samples", "--benchmark", "aime24", "--local", "--root", str(state))
+    assert bad.exit_code == 2 and "--benchmark: whole has no benchmark 'aime24'; it has sums" in bad.stderr
+    missing = cotctl("results", "nope", "--local", "--root", str(state))
+    assert missing.exit_code == 1 and 'evalrun "nope" not found in local state' in missing.stderr

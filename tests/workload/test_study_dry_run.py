@@ -137,6 +137,7 @@ def test_study_arms_dry_run(tmp_path: Path, base_model: Path, comp_math_sample: 
     spec["training"] |= {"maxSteps": 40, "learningRate": 5e-3, "warmupRatio": 0.0, "perDeviceBatchSize": 3}
     spec["training"] |= {"maxSeqLength": 512, "precision": "fp32", "gradientCheckpointing": False}
     spec["distributed"] = {"nodes": 1, "gpusPerNode": 0, "strategy": "ddp"}
+    spec["resources"] = {}  # a CPU run asks for no GPU (gpusPerNode must match the request)
     tuned = run_finetune(pod("finetune", "FineTuneRun", spec, tmp_path / "qwq" / "model", dataset=artifacts["qwq"]))
     model = tuned["outputs"]["model"]
 

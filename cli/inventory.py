@@ -1,0 +1,130 @@
+"""Resources as the commands read them: from a cluster's API server or from this machine's state, typed.
+
+Both places answer the same two questions (list some kinds, get one resource) with the stored object and its
+typed model, so `status`, `describe`, `results` and `compare` show local and cluster runs the same way. An
+object that no longer parses (written under an older CRD) is still listed, with the reason it cannot be read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from cotlab.api import RESOURCE_KINDS, Resource
+from cotlab.api.validation import format_loc, parse_resource
+
+from .errors import CliError
+from .kube import Cluster, Target
+from .local_plan import KIND_ORDER
+from .local_store import LocalStore, default_root
+from .selectors import label_matcher
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One stored object, and its typed model unless it does not parse (then `problem` says why)."""
+
+    body: dict[str, Any]
+    resource: Resource | None
+    problem: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return str(self.body["kind"])
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.body["metadata"].get("namespace") or "default")
+
+
+def listed(body: dict[str, Any]) -> Listed:
+    try:
+        return Listed(body, parse_resource(body))
+    except ValidationError as err:
+        first = err.errors()[0]
+        return Listed(body, None, f"{format_loc(first['loc'])}: {first['msg']} ({err.error_count()} errors)")
+    except ValueError as err:
+        return Listed(body, None, str(err))
+
+
+def _order(item: Listed) -> tuple[str, int, str]:
+    return (item.namespace, KIND_ORDER[item.kind], item.name)
+
+
+class Inventory(Protocol):
+    """Where resources are read from; `namespace` None means every namespace."""
+
+    namespace: str | None
+
+    def list(self, kinds: Sequence[str], selector: str | None = None) -> list[Listed]: ...
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> Listed: ...
+
+
+ALL_KINDS = tuple(k.kind for k in RESOURCE_KINDS)
+
+
+class ClusterInventory:
+    """Resources on a cluster; the kinds are listed concurrently (one request each)."""
+
+    def __init__(self, cluster: Cluster, namespace: str | None) -> None:
+        self.cluster, self.namespace = cluster, namespace
+
+    def list(self, kinds: Sequence[str], selector: str | None = None) -> list[Listed]:
+        def one(kind: str) -> list[dict[str, Any]]:
+            return self.cluster.list_resources(kind, namespace=self.namespace, selector=selector)
+
+        with ThreadPoolExecutor(max_workers=max(1, len(kinds))) as pool:
+            bodies = [body for found in pool.map(one, kinds) for body in found]
+        return sorted((listed(body) for body in bodies), key=_order)
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> Listed:
+        """One resource, in `namespace` (a dependency's, which is its dependant's) or the inventory's."""
+        return listed(self.cluster.get_resource(kind, namespace or self.namespace or self.cluster.namespace, name))
+
+
+class LocalInventory:
+    """Resources that `cotctl run --local` ran on this machine."""
+
+    def __init__(self, store: LocalStore, namespace: str | None) -> None:
+        self.store, self.namespace = store, namespace
+
+    def list(self, kinds: Sequence[str], selector: str | None = None) -> list[Listed]:
+        matches = label_matcher(selector)
+        found = []
+        for resource in self.store.all():
+            ns = resource.metadata.namespace or "default"
+            if resource.kind in kinds and self.namespace in (None, ns) and matches(resource.metadata.labels):
+                found.append(Listed(resource.to_wire(), resource))
+        return sorted(found, key=_order)
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> Listed:
+        namespace = namespace or self.namespace or "default"
+        resource = self.store.load(kind, namespace, name)
+        if resource is None:
+            raise CliError(
+                f'{kind.lower()} "{name}" not found in local state {Path(self.store.root).resolve()} '
+                f'(namespace "{namespace}")',
+                "list what ran here with: cotctl status --local",
+            )
+        return Listed(resource.to_wire(), resource)
+
+
+def open_inventory(*, local: bool, root: Path | None, target: Target) -> Inventory:
+    """This machine's state with --local, else the cluster of the kubeconfig context.
+
+    Namespaces: -A means all, -n one; without either a cluster uses the context's namespace (as kubectl does),
+    while local state shows every namespace (local runs rarely set one)."""
+    if local:
+        return LocalInventory(LocalStore(root or default_root()), None if target.all_namespaces else target.namespace)
+    cluster = Cluster.connect(target)
+    return ClusterInventory(cluster, None if target.all_namespaces else cluster.namespace)

@@ -1,0 +1,334 @@
+"""Talking to a cluster as kubectl does (kubeconfig, context, namespace), every failure as one line saying what to do.
+
+The kubernetes client is imported here, lazily, and only by commands that talk to a cluster: `cotctl validate`
+and everything under `--local` never pay for it. Bodies go in and come out as plain camelCase dicts (the shape
+the API server stores and the operator reads), never as the client's model classes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cotlab.api import GROUP, VERSION
+from cotlab.api.resources import KINDS_BY_NAME
+
+from .errors import CliError
+
+FIELD_MANAGER = "cotctl"
+CRD_HINT = "install the CRDs first: kubectl apply -k manifests/crds (or manifests/install for the operator too)"
+UNREACHABLE_HINT = "check --kubeconfig and --context, or read this machine's runs with --local"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which cluster and namespace the user pointed at, from the kubectl-style flags."""
+
+    kubeconfig: Path | None = None
+    context: str | None = None
+    namespace: str | None = None
+    all_namespaces: bool = False
+    request_timeout: float = 30.0
+
+
+class ClusterError(CliError):
+    """A request that failed, said in one line, with the next step as a hint."""
+
+    def __init__(self, message: str, hint: str | None = None, *, not_found: bool = False) -> None:
+        super().__init__(message, hint)
+        self.not_found = not_found  # the object does not exist (its kind does)
+
+
+def _status_body(body: str | bytes | None) -> dict[str, Any] | None:
+    """The API server's Status object in an error body, or None for anything else ("404 page not found")."""
+    if not body:
+        return None
+    try:
+        value = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) and value.get("kind") == "Status" else None
+
+
+def _where(namespace: str | None) -> str:
+    return f' in namespace "{namespace}"' if namespace else " across all namespaces"
+
+
+def explain_api_error(
+    status: int, body: str | bytes | None, *, verb: str, resource: str, namespace: str | None, name: str | None
+) -> ClusterError:
+    """The one-line error for an HTTP error of `verb` on `resource` (e.g. "evalruns.cotlab.dev"); pure, tested."""
+    server = _status_body(body) or {}
+    said = str(server.get("message") or "").strip()
+    target = f'{resource} "{name}"' if name else resource
+    if status == 401:
+        return ClusterError(
+            "the cluster rejected the credentials (401 Unauthorized)", "log in again, or pick another --context"
+        )
+    if status == 403:
+        return ClusterError(
+            f"forbidden: you may not {verb} {target}{_where(namespace)}",
+            f"ask for RBAC that allows it; check with: kubectl auth can-i {verb} {resource}"
+            + (f" -n {namespace}" if namespace else " -A"),
+        )
+    if status == 404:
+        details = server.get("details") or {}
+        if server.get("reason") == "NotFound" and details.get("name"):
+            return ClusterError(
+                f'{resource} "{details["name"]}" not found{_where(namespace)}',
+                "list what exists with: cotctl status" + (f" -n {namespace}" if namespace else " -A"),
+                not_found=True,
+            )
+        if resource.endswith(f".{GROUP}"):
+            return ClusterError(f"the cluster does not serve {resource}: the cotlab CRDs are not installed", CRD_HINT)
+        return ClusterError(f"{verb} {target}: not found{_where(namespace)}")
+    if status == 409:
+        return ClusterError(
+            f"{verb} {target}: conflict: {said}", "re-run with --force-conflicts to take over the fields"
+        )
+    if status == 422:
+        return ClusterError(f"{verb} {target}: rejected by the API server: {said}")
+    reason = server.get("reason") or "error"
+    return ClusterError(f"{verb} {target}: HTTP {status} {reason}" + (f": {said}" if said else ""))
+
+
+class Cluster:
+    """A kubernetes `ApiClient` for one context, speaking dicts; every call raises `ClusterError` on failure."""
+
+    def __init__(self, client: Any, *, namespace: str, server: str, timeout: float) -> None:
+        self.client, self.namespace, self.server, self.timeout = client, namespace, server, timeout
+
+    # -- connecting ----------------------------------------------------------------------------------------
+
+    @classmethod
+    def connect(cls, target: Target) -> Cluster:
+        """A client from the kubeconfig (`--kubeconfig`, else $KUBECONFIG, else ~/.kube/config) and context."""
+        try:
+            import kubernetes.client
+            import kubernetes.config
+        except ImportError:
+            raise CliError("the kubernetes client is not installed", "pip install 'cotlab[cli]'") from None
+
+        config_file = str(target.kubeconfig) if target.kubeconfig is not None else None
+        configuration = kubernetes.client.Configuration()
+        try:
+            kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=config_file, context=target.context, client_configuration=configuration
+            )
+            contexts, active = kubernetes.config.list_kube_config_contexts(config_file)  # type: ignore[no-untyped-call]
+        except (kubernetes.config.ConfigException, OSError, TypeError, ValueError) as err:
+            where = f" ({target.kubeconfig or os.environ.get('KUBECONFIG') or '~/.kube/config'})"
+            raise ClusterError(
+                f"no usable kubeconfig{where}: {err}",
+                "pass --kubeconfig FILE or set KUBECONFIG; without a cluster, use --local",
+            ) from None
+        chosen = (
+            next((c for c in contexts or [] if c.get("name") == target.context), active) if target.context else active
+        )
+        context_namespace = ((chosen or {}).get("context") or {}).get("namespace")
+        configuration.retries = False  # a cluster that is down should say so at once, not after three retries
+        return cls(
+            kubernetes.client.ApiClient(configuration),
+            namespace=target.namespace or context_namespace or "default",
+            server=configuration.host,
+            timeout=target.request_timeout,
+        )
+
+    @contextlib.contextmanager
+    def _calling(self, verb: str, resource: str, namespace: str | None, name: str | None = None) -> Iterator[None]:
+        """Turn the client's exceptions into one line that names the verb, the resource and the server."""
+        import urllib3
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            yield
+        except ApiException as err:
+            raise explain_api_error(
+                int(err.status or 0), err.body, verb=verb, resource=resource, namespace=namespace, name=name
+            ) from None
+        except urllib3.exceptions.HTTPError as err:
+            cause = getattr(err, "reason", None) or err
+            raise ClusterError(f"no cluster reachable at {self.server}: {_short(cause)}", UNREACHABLE_HINT) from None
+
+    def _api(self, name: str) -> Any:
+        import kubernetes.client
+
+        return getattr(kubernetes.client, name)(self.client)
+
+    # -- cotlab resources --------------------------------------------------------------------------------
+
+    def list_resources(self, kind: str, *, namespace: str | None, selector: str | None = None) -> list[dict[str, Any]]:
+        """Every `kind` in `namespace` (None: all namespaces) matching the label selector."""
+        plural = KINDS_BY_NAME[kind].plural
+        api = self._api("CustomObjectsApi")
+        options: dict[str, Any] = {"_preload_content": False, "_request_timeout": self.timeout}
+        if selector:
+            options["label_selector"] = selector
+        with self._calling("list", f"{plural}.{GROUP}", namespace):
+            if namespace is None:
+                response = api.list_cluster_custom_object(GROUP, VERSION, plural, **options)
+            else:
+                response = api.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **options)
+            items: list[dict[str, Any]] = _json(response).get("items") or []
+        for item in items:  # a list's items carry no kind; the callers parse them into typed resources
+            item.setdefault("apiVersion", f"{GROUP}/{VERSION}")
+            item.setdefault("kind", kind)
+        return items
+
+    def get_resource(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        plural = KINDS_BY_NAME[kind].plural
+        with self._calling("get", f"{plural}.{GROUP}", namespace, name):
+            response = self._api("CustomObjectsApi").get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, _preload_content=False, _request_timeout=self.timeout
+            )
+            return _json(response)
+
+    def patch_resource(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of the resource (what `kubectl patch --type=merge` sends)."""
+        plural = KINDS_BY_NAME[kind].plural
+        with self._calling("patch", f"{plural}.{GROUP}", namespace, name):
+            response = self._api("CustomObjectsApi").patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                patch,
+                field_manager=FIELD_MANAGER,
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+                _request_timeout=self.timeout,
+            )
+            return _json(response)
+
+    def delete_resource(self, kind: str, namespace: str, name: str) -> None:
+        """Delete in the background: the garbage collector removes the Job, its pods and the spec ConfigMap."""
+        plural = KINDS_BY_NAME[kind].plural
+        with self._calling("delete", f"{plural}.{GROUP}", namespace, name):
+            self._api("CustomObjectsApi").delete_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                propagation_policy="Background",
+                _preload_content=False,
+                _request_timeout=self.timeout,
+            )
+
+    def apply_resource(self, body: dict[str, Any], *, dry_run: bool, force: bool) -> dict[str, Any]:
+        """Server-side apply of `body` (its namespace set) as field manager `cotctl`; returns what was stored."""
+        kind, meta = body["kind"], body["metadata"]
+        plural = KINDS_BY_NAME[kind].plural
+        options: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": force}
+        if dry_run:
+            options["dry_run"] = "All"
+        with self._calling("patch", f"{plural}.{GROUP}", meta["namespace"], meta["name"]):
+            response = self._api("CustomObjectsApi").patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                meta["namespace"],
+                plural,
+                meta["name"],
+                body,
+                _content_type="application/apply-patch+yaml",
+                _preload_content=False,
+                _request_timeout=self.timeout,
+                **options,
+            )
+            return _json(response)
+
+    def find_resource(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The resource, or None when it does not exist (a missing CRD is still an error)."""
+        try:
+            return self.get_resource(kind, namespace, name)
+        except ClusterError as err:
+            if err.not_found:
+                return None
+            raise
+
+    # -- the operator's children -------------------------------------------------------------------------
+
+    def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        with self._calling("list", "jobs.batch", namespace):
+            response = self._api("BatchV1Api").list_namespaced_job(
+                namespace, label_selector=selector, _preload_content=False, _request_timeout=self.timeout
+            )
+            return list(_json(response).get("items") or [])
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        with self._calling("list", "pods", namespace):
+            response = self._api("CoreV1Api").list_namespaced_pod(
+                namespace, label_selector=selector, _preload_content=False, _request_timeout=self.timeout
+            )
+            return list(_json(response).get("items") or [])
+
+    def list_events(self, namespace: str, involved: str) -> list[dict[str, Any]]:
+        """Events about the object named `involved` (of any kind) in `namespace`."""
+        with self._calling("list", "events", namespace):
+            response = self._api("CoreV1Api").list_namespaced_event(
+                namespace,
+                field_selector=f"involvedObject.name={involved}",
+                _preload_content=False,
+                _request_timeout=self.timeout,
+            )
+            return list(_json(response).get("items") or [])
+
+    def pod_log(
+        self, namespace: str, pod: str, container: str, *, tail: int | None = None, since: int | None = None
+    ) -> str:
+        """The container's log so far."""
+        with self._calling("get", "pods/log", namespace, pod):
+            response = self._api("CoreV1Api").read_namespaced_pod_log(
+                pod,
+                namespace,
+                container=container,
+                tail_lines=tail,
+                since_seconds=since,
+                _preload_content=False,
+                _request_timeout=self.timeout,
+            )
+            return bytes(response.data).decode("utf-8", errors="replace")
+
+    def follow_log(
+        self, namespace: str, pod: str, container: str, *, tail: int | None = None, since: int | None = None
+    ) -> Iterator[str]:
+        """The container's log lines as they are written, until the container exits (`kubectl logs -f`)."""
+        with self._calling("get", "pods/log", namespace, pod):
+            response = self._api("CoreV1Api").read_namespaced_pod_log(
+                pod,
+                namespace,
+                container=container,
+                follow=True,
+                tail_lines=tail,
+                since_seconds=since,
+                _preload_content=False,  # no request timeout: a pod that is quiet for an hour is not a dead connection
+            )
+        try:
+            pending = b""
+            with self._calling("get", "pods/log", namespace, pod):
+                for chunk in response.stream(amt=None, decode_content=True):
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        yield line.decode("utf-8", errors="replace")
+            if pending:
+                yield pending.decode("utf-8", errors="replace")
+        finally:
+            response.release_conn()
+
+
+def _json(response: Any) -> dict[str, Any]:
+    value = json.loads(response.data)
+    return value if isinstance(value, dict) else {}
+
+
+def _short(cause: object) -> str:
+    """The useful end of a urllib3 error ("Connection refused"), not its repr of the connection object."""
+    text = str(cause)
+    return text.rsplit(": ", 1)[-1] if ": " in text else text

@@ -1,0 +1,119 @@
+"""`cotctl status`: rows as pure functions of the stored objects, and the command over local state."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from cotlab.api.validation import parse_resource
+from cotlab.cli.inventory import Listed
+from cotlab.cli.main import app
+from cotlab.cli.status import status_row, table_rows
+
+from .cli_state import finished_eval, finished_traces, finished_tune, write_benchmark
+
+runner = CliRunner()
+GOLD = {"a": "1", "b": "2", "c": "3"}
+ANSWERS = {"a": ["1", "1"], "b": ["2", None], "c": ["9", "3"]}
+
+
+def cotctl(*args: str) -> Any:
+    return runner.invoke(app, list(args))
+
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def running_tune(progress: dict[str, Any] | None) -> Listed:
+    doc = {
+        "apiVersion": "cotlab.dev/v1alpha1", "kind": "FineTuneRun",
+        "metadata": {"name": "tune", "namespace": "lab", "creationTimestamp": "2026-11-28T11:50:00Z"},
+        "spec": {"baseModel": {"hub": "Qwen/Qwen2.5-0.5B"}, "datasetRef": {"name": "traces"}},
+        "status": {"phase": "Running", "attempts": 2, "conditions": [
+            {"type": "Running", "status": "True", "reason": "PodRunning", "message": "pod tune-finetune-x is running",
+             "lastTransitionTime": "2026-11-28T11:51:00Z"}], **({"progress": progress} if progress else {})},
+    }  # fmt: skip
+    return Listed(doc, parse_resource(doc))
+
+
+@pytest.mark.parametrize(
+    ("progress", "want"),
+    [
+        (None, {"progress": "", "loss": "", "eta": ""}),
+        (
+            {"step": 12, "totalSteps": 40, "loss": 1.23456, "percent": 30.0, "etaSeconds": 200},
+            {"progress": "step 12/40 (30%)", "loss": "1.235", "eta": "3m20s"},
+        ),
+        ({"step": 3}, {"progress": "step 3", "loss": "", "eta": ""}),
+    ],
+    ids=["no-marker-yet", "progress", "step-only"],
+)
+def test_fine_tune_row_shows_progress_loss_and_eta(progress: dict[str, Any] | None, want: dict[str, str]) -> None:
+    row = status_row(running_tune(progress), NOW)
+    assert (row.phase, row.attempts, row.reason, row.age_seconds) == ("Running", 2, "PodRunning", 600.0)
+    [cells] = table_rows([row], wide=False, namespaces=True)
+    assert cells == {"namespace": "lab", "name": "finetunerun/tune", "phase": "Running", "score": "", "age": "10m",
+                     **want}  # fmt: skip
+
+
+def test_eval_row_estimates_the_benchmark_eta_from_its_rate() -> None:
+    doc = {
+        "apiVersion": "cotlab.dev/v1alpha1", "kind": "EvalRun", "metadata": {"name": "ev"},
+        "spec": {"model": {"source": {"hub": "m/m"}}, "benchmarks": [{"name": "aime24"}]},
+        "status": {"phase": "Running", "startTime": "2026-11-28T11:58:00Z",
+                   "progress": {"benchmark": "aime24", "done": 480, "total": 1920, "percent": 25.0}},
+    }  # fmt: skip
+    row = status_row(Listed(doc, parse_resource(doc)), NOW)
+    assert row.progress == "aime24 480/1920 (25%)" and row.eta_seconds == pytest.approx(360.0)
+
+
+def test_status_lists_local_state_by_kind_and_selector(tmp_path: Path) -> None:
+    root = tmp_path / "state"
+    finished_traces(root, "traces", p50=900, count=20, stages={}, labels={"arm": "qwq"})
+    finished_tune(root, "tune", "traces")
+    bench = write_benchmark(tmp_path / "sums.jsonl", GOLD)
+    finished_eval(root, "ev", bench, GOLD, ANSWERS, labels={"arm": "qwq"})
+    everything = json.loads(cotctl("status", "--local", "--root", str(root), "-o", "json").stdout)["items"]
+    assert [(r["kind"], r["name"], r["phase"]) for r in everything] == [
+        ("TraceDataset", "traces", "Succeeded"), ("FineTuneRun", "tune", "Succeeded"), ("EvalRun", "ev", "Succeeded")
+    ]  # fmt: skip
+    assert everything[2]["score"] == "pass@1: sums 66.7±16.7" and everything[1]["loss"] == 0.42
+    selected = cotctl("status", "--local", "--root", str(root), "-l", "arm=qwq", "-o", "name")
+    assert selected.stdout.split() == ["tracedataset.cotlab.dev/traces", "evalrun.cotlab.dev/ev"]
+    one = json.loads(cotctl("status", "ftr/tune", "--local", "--root", str(root), "-o", "json").stdout)["items"]
+    assert [r["name"] for r in one] == ["tune"]
+    bad = cotctl("status", "pods", "--local", "--root", str(root))
+    assert bad.exit_code == 2 and "unknown kind 'pods'; valid kinds: tracedataset, finetunerun, evalrun" in bad.stderr
+
+
+def test_watch_redraws_in_place_on_a_terminal_and_ends_on_ctrl_c(tmp_path: Path) -> None:
+    import os
+    import pty
+    import select
+    import signal
+    import sys
+    import time
+
+    root = tmp_path / "state"
+    finished_tune(root, "tune", "traces")
+    argv = [str(Path(sys.executable).parent / "cotctl"), "status", "--local", "--root", str(root), "--watch",
+            "--interval", "0.2"]  # fmt: skip
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: cotctl on a terminal
+        os.execv(argv[0], argv)
+    seen = b""
+    deadline = time.monotonic() + 60
+    # Wait for the first table and at least two redraws (cursor up + erase line: rich's in-place refresh).
+    while time.monotonic() < deadline and seen.count(b"\x1b[1A") < 2:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            seen += os.read(fd, 65536)
+    os.kill(pid, signal.SIGINT)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert b"finetunerun/tune" in seen and seen.count(b"\x1b[1A") >= 2
