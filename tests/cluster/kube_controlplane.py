@@ -409,16 +409,7 @@ class ControlPlane:
             for error in self.crd_errors:
                 logger.error("CRD rejected", extra={"crd": error.name, "status": error.status, "detail": error.message})
             names = [r.name for r in results if r.ok]
-            ext = kubernetes.client.ApiextensionsV1Api(api)
-            for name in names:
-                while True:
-                    crd = ext.read_custom_resource_definition(name)
-                    conditions = (crd.status.conditions if crd.status else None) or []
-                    if any(c.type == "Established" and c.status == "True" for c in conditions):
-                        break
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"CRD {name} not Established")
-                    time.sleep(0.1)
+            _wait_established(api, names, deadline)
         self.crd_names = names
         return names
 
@@ -430,17 +421,7 @@ class ControlPlane:
             failed = [r for r in kube_apply.apply_manifests(api, docs) if not r.ok]
             if failed:
                 raise RuntimeError(f"early CRDs rejected: {failed}")
-            ext = kubernetes.client.ApiextensionsV1Api(api)
-            for doc in docs:
-                name = doc["metadata"]["name"]
-                while True:
-                    crd = ext.read_custom_resource_definition(name)
-                    conditions = (crd.status.conditions if crd.status else None) or []
-                    if any(c.type == "Established" and c.status == "True" for c in conditions):
-                        break
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"CRD {name} not Established")
-                    time.sleep(0.1)
+            _wait_established(api, [d["metadata"]["name"] for d in docs], deadline)
 
     @contextlib.contextmanager
     def api_client(self) -> Iterator[kubernetes.client.ApiClient]:
@@ -450,6 +431,20 @@ class ControlPlane:
             yield client
         finally:
             client.close()  # type: ignore[no-untyped-call]
+
+
+def _wait_established(api: kubernetes.client.ApiClient, names: list[str], deadline: float) -> None:
+    """Wait until each named CRD is Established (served), or raise at `deadline`."""
+    ext = kubernetes.client.ApiextensionsV1Api(api)
+    for name in names:
+        while True:
+            crd = ext.read_custom_resource_definition(name)
+            conditions = (crd.status.conditions if crd.status else None) or []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"CRD {name} not Established")
+            time.sleep(0.1)
 
 
 def new_api_client(kubeconfig: Path) -> kubernetes.client.ApiClient:
