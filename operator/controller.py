@@ -306,7 +306,8 @@ class Controller:
             return progress.marker
         progress.read_at, progress.pod = time.monotonic(), name
         try:
-            text = self.api.log_tail(pod["metadata"]["namespace"], name, STAGE_BY_KIND[resource.kind], 200)
+            lines = self.settings.progress_tail_lines
+            text = self.api.log_tail(pod["metadata"]["namespace"], name, STAGE_BY_KIND[resource.kind], lines)
         except Exception:  # noqa: BLE001 - a log that cannot be read yet only delays progress
             logger.debug("log not readable", extra={"pod": name})
             return progress.marker
