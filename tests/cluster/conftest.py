@@ -47,7 +47,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.cluster)
 
 
-def _cluster_required() -> bool:
+def cluster_required() -> bool:
+    """Whether a missing control plane (or Kueue) fails the tests instead of skipping them: in CI, or when asked."""
     return bool(os.environ.get("CI")) or os.environ.get("COTLAB_REQUIRE_CLUSTER") == "1"
 
 
@@ -70,7 +71,7 @@ def control_plane(
             f"control-plane binaries ({kube_controlplane.K8S_VERSION}) not built: "
             "run `bash tests/cluster/build-controlplane.sh` (about 5 minutes cold)"
         )
-        if _cluster_required():
+        if cluster_required():
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     plane = kube_controlplane.ControlPlane(bin_dir=bin_dir, workdir=tmp_path_factory.mktemp("controlplane"))

@@ -7,7 +7,6 @@ These tests get a control plane of their own, with Kueue's CRDs installed before
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import kube_controlplane
 import kubernetes.client
 import pod_executor as pod_executor_module
 import pytest
+from conftest import cluster_required
 from kube_wait import wait_for
 from kueue_manager import KueueManager, kueue_dir
 from operator_process import OperatorProcess, install_operator_identity
@@ -35,7 +35,7 @@ def kueue_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kube_contr
     bin_dir, kueue = kube_controlplane.controlplane_bin_dir(), kueue_dir()
     if bin_dir is None or kueue is None:
         message = "control plane or Kueue not built: bash tests/cluster/build-controlplane.sh && build-kueue.sh"
-        if os.environ.get("CI") or os.environ.get("COTLAB_REQUIRE_CLUSTER") == "1":
+        if cluster_required():
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     plane = kube_controlplane.ControlPlane(
