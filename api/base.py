@@ -26,7 +26,7 @@ Uri = Annotated[str, Field(min_length=1, max_length=2048)]
 class CamelModel(BaseModel):
     """Base for every spec/status model: camelCase on the wire, unknown fields are errors."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", defer_build=True)
 
     @model_serializer(mode="wrap")
     def _drop_unset_optionals(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
@@ -48,7 +48,7 @@ class CamelModel(BaseModel):
 class ObjectMeta(BaseModel):
     """The part of metadata cotlab reads; the rest of Kubernetes' metadata passes through."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow", defer_build=True)
 
     name: Name
     namespace: Name | None = None

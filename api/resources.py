@@ -18,7 +18,7 @@ def _drop_nones(value: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Resource(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", defer_build=True)
 
     api_version: Literal["cotlab.dev/v1alpha1"] = Field(default="cotlab.dev/v1alpha1", alias="apiVersion")
     metadata: ObjectMeta

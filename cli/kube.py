@@ -1,24 +1,30 @@
 """Talking to a cluster as kubectl does (kubeconfig, context, namespace), every failure as one line saying what to do.
 
-The kubernetes client is imported here, lazily, and only by commands that talk to a cluster: `cotctl validate`
-and everything under `--local` never pay for it. Bodies go in and come out as plain camelCase dicts (the shape
-the API server stores and the operator reads), never as the client's model classes.
+The kubernetes client is imported here, lazily, and only by commands that change something or read more than
+cotlab's own resources: `cotctl validate`, everything under `--local`, and `status`/`results`/`compare` with an
+ordinary kubeconfig never pay for it (see kubeconfig.py for why and when). Bodies go in and come out as plain
+camelCase dicts (the shape the API server stores and the operator reads), never as the client's model classes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from cotlab.api import GROUP, VERSION
 from cotlab.api.resources import KINDS_BY_NAME
 
+from . import kubeconfig
 from .errors import CliError
+from .kubeconfig import Credentials
 
 FIELD_MANAGER = "cotctl"
 CRD_HINT = "install the CRDs first: kubectl apply -k manifests/crds (or manifests/install for the operator too)"
@@ -98,46 +104,81 @@ def explain_api_error(
 
 
 class Cluster:
-    """A kubernetes `ApiClient` for one context, speaking dicts; every call raises `ClusterError` on failure."""
+    """One kubeconfig context, speaking dicts; every call raises `ClusterError` on failure.
 
-    def __init__(self, client: Any, *, namespace: str, server: str, timeout: float) -> None:
-        self.client, self.namespace, self.server, self.timeout = client, namespace, server, timeout
+    Lists and gets of cotlab's resources go through the standard library when the kubeconfig allows it
+    (`kubeconfig.load`): the commands that only read, like `cotctl status`, then never import the kubernetes
+    client. Everything else, and every kubeconfig the standard library cannot serve, uses the client."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        namespace: str,
+        server: str,
+        timeout: float,
+        credentials: Credentials | None = None,
+        target: Target | None = None,
+    ) -> None:
+        self._client, self.namespace, self.server, self.timeout = client, namespace, server, timeout
+        self.credentials, self.target = credentials, target
+        self._ssl = credentials.ssl_context() if credentials and credentials.base[0] == "https" else None
 
     # -- connecting ----------------------------------------------------------------------------------------
 
     @classmethod
     def connect(cls, target: Target) -> Cluster:
-        """A client from the kubeconfig (`--kubeconfig`, else $KUBECONFIG, else ~/.kube/config) and context."""
+        """A connection for the kubeconfig (`--kubeconfig`, else $KUBECONFIG, else ~/.kube/config) and context."""
         try:
-            import kubernetes.client
-            import kubernetes.config
-        except ImportError:
-            raise CliError("the kubernetes client is not installed", "pip install 'cotlab[cli]'") from None
-
-        config_file = str(target.kubeconfig) if target.kubeconfig is not None else None
-        configuration = kubernetes.client.Configuration()
-        try:
-            kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=config_file, context=target.context, client_configuration=configuration
-            )
-            contexts, active = kubernetes.config.list_kube_config_contexts(config_file)  # type: ignore[no-untyped-call]
-        except (kubernetes.config.ConfigException, OSError, TypeError, ValueError) as err:
-            where = f" ({target.kubeconfig or os.environ.get('KUBECONFIG') or '~/.kube/config'})"
-            raise ClusterError(
-                f"no usable kubeconfig{where}: {err}",
-                "pass --kubeconfig FILE or set KUBECONFIG; without a cluster, use --local",
-            ) from None
-        chosen = (
-            next((c for c in contexts or [] if c.get("name") == target.context), active) if target.context else active
-        )
-        context_namespace = ((chosen or {}).get("context") or {}).get("namespace")
-        configuration.retries = False  # a cluster that is down should say so at once, not after three retries
+            credentials = kubeconfig.load(target.kubeconfig, target.context)
+        except (kubeconfig.KubeconfigError, OSError, ssl.SSLError) as err:
+            raise _unusable(target, err) from None
+        if credentials is None:
+            client, namespace, server = _kubernetes_client(target)
+            return cls(client, namespace=namespace, server=server, timeout=target.request_timeout)
         return cls(
-            kubernetes.client.ApiClient(configuration),
-            namespace=target.namespace or context_namespace or "default",
-            server=configuration.host,
+            None,
+            namespace=target.namespace or credentials.namespace or "default",
+            server=credentials.server,
             timeout=target.request_timeout,
+            credentials=credentials,
+            target=target,
         )
+
+    @property
+    def client(self) -> Any:
+        """The kubernetes client, made on first use (reads of cotlab's resources may never need it)."""
+        if self._client is None:
+            assert self.target is not None
+            self._client, _, _ = _kubernetes_client(self.target)
+        return self._client
+
+    def _read(self, path: str, query: dict[str, str], *, verb: str, resource: str, namespace: str | None,
+              name: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """GET `path` with the standard library's HTTP client (only when `self.credentials` is set)."""
+        assert self.credentials is not None
+        scheme, host, prefix = self.credentials.base
+        url = prefix + path + (f"?{urlencode(query)}" if query else "")
+        headers = {"Accept": "application/json", "User-Agent": "cotctl"}
+        if self.credentials.token:
+            headers["Authorization"] = f"Bearer {self.credentials.token}"
+        connection = (
+            http.client.HTTPSConnection(host, timeout=self.timeout, context=self._ssl)
+            if scheme == "https"
+            else http.client.HTTPConnection(host, timeout=self.timeout)
+        )
+        try:
+            connection.request("GET", url, headers=headers)
+            response = connection.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as err:
+            raise ClusterError(f"no cluster reachable at {self.server}: {_short(err)}", UNREACHABLE_HINT) from None
+        finally:
+            connection.close()
+        if response.status >= 400:
+            raise explain_api_error(response.status, body, verb=verb, resource=resource, namespace=namespace, name=name)
+        value = json.loads(body)
+        return value if isinstance(value, dict) else {}
 
     @contextlib.contextmanager
     def _calling(self, verb: str, resource: str, namespace: str | None, name: str | None = None) -> Iterator[None]:
@@ -165,16 +206,23 @@ class Cluster:
     def list_resources(self, kind: str, *, namespace: str | None, selector: str | None = None) -> list[dict[str, Any]]:
         """Every `kind` in `namespace` (None: all namespaces) matching the label selector."""
         plural = KINDS_BY_NAME[kind].plural
-        api = self._api("CustomObjectsApi")
-        options: dict[str, Any] = {"_preload_content": False, "_request_timeout": self.timeout}
-        if selector:
-            options["label_selector"] = selector
-        with self._calling("list", f"{plural}.{GROUP}", namespace):
-            if namespace is None:
-                response = api.list_cluster_custom_object(GROUP, VERSION, plural, **options)
-            else:
-                response = api.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **options)
-            items: list[dict[str, Any]] = _json(response).get("items") or []
+        if self.credentials is not None:
+            where = f"/namespaces/{namespace}" if namespace else ""
+            query = {"labelSelector": selector} if selector else {}
+            found = self._read(f"/apis/{GROUP}/{VERSION}{where}/{plural}", query, verb="list",
+                               resource=f"{plural}.{GROUP}", namespace=namespace)  # fmt: skip
+            items: list[dict[str, Any]] = found.get("items") or []
+        else:
+            api = self._api("CustomObjectsApi")
+            options: dict[str, Any] = {"_preload_content": False, "_request_timeout": self.timeout}
+            if selector:
+                options["label_selector"] = selector
+            with self._calling("list", f"{plural}.{GROUP}", namespace):
+                if namespace is None:
+                    response = api.list_cluster_custom_object(GROUP, VERSION, plural, **options)
+                else:
+                    response = api.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **options)
+                items = _json(response).get("items") or []
         for item in items:  # a list's items carry no kind; the callers parse them into typed resources
             item.setdefault("apiVersion", f"{GROUP}/{VERSION}")
             item.setdefault("kind", kind)
@@ -182,6 +230,9 @@ class Cluster:
 
     def get_resource(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         plural = KINDS_BY_NAME[kind].plural
+        if self.credentials is not None:
+            path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}"
+            return self._read(path, {}, verb="get", resource=f"{plural}.{GROUP}", namespace=namespace, name=name)
         with self._calling("get", f"{plural}.{GROUP}", namespace, name):
             response = self._api("CustomObjectsApi").get_namespaced_custom_object(
                 GROUP, VERSION, namespace, plural, name, _preload_content=False, _request_timeout=self.timeout
@@ -321,6 +372,36 @@ class Cluster:
                 yield pending.decode("utf-8", errors="replace")
         finally:
             response.release_conn()
+
+
+def _unusable(target: Target, err: object) -> ClusterError:
+    where = f" ({target.kubeconfig or os.environ.get('KUBECONFIG') or '~/.kube/config'})"
+    hint = "pass --kubeconfig FILE or set KUBECONFIG; without a cluster, use --local"
+    return ClusterError(f"no usable kubeconfig{where}: {err}", hint)
+
+
+def _kubernetes_client(target: Target) -> tuple[Any, str, str]:
+    """The kubernetes client for the target's context, with the context's namespace and the server's URL."""
+    try:
+        import kubernetes.client
+        import kubernetes.config
+    except ImportError:
+        raise CliError("the kubernetes client is not installed", "pip install 'cotlab[cli]'") from None
+
+    config_file = str(target.kubeconfig) if target.kubeconfig is not None else None
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=config_file, context=target.context, client_configuration=configuration
+        )
+        contexts, active = kubernetes.config.list_kube_config_contexts(config_file)  # type: ignore[no-untyped-call]
+    except (kubernetes.config.ConfigException, OSError, TypeError, ValueError) as err:
+        raise _unusable(target, err) from None
+    chosen = next((c for c in contexts or [] if c.get("name") == target.context), active) if target.context else active
+    context_namespace = ((chosen or {}).get("context") or {}).get("namespace")
+    configuration.retries = False  # a cluster that is down should say so at once, not after three retries
+    namespace = target.namespace or context_namespace or "default"
+    return kubernetes.client.ApiClient(configuration), namespace, str(configuration.host)
 
 
 def _json(response: Any) -> dict[str, Any]:

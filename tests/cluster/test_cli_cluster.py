@@ -9,6 +9,7 @@ its last sample does.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -327,3 +328,38 @@ def test_a_cluster_without_the_crds_is_named(control_plane: Any, tmp_path: Path)
         "  install the CRDs first: kubectl apply -k manifests/crds (or manifests/install for the operator too)",
     ]
     assert applied.exit_code == 1 and "the cotlab CRDs are not installed" in applied.stderr
+
+
+def test_status_reads_without_the_kubernetes_client_and_exec_plugins_still_work(
+    kubeconfig: Path, namespace: str, tmp_path: Path
+) -> None:
+    """`status` with client certificates (the control plane's admin kubeconfig) never imports the kubernetes client
+    (its import alone takes twice kubectl's whole run); a kubeconfig whose credentials come from an exec plugin is
+    handed to the client, and lists the same."""
+    listed = eval_run("listed", tmp_path / "bench.jsonl", model=tmp_path, suspend=True)
+    apply_docs(kubeconfig, namespace, tmp_path, listed)
+    probe = (
+        "import sys; from cotlab.cli.main import main; sys.argv = ['cotctl', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "print('KUBERNETES', 'kubernetes' in sys.modules, file=sys.stderr)"
+    )
+    args = ["status", "-o", "name", "--kubeconfig", str(kubeconfig), "-n", namespace]
+    lean = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True)
+    assert lean.stdout.split() == ["evalrun.cotlab.dev/listed"]
+    assert "KUBERNETES False" in lean.stderr
+
+    config = yaml.safe_load(kubeconfig.read_text())
+    user = config["users"][0]["user"]
+    credential = {"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential", "status": {
+        "clientCertificateData": base64.b64decode(user.pop("client-certificate-data")).decode(),
+        "clientKeyData": base64.b64decode(user.pop("client-key-data")).decode()}}  # fmt: skip
+    plugin = tmp_path / "credential.json"
+    plugin.write_text(json.dumps(credential))
+    user["exec"] = {"apiVersion": "client.authentication.k8s.io/v1", "command": "cat", "args": [str(plugin)],
+                    "interactiveMode": "Never"}  # fmt: skip
+    exec_config = tmp_path / "exec.kubeconfig"
+    exec_config.write_text(yaml.safe_dump(config))
+    args[args.index(str(kubeconfig))] = str(exec_config)
+    client = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True)
+    assert client.stdout.split() == ["evalrun.cotlab.dev/listed"]
+    assert "KUBERNETES True" in client.stderr
