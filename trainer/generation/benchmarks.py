@@ -12,7 +12,6 @@ registry declares. Gold answers are read per the benchmark's `answer_format`; a 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -24,7 +23,7 @@ from cotlab.api.evalrun import BenchmarkSelection, CustomFields
 from cotlab.api.podcontract import HF_TOKEN_ENV
 from cotlab.trainer.core import storage
 from cotlab.trainer.core.errors import InvalidInputError, InvalidSpecError
-from cotlab.trainer.core.jsonl import jsonl_rows
+from cotlab.trainer.core.jsonl import jsonl_rows, numbered_rows
 from cotlab.trainer.grading.answer_formats import read_answer
 
 logger = logging.getLogger(__name__)
@@ -104,16 +103,7 @@ def pinned_rows(uri: str, pinned: PinnedFile) -> Iterator[tuple[str, Mapping[str
             f"{uri}: sha256 {actual}, but the registry pins {pinned.sha256} ({pinned.url}); the file changed or"
             " is another file: refusing to score against it"
         )
-    for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{uri} line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(row, dict):
-            raise InvalidInputError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    for where, row in numbered_rows(data.decode("utf-8").splitlines(), uri):
         if all(str(row.get(column)) == value for column, value in pinned.where):
             yield where, row
 
