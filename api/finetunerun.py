@@ -190,6 +190,16 @@ class FineTuneOutputs(CamelModel):
     model: Artifact | None = None
 
 
+class EndedAttempt(CamelModel):
+    """An attempt of a multi-node run that ended before the run did: every rank was stopped and started again."""
+
+    attempt: int = Field(ge=1)
+    reason: ShortStr
+    message: Annotated[str, Field(max_length=4096)] = ""
+    last_step: int | None = Field(default=None, description="The newest step reported before it ended.")
+    ended_at: datetime | None = None
+
+
 class FineTuneRunStatus(CamelModel):
     phase: ShortStr | None = None
     conditions: Annotated[list[Condition], Field(max_length=16)] = Field(default_factory=list)
@@ -201,3 +211,8 @@ class FineTuneRunStatus(CamelModel):
     start_time: datetime | None = None
     completion_time: datetime | None = None
     attempts: int = 0
+    restarts: int = Field(
+        default=0,
+        description="Multi-node runs: how often every rank was restarted (the Job's cotlab.dev/restart-attempt).",
+    )
+    ended_attempts: Annotated[list[EndedAttempt], Field(max_length=128)] = Field(default_factory=list)
