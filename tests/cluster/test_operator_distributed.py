@@ -2,7 +2,7 @@
 meet through the Service's DNS names (the pod executor resolves them to the loopback) and train with gloo.
 
 A rank killed mid-run fails its attempt (the Job, whose controller then stops the other rank); the operator
-starts the next attempt's Job, whose ranks resume from the newest checkpoint.
+starts the next attempt's Job, whose ranks resume from the newest (FSDP-sharded) checkpoint.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def test_a_killed_rank_fails_the_attempt_and_the_next_attempt_resumes_every_rank
                 "precision": "fp32", "gradientCheckpointing": False, "learningRate": 1.0e-4}  # fmt: skip
     run = fine_tune_run(
         "restart", "traces", tiny_model_dir, training=training,
-        distributed={"nodes": 2, "gpusPerNode": 0, "strategy": "ddp"}, maxRetries=1,
+        distributed={"nodes": 2, "gpusPerNode": 0, "strategy": "fsdp"}, maxRetries=1,
     )  # fmt: skip
     experiment = tmp_path / "experiment.yaml"
     experiment.write_text(yaml.safe_dump_all([trace_dataset("traces", tiny_model_dir), run]))
