@@ -16,6 +16,9 @@ LABEL_KIND = "cotlab.dev/kind"
 LABEL_NAME = "cotlab.dev/name"
 LABEL_STAGE = "cotlab.dev/stage"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+# On the Job of a multi-node FineTuneRun and its pods: which attempt they are (0 first), as JobSet's
+# jobset.sigs.k8s.io/restart-attempt; the attempt the operator runs is the resource's status.restarts.
+RESTART_ATTEMPT_LABEL = "cotlab.dev/restart-attempt"
 MANAGED_BY = "cotlab-operator"
 
 # The Job controller's own label on pods; Kueue's label that puts a Job in a LocalQueue.
@@ -47,3 +50,21 @@ def child_labels(kind: str, name: str) -> dict[str, str]:
         LABEL_STAGE: STAGE_BY_KIND[kind],
         LABEL_MANAGED_BY: MANAGED_BY,
     }
+
+
+def attempt_job_name(kind: str, name: str, restarts: int) -> str:
+    """The Job of attempt `restarts` of a multi-node run: `child_name` for the first, then `-r<N>` after it.
+
+    A first attempt's name always ends in the stage and a later one's in `-r<N>`, so no two resources' Jobs can
+    share a name (`tune` restarted once is `tune-finetune-r1`; a resource named `tune-r1` has `tune-r1-finetune`).
+    """
+    base = child_name(kind, name)
+    if restarts == 0:
+        return base
+    suffix = f"-r{restarts}"
+    if len(base) + len(suffix) <= MAX_CHILD_NAME:
+        return base + suffix
+    stage = STAGE_BY_KIND[kind]
+    digest = hashlib.sha256(f"{kind}/{name}".encode()).hexdigest()[:8]
+    keep = MAX_CHILD_NAME - len(stage) - len(digest) - len(suffix) - 2
+    return f"{name[:keep].rstrip('-.')}-{digest}-{stage}{suffix}"

@@ -44,6 +44,10 @@ class Reason:
     POD_RUNNING = "PodRunning"
     POD_PENDING = "PodPending"
     JOB_CREATED = "JobCreated"
+    RESTARTING = "Restarting"  # a multi-node attempt ended: every rank stops, the next attempt starts them all
+    # An ended attempt of a multi-node run (status.endedAttempts[].reason)
+    RANK_FAILED = "RankFailed"  # counts against spec.maxRetries
+    DISRUPTED = "Disrupted"  # preemption, eviction, node drain: not the run's fault, not counted
     # Suspended
     SUSPENDED_BY_USER = "SuspendedByUser"
     DEACTIVATED_IN_KUEUE = "DeactivatedInKueue"

@@ -53,28 +53,8 @@ class Training(CamelModel):
     save_every_steps: int | None = Field(default=None, ge=1, description="Unset: a checkpoint per epoch.")
 
 
-_FSDP_NEEDS_GPUS = (
-    "strategy fsdp needs GPUs (gpusPerNode > 0) when more than one process trains; use ddp on CPU:"
-    " accelerate forms FSDP only over accelerators"
-)
-
-
 class Distributed(CamelModel):
     """How many processes train: `nodes` pods, each with one process per GPU (or `cpuProcessesPerNode` on CPU)."""
-
-    model_config = CamelModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": (
-                        "self.strategy != 'fsdp' || self.gpusPerNode > 0 || self.nodes * self.cpuProcessesPerNode == 1"
-                    ),
-                    "message": _FSDP_NEEDS_GPUS,
-                    "fieldPath": ".strategy",
-                }
-            ]
-        }
-    }
 
     nodes: int = Field(default=1, ge=1, le=1024, description="Pods of the Indexed Job; the node rank is the index.")
     gpus_per_node: int = Field(
@@ -84,12 +64,6 @@ class Distributed(CamelModel):
         default=1, ge=1, le=64, description="Processes per pod on CPU (gloo), used only when gpusPerNode is 0."
     )
     strategy: Strategy = "fsdp"
-
-    @model_validator(mode="after")
-    def _fsdp_needs_gpus(self) -> Self:
-        if self.strategy == "fsdp" and self.gpus_per_node == 0 and self.world_size > 1:
-            raise ValueError(_FSDP_NEEDS_GPUS)
-        return self
 
     @property
     def processes_per_node(self) -> int:
@@ -190,6 +164,16 @@ class FineTuneOutputs(CamelModel):
     model: Artifact | None = None
 
 
+class EndedAttempt(CamelModel):
+    """An attempt of a multi-node run that ended before the run did: every rank was stopped and started again."""
+
+    attempt: int = Field(ge=1)
+    reason: ShortStr
+    message: Annotated[str, Field(max_length=4096)] = ""
+    last_step: int | None = Field(default=None, description="The newest step reported before it ended.")
+    ended_at: datetime | None = None
+
+
 class FineTuneRunStatus(CamelModel):
     phase: ShortStr | None = None
     conditions: Annotated[list[Condition], Field(max_length=16)] = Field(default_factory=list)
@@ -201,3 +185,8 @@ class FineTuneRunStatus(CamelModel):
     start_time: datetime | None = None
     completion_time: datetime | None = None
     attempts: int = 0
+    restarts: int = Field(
+        default=0,
+        description="Multi-node runs: how often every rank was restarted (the Job's cotlab.dev/restart-attempt).",
+    )
+    ended_attempts: Annotated[list[EndedAttempt], Field(max_length=128)] = Field(default_factory=list)

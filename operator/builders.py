@@ -22,8 +22,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from cotlab.api import API_VERSION, EvalRun, FineTuneRun, Resource, TraceDataset
-from cotlab.api.children import PRIORITY_CLASS_LABEL, QUEUE_NAME_LABEL, child_labels, child_name
+from cotlab.api import API_VERSION, EvalRun, FineTuneRun, FineTuneRunStatus, Resource, TraceDataset
+from cotlab.api.children import (
+    PRIORITY_CLASS_LABEL,
+    QUEUE_NAME_LABEL,
+    RESTART_ATTEMPT_LABEL,
+    attempt_job_name,
+    child_labels,
+    child_name,
+)
 from cotlab.api.overrides import ExtraVolume, PodOverrides
 from cotlab.api.podcontract import (
     HF_TOKEN_ENV,
@@ -296,9 +303,9 @@ def nodes_of(resource: Resource) -> int:
 
 
 def rendezvous_address(resource: Resource) -> str:
-    """The DNS name of the node-rank-0 pod: its hostname under the rendezvous Service."""
-    name = child_name(resource.kind, resource.metadata.name)
-    return f"{name}-0.{name}.{resource.metadata.namespace or 'default'}.svc"
+    """The DNS name of the current attempt's node-rank-0 pod: its hostname (`<job>-0`) under the Service."""
+    service = child_name(resource.kind, resource.metadata.name)
+    return f"{job_name(resource)}-0.{service}.{resource.metadata.namespace or 'default'}.svc"
 
 
 def build_rendezvous_service(resource: Resource) -> dict[str, Any]:
@@ -316,11 +323,40 @@ def build_rendezvous_service(resource: Resource) -> dict[str, Any]:
     }
 
 
+def restarts_of(resource: Resource) -> int:
+    """Which attempt of a multi-node run is current: status.restarts (0 until an attempt ended)."""
+    status = resource.status
+    return status.restarts if isinstance(status, FineTuneRunStatus) and nodes_of(resource) > 1 else 0
+
+
+def job_name(resource: Resource) -> str:
+    """The name of the resource's current Job: one per attempt over several nodes (`attempt_job_name`)."""
+    return attempt_job_name(resource.kind, resource.metadata.name, restarts_of(resource))
+
+
 def _multi_node(job: dict[str, Any], resource: Resource) -> None:
-    """Turn a one-pod Job into the Indexed Job of `nodes` pods that meet through the rendezvous Service."""
+    """Turn a one-pod Job into the Indexed Job of `nodes` pods that meet through the rendezvous Service.
+
+    The Job is one attempt: a rank restarted alone could not rejoin the others' collectives, so any failed pod
+    fails the Job (backoffLimit 0), and a disrupted one too (FailJob on DisruptionTarget instead of Ignore: the
+    Job controller would replace only that pod). A failed Job's remaining pods are deleted by the Job controller
+    (`syncJob`: a finished condition calls `deleteActivePods`, kubernetes v1.37 pkg/controller/job), so no rank
+    is left blocked in a collective. The operator then starts the next attempt as JobSet does
+    (`failurePolicy.maxRestarts`, `jobset.sigs.k8s.io/restart-attempt`): it raises status.restarts and makes
+    the next attempt's Job, labelled with it. Unlike JobSet it keeps the ended Job under its own name (`-r<N>`
+    after the first) instead of deleting it: the operator needs no delete verb, and the failed rank's pod and
+    log stay to be read. A pod deleted by a suspension (Kueue's preemption) is not counted as failed: the Job
+    controller removes its tracking finalizer first (`deleteJobPods`).
+    """
     nodes = nodes_of(resource)
     spec, pod_spec = job["spec"], job["spec"]["template"]["spec"]
-    spec.update(completionMode="Indexed", completions=nodes, parallelism=nodes)
+    spec.update(completionMode="Indexed", completions=nodes, parallelism=nodes, backoffLimit=0)
+    for rule in spec["podFailurePolicy"]["rules"]:
+        if "onPodConditions" in rule:
+            rule["action"] = "FailJob"
+    attempt = str(restarts_of(resource))
+    job["metadata"]["labels"][RESTART_ATTEMPT_LABEL] = attempt
+    job["spec"]["template"]["metadata"]["labels"][RESTART_ATTEMPT_LABEL] = attempt
     pod_spec["subdomain"] = child_name(resource.kind, resource.metadata.name)
     pod_spec["containers"][0]["env"] += [
         {"name": "MASTER_ADDR", "value": rendezvous_address(resource)},
@@ -329,7 +365,10 @@ def _multi_node(job: dict[str, Any], resource: Resource) -> None:
 
 
 def build_job(resource: Resource, pod: PodSpecFile, settings: OperatorSettings) -> dict[str, Any]:
-    """The Job that runs the stage once, retried up to maxRetries; permanent exit codes fail it at once."""
+    """The Job that runs the stage once, retried up to maxRetries; permanent exit codes fail it at once.
+
+    Over several nodes the Job is one attempt and the operator makes the retries (see `_multi_node`).
+    """
     spec = resource.spec
     stage = pod.stage
     overrides = spec.pod_template_overrides or PodOverrides()
@@ -366,7 +405,7 @@ def build_job(resource: Resource, pod: PodSpecFile, settings: OperatorSettings) 
         pod_spec["nodeSelector"] = dict(spec.node_selector)
     if spec.tolerations:
         pod_spec["tolerations"] = [t.to_wire() for t in spec.tolerations]
-    job_metadata = _metadata(resource)
+    job_metadata = {**_metadata(resource), "name": job_name(resource)}
     queued = spec.queue_name is not None
     if queued:
         job_metadata["labels"][QUEUE_NAME_LABEL] = spec.queue_name

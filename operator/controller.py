@@ -26,13 +26,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from cotlab.api import Condition, Phase, Reason, Resource
-from cotlab.api.children import JOB_NAME_LABEL, QUEUE_NAME_LABEL, child_name
+from cotlab.api.children import JOB_NAME_LABEL, QUEUE_NAME_LABEL
 from cotlab.api.conditions import phase_condition
 from cotlab.api.dependencies import Blocked, resolve_inputs
 from cotlab.api.podcontract import STAGE_BY_KIND, parse_marker
 from cotlab.api.validation import format_loc, parse_resource
 
-from .builders import build_children, suspended
+from .builders import build_children, job_name, suspended
 from .kubeapi import KUEUE_WORKLOAD_CRD, KubeApi
 from .metrics import OperatorMetrics
 from .policy import refusal
@@ -222,11 +222,8 @@ class Controller:
         kind, namespace, name = key
         assert self.api is not None, "start() first"
         self.metrics.reconciles.labels(kind).inc()
-        job_name = child_name(kind, name)
         with self.cache.lock:
             body = self.cache.resources.get(key)
-            job = self.cache.jobs.get((namespace, job_name))
-            pods = list(self.cache.pods.get((namespace, job_name), {}).values())
             needed = None if body is None else _needed(kind, body)
             upstream = None if needed is None else self.cache.resources.get((needed[0], namespace, needed[1]))
         if body is None:
@@ -239,6 +236,10 @@ class Controller:
             status = reduce_invalid(kind, body.get("status"), body["metadata"].get("generation"), errors, now=now)
             self._write_status(body, status.to_wire())
             return
+        current = job_name(resource)  # the current attempt's Job: status.restarts says which
+        with self.cache.lock:
+            job = self.cache.jobs.get((namespace, current))
+            pods = list(self.cache.pods.get((namespace, current), {}).values())
         observed = self._observe(resource, job, pods, upstream)
         self._write_status(body, reduce_status(resource, observed, now=now).to_wire())
 
@@ -334,6 +335,11 @@ class Controller:
         before, after = old.get("phase") or Phase.PENDING, status.get("phase") or Phase.PENDING
         if before != after:
             self._transition(body, status, after)
+        ended = status.get("endedAttempts") or []
+        if len(ended) > len(old.get("endedAttempts") or []):  # Running before and after: no phase event says it
+            last = ended[-1]
+            message = f"attempt {last['attempt']} ended ({last['reason']}): {last.get('message', '')}"
+            self.api.post_event(body, "Warning", Reason.RESTARTING, message)
 
     def _transition(self, body: dict[str, Any], status: dict[str, Any], phase: str) -> None:
         assert self.api is not None

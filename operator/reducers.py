@@ -19,13 +19,15 @@ from cotlab.api import ConditionType, EvalRun, FineTuneRun, Reason, Resource, de
 from cotlab.api.children import QUEUE_NAME_LABEL
 from cotlab.api.dependencies import Blocked
 from cotlab.api.evalrun import EvalProgress, EvalRunStatus
-from cotlab.api.finetunerun import FineTuneRunStatus, Progress
+from cotlab.api.finetunerun import EndedAttempt, FineTuneRunStatus, Progress
 from cotlab.api.podcontract import PERMANENT_EXIT_CODES, STAGE_BY_KIND, decode_summary
 from cotlab.api.summaries import Status, empty_status, failure_reason, succeeded_status
 from cotlab.api.tracedataset import TraceDatasetStatus
 from cotlab.api.workload import QueueStatus
 
 from .policy import Refusal
+
+_KEPT_ATTEMPTS = 100  # status.endedAttempts keeps the newest (disruptions restart without limit)
 
 STATUS_BY_KIND: dict[str, type[Status]] = {
     "TraceDataset": TraceDatasetStatus,
@@ -95,12 +97,25 @@ def _pending_message(pods: Sequence[dict[str, Any]]) -> str:
     return f"pod {pod['metadata']['name']} is pending"
 
 
-def _failure(resource: Resource, job: dict[str, Any], pods: Sequence[dict[str, Any]]) -> tuple[str, str]:
+def _first_to_fail(pods: Sequence[dict[str, Any]], stage: str) -> list[dict[str, Any]]:
+    """The pods of one multi-node attempt, the likeliest cause first: the others were stopped after it (the Job
+    controller deletes them) and end with a signal's exit code. Not deleted before deleted, then earliest end."""
+
+    def key(pod: dict[str, Any]) -> tuple[bool, str, str]:
+        finished = str((_terminated(pod, stage) or {}).get("finishedAt") or "~")  # "~": not ended sorts last
+        return (bool(pod["metadata"].get("deletionTimestamp")), finished, pod["metadata"]["name"])
+
+    return sorted(pods, key=key)
+
+
+def _failure(
+    resource: Resource, job: dict[str, Any], pods: Sequence[dict[str, Any]], *, attempts: int | None = None
+) -> tuple[str, str]:
     """(reason, message) of a failed Job: the last failed pod's exit code and what it said before it died."""
     stage = STAGE_BY_KIND[resource.kind]
     job_failed = _job_condition(job, "Failed") or {}
-    attempts = attempts_of(job)
-    for pod in reversed(_by_age(pods)):
+    attempts = attempts_of(job) if attempts is None else attempts
+    for pod in reversed(_by_age(pods)) if _nodes(resource) == 1 else _first_to_fail(pods, stage):
         terminated = _terminated(pod, stage)
         if terminated is None or int(terminated.get("exitCode", 0)) == 0:
             continue
@@ -116,6 +131,55 @@ def _failure(resource: Resource, job: dict[str, Any], pods: Sequence[dict[str, A
         return failure_reason(code), message
     reason = Reason.DEADLINE_EXCEEDED if job_failed.get("reason") == "DeadlineExceeded" else Reason.POD_FAILED
     return reason, f"Job failed ({job_failed.get('reason')}): {job_failed.get('message') or 'no message'}"
+
+
+def _nodes(resource: Resource) -> int:
+    return resource.spec.distributed.nodes if isinstance(resource, FineTuneRun) else 1
+
+
+def _disrupted(pods: Sequence[dict[str, Any]]) -> bool:
+    return any(
+        c.get("type") == "DisruptionTarget" and c.get("status") == "True"
+        for pod in pods
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
+def ended_attempt(
+    resource: FineTuneRun, job: dict[str, Any], pods: Sequence[dict[str, Any]], status: FineTuneRunStatus, now: datetime
+) -> EndedAttempt | None:
+    """The record of a failed multi-node attempt that the next attempt will restart, or None when the run fails:
+    a permanent exit code (the spec or input can never work), a deadline, or spec.maxRetries failed attempts.
+
+    A disruption (the pod was preempted, evicted or drained: DisruptionTarget) restarts without counting, as
+    JobSet's `RestartJobSetAndIgnoreMaxRestarts` does for Jobs failed by their podFailurePolicy.
+    """
+    stage = STAGE_BY_KIND[resource.kind]
+    codes = {int((_terminated(p, stage) or {}).get("exitCode", 0)) for p in pods}
+    if codes & {int(c) for c in PERMANENT_EXIT_CODES}:
+        return None
+    if (_job_condition(job, "Failed") or {}).get("reason") == "DeadlineExceeded":
+        return None
+    attempt = status.restarts + 1
+    _, message = _failure(resource, job, pods, attempts=attempt)
+    if _disrupted(pods):
+        reason = Reason.DISRUPTED
+    elif sum(1 for a in status.ended_attempts if a.reason == Reason.RANK_FAILED) >= resource.spec.max_retries:
+        return None
+    else:
+        reason = Reason.RANK_FAILED
+    last_step = status.progress.step if status.progress is not None else None
+    return EndedAttempt(attempt=attempt, reason=reason, message=message[:4096], last_step=last_step, ended_at=now)
+
+
+def _restarting(conditions: _Conditions, status: FineTuneRunStatus) -> None:
+    """Running, between two attempts of a multi-node run: the next attempt's Job is made on the next reconcile."""
+    message = f"restarting every rank from the newest checkpoint as attempt {status.restarts + 1}"
+    if status.ended_attempts:
+        last = status.ended_attempts[-1]
+        message = f"attempt {last.attempt} ended ({last.reason}): {last.message}; {message}"
+    conditions.put(ConditionType.WAITING, False, Reason.RESTARTING)
+    conditions.put(ConditionType.RUNNING, True, Reason.RESTARTING, message)
 
 
 def _completion_index(pod: dict[str, Any]) -> str:
@@ -193,6 +257,11 @@ def _reduce_job(resource: Resource, conditions: _Conditions, job: dict[str, Any]
     if isinstance(status, FineTuneRunStatus | EvalRunStatus):
         status.attempts = attempts_of(job)
         status.start_time = _timestamp(job_status.get("startTime")) or status.start_time
+    # A multi-node run: one Job per attempt, whose pods together are one attempt; the operator restarts it.
+    multi_node = isinstance(resource, FineTuneRun) and _nodes(resource) > 1
+    restartable = status if multi_node and isinstance(status, FineTuneRunStatus) else None
+    if restartable is not None:
+        restartable.attempts = restartable.restarts + 1
     if _job_condition(job, "Complete") is not None:
         summary = _summary(resource, observed.pods)
         if summary is None:
@@ -207,7 +276,16 @@ def _reduce_job(resource: Resource, conditions: _Conditions, job: dict[str, Any]
         conditions.put(ConditionType.WAITING, False, Reason.SUCCEEDED)
         return
     if _job_condition(job, "Failed") is not None:
-        reason, message = _failure(resource, job, observed.pods)
+        if restartable is not None and isinstance(resource, FineTuneRun):
+            ended = ended_attempt(resource, job, observed.pods, restartable, conditions.now)
+            if ended is not None:
+                restartable.ended_attempts = [*restartable.ended_attempts, ended][-_KEPT_ATTEMPTS:]
+                restartable.restarts += 1
+                restartable.attempts = restartable.restarts + 1
+                _restarting(conditions, restartable)
+                return
+        attempts = restartable.attempts if restartable is not None else None
+        reason, message = _failure(resource, job, observed.pods, attempts=attempts)
         conditions.put(ConditionType.RUNNING, False, reason)
         conditions.put(ConditionType.FAILED, True, reason, message)
         return
@@ -236,7 +314,8 @@ def _reduce_job(resource: Resource, conditions: _Conditions, job: dict[str, Any]
     # Running, or just finished while the Job controller has not yet marked the Job complete or failed.
     pod = _by_age(observed.pods)[-1]["metadata"]["name"]
     conditions.put(ConditionType.WAITING, False, Reason.POD_RUNNING)
-    message = f"pod {pod} is running (attempt {attempts_of(job)})"
+    attempts = status.attempts if isinstance(status, FineTuneRunStatus | EvalRunStatus) else attempts_of(job)
+    message = f"pod {pod} is running (attempt {attempts})"
     if status.queue is not None and status.queue.cluster_queue:
         message += f", admitted by ClusterQueue {status.queue.cluster_queue}"
     conditions.put(ConditionType.RUNNING, True, Reason.POD_RUNNING, message)

@@ -1,16 +1,26 @@
 """A FineTuneRun over two nodes on the real control plane: an Indexed Job and a headless Service, two pods that
-meet through the Service's DNS names (the pod executor resolves them to the loopback) and train with gloo."""
+meet through the Service's DNS names (the pod executor resolves them to the loopback) and train with gloo.
+
+A rank killed mid-run fails its attempt (the Job, whose controller then stops the other rank); the operator
+starts the next attempt's Job, whose ranks resume from the newest (FSDP-sharded) checkpoint.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
+from typing import Any
 
 import kubernetes.client
+import psutil
+from kube_wait import wait_for
 from operator_process import OperatorProcess
 from pod_executor import PodExecutor
-from test_operator import claim_file, fine_tune_run, jobs_of, run_kubectl, trace_dataset, wait_phase
+from test_operator import RUN_TIMEOUT, claim_file, fine_tune_run, jobs_of, run_kubectl, trace_dataset, wait_phase
 
-from cotlab.api.children import child_name
+from cotlab.api.children import RESTART_ATTEMPT_LABEL, child_name
+from cotlab.api.podcontract import parse_marker
 
 
 def test_two_nodes_meet_through_the_headless_service_and_write_one_model(
@@ -45,3 +55,88 @@ def test_two_nodes_meet_through_the_headless_service_and_write_one_model(
     assert tune["status"]["progress"]["step"] == 2 and tune["status"]["attempts"] == 1
     model = tune["status"]["outputs"]["model"]["uri"]
     assert (claim_file(pod_executor, namespace, model) / "config.json").is_file()
+
+
+def _pods(api: kubernetes.client.ApiClient, namespace: str, job: str) -> list[Any]:
+    core = kubernetes.client.CoreV1Api(api)
+    return list(core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={job}").items)
+
+
+def _rank_pod(api: kubernetes.client.ApiClient, namespace: str, job: str, index: int) -> Any:
+    def found() -> Any:
+        for pod in _pods(api, namespace, job):
+            if pod.metadata.annotations.get("batch.kubernetes.io/job-completion-index") == str(index):
+                return pod
+        return None
+
+    return wait_for(found, timeout=RUN_TIMEOUT, what=f"the index-{index} pod of Job {job}", interval=0.5)
+
+
+def _log_lines(executor: PodExecutor, namespace: str, pod: str) -> list[str]:
+    log = executor.pod_dir(namespace, pod) / "logs" / "finetune.log"
+    return log.read_text(errors="replace").splitlines() if log.exists() else []
+
+
+def _steps(lines: list[str]) -> list[int]:
+    return [int(m["step"]) for m in map(parse_marker, lines) if m is not None and "step" in m]
+
+
+def test_a_killed_rank_fails_the_attempt_and_the_next_attempt_resumes_every_rank_from_the_checkpoint(
+    kube_api: kubernetes.client.ApiClient,
+    kubeconfig: Path,
+    namespace: str,
+    operator: OperatorProcess,
+    pod_executor: PodExecutor,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    import yaml
+
+    training = {"maxSteps": 40, "saveEverySteps": 2, "perDeviceBatchSize": 2, "maxSeqLength": 1024,
+                "precision": "fp32", "gradientCheckpointing": False, "learningRate": 1.0e-4}  # fmt: skip
+    run = fine_tune_run(
+        "restart", "traces", tiny_model_dir, training=training,
+        distributed={"nodes": 2, "gpusPerNode": 0, "strategy": "fsdp"}, maxRetries=1,
+    )  # fmt: skip
+    experiment = tmp_path / "experiment.yaml"
+    experiment.write_text(yaml.safe_dump_all([trace_dataset("traces", tiny_model_dir), run]))
+    run_kubectl(kubeconfig, namespace, "apply", "-f", str(experiment))
+
+    first = child_name("FineTuneRun", "restart")
+    rank0, rank1 = (_rank_pod(kube_api, namespace, first, i).metadata.name for i in (0, 1))
+    # Step 3's marker is printed after step 2's checkpoint was saved: there is one to resume from.
+    wait_for(lambda: max(_steps(_log_lines(pod_executor, namespace, rank0)), default=0) >= 3,
+             timeout=RUN_TIMEOUT, what="rank 0 to report step 3", interval=0.1)  # fmt: skip
+    launcher = int(_rank_pod(kube_api, namespace, first, 1).status.container_statuses[0].container_id.split("//")[1])
+    [worker] = [p for p in psutil.Process(launcher).children(recursive=True) if p.environ().get("RANK") == "1"]
+    os.kill(worker.pid, signal.SIGKILL)
+    killed_at = max(_steps(_log_lines(pod_executor, namespace, rank0)))
+
+    tune = wait_phase(kube_api, namespace, "FineTuneRun", "restart", "Succeeded", timeout=2 * RUN_TIMEOUT)
+
+    jobs = {j.metadata.name: j for j in jobs_of(kube_api, namespace, "restart")}
+    assert sorted(jobs) == [first, f"{first}-r1"]
+    assert any(c.type == "Failed" and c.status == "True" for c in jobs[first].status.conditions)
+    assert jobs[first].metadata.labels[RESTART_ATTEMPT_LABEL] == "0"
+    assert jobs[f"{first}-r1"].metadata.labels[RESTART_ATTEMPT_LABEL] == "1"
+    # The first attempt's rank 0 was stopped by the Job controller, not left blocked in a collective.
+    assert not [p for p in _pods(kube_api, namespace, first) if p.status.phase in ("Pending", "Running")]
+
+    status = tune["status"]
+    assert (status["attempts"], status["restarts"]) == (2, 1)
+    [ended] = status["endedAttempts"]
+    assert ended["attempt"] == 1 and ended["reason"] == "RankFailed"
+    assert f"(pod {rank1})" in ended["message"] and "rank 1 failed" in ended["message"], ended
+
+    # Every rank of the second attempt resumed from the newest checkpoint before the kill, not from step 0.
+    second = [_rank_pod(kube_api, namespace, f"{first}-r1", i).metadata.name for i in (0, 1)]
+    resumed = _steps(_log_lines(pod_executor, namespace, second[0]))
+    checkpoint = resumed[0] - 1
+    assert 2 <= checkpoint <= killed_at and checkpoint % 2 == 0, (resumed, killed_at)
+    assert resumed == list(range(checkpoint + 1, 41))
+    for pod in second:
+        assert any("resuming from a checkpoint" in line for line in _log_lines(pod_executor, namespace, pod)), pod
+    assert status["progress"]["step"] == 40
+    model = claim_file(pod_executor, namespace, status["outputs"]["model"]["uri"])
+    assert (model / "config.json").is_file()
+    print({"killed_after_step": killed_at, "resumed_from_checkpoint": checkpoint})

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from cotlab.trainer.finetune.accelerator import fsdp_plugin
+from cotlab.trainer.finetune.accelerator import fsdp_plugin, prepare
 from cotlab.trainer.finetune.loop import _train_step
 from cotlab.trainer.finetune.model import prepare_for_training
 
@@ -58,7 +58,7 @@ def main() -> None:
     model = prepare_for_training(model, lora=None, gradient_checkpointing=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    model, optimizer = prepare(accelerator, model, optimizer)
 
     def batch() -> dict[str, torch.Tensor]:
         ids = torch.randint(0, config.vocab_size, (1, args.seq))

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cotlab.api import Resource
-from cotlab.api.children import child_name
+from cotlab.api import FineTuneRunStatus, Resource
+from cotlab.api.children import attempt_job_name, child_name
 from cotlab.api.podcontract import Inputs, PodSpecFile
 from cotlab.api.tracedataset import Artifact
 from cotlab.api.validation import parse_resource
@@ -162,13 +162,50 @@ def _token(job: dict[str, Any]) -> None:
     _container(job)["env"].append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}})
 
 
-def _two_nodes(job: dict[str, Any]) -> None:
-    job["spec"].update(completionMode="Indexed", completions=2, parallelism=2)
+def _two_nodes(job: dict[str, Any], *, attempt: int = 0) -> None:
+    # One Job per attempt: any failed or disrupted rank fails it at once; the operator starts the next attempt.
+    job["spec"].update(completionMode="Indexed", completions=2, parallelism=2, backoffLimit=0)
+    job["spec"]["podFailurePolicy"]["rules"][1]["action"] = "FailJob"
+    job["metadata"]["labels"] = {**LABELS, "cotlab.dev/restart-attempt": str(attempt)}
+    job["spec"]["template"]["metadata"]["labels"] = {**LABELS, "cotlab.dev/restart-attempt": str(attempt)}
+    name = "quickstart-lora-finetune" + (f"-r{attempt}" if attempt else "")
+    job["metadata"]["name"] = name
     _pod(job)["subdomain"] = "quickstart-lora-finetune"
     _container(job)["env"] += [
-        {"name": "MASTER_ADDR", "value": "quickstart-lora-finetune-0.quickstart-lora-finetune.team-a.svc"},
+        {"name": "MASTER_ADDR", "value": f"{name}-0.quickstart-lora-finetune.team-a.svc"},
         {"name": "MASTER_PORT", "value": "29500"},
     ]
+
+
+def test_a_restarted_multi_node_run_gets_the_next_attempts_job_and_rendezvous_name() -> None:
+    two = example("quickstart-lora", distributed={"nodes": 2, "gpusPerNode": 0, "strategy": "ddp"})
+    restarted = two.model_copy(update={"status": FineTuneRunStatus(restarts=2)})
+    job = build_children(restarted, Inputs(), SETTINGS).job
+    assert job == with_changes(QUICKSTART_LORA_JOB, lambda j: _two_nodes(j, attempt=2))
+    # The spec ConfigMap and the rendezvous Service keep their names over attempts.
+    children = build_children(restarted, Inputs(), SETTINGS)
+    assert children.service is not None
+    assert children.config_map["metadata"]["name"] == children.service["metadata"]["name"] == "quickstart-lora-finetune"
+    # Under Kueue every attempt's Job is queued like the first: it starts suspended, in the run's LocalQueue.
+    queued = example("quickstart-lora", distributed=two.spec.distributed.to_wire(), queueName="team-a-gpus")
+    queued = queued.model_copy(update={"status": FineTuneRunStatus(restarts=1)})
+    queued_job = build_children(queued, Inputs(), SETTINGS).job
+    assert queued_job["metadata"]["name"] == "quickstart-lora-finetune-r1"
+    assert queued_job["spec"]["suspend"] is True
+    assert queued_job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a-gpus"
+    # A single-node run keeps one Job, whatever status says: the Job controller retries its pod.
+    one = example("quickstart-lora").model_copy(update={"status": FineTuneRunStatus(restarts=2)})
+    assert build_children(one, Inputs(), SETTINGS).job["metadata"]["name"] == "quickstart-lora-finetune"
+
+
+def test_attempt_job_names_never_collide_and_fit_a_label() -> None:
+    assert attempt_job_name("FineTuneRun", "tune", 0) == "tune-finetune"
+    assert attempt_job_name("FineTuneRun", "tune", 1) == "tune-finetune-r1"
+    assert attempt_job_name("FineTuneRun", "tune-r1", 0) == "tune-r1-finetune"  # not "tune" restarted once
+    long = "a" * 60
+    names = {attempt_job_name("FineTuneRun", n, k) for n in (long, long + "b") for k in (0, 1, 12)}
+    assert len(names) == 6
+    assert all(len(n) <= 63 and n.endswith(("-finetune", "-r1", "-r12")) for n in names), names
 
 
 JOB_CASES = [

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cotlab.api import Reason, Resource
+from cotlab.api import FineTuneRunStatus, Reason, Resource
 from cotlab.api.dependencies import Blocked
 from cotlab.api.summaries import Status
 from cotlab.operator.policy import Refusal
@@ -328,5 +328,68 @@ def test_a_two_node_run_takes_the_summary_of_index_0_and_counts_its_pods_as_one_
     assert done.model_dump(mode="json", by_alias=True, exclude_none=True, include={"outputs", "attempts"}) == {
         "outputs": {"model": {"uri": "pvc://a/model", "digest": DIGEST}}, "attempts": 1,
     }  # fmt: skip
-    retried = reduce_status(run, Observed(job=make_job(active=2, failed=1), pods=pods), now=NOW)
+    # A multi-node attempt is one Job, whatever its pods' counts say: a second attempt is a restart.
+    restarted = run.model_copy(update={"status": FineTuneRunStatus(restarts=1)})
+    retried = reduce_status(restarted, Observed(job=make_job(active=2, failed=2), pods=pods), now=NOW)
     assert retried.attempts == 2
+
+
+def _rank(index: int, code: int, finished: str, *, deleted: bool = False, disrupted: bool = False) -> dict[str, Any]:
+    pod = _indexed(make_pod(f"tune-finetune-{index}-x", "Failed", exit_code=code, message=f"rank {index} said"), index)
+    pod["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"] = finished
+    if deleted:
+        pod["metadata"]["deletionTimestamp"] = finished
+    if disrupted:
+        pod["status"]["conditions"].append({"type": "DisruptionTarget", "status": "True"})
+    return pod
+
+
+def _two_node_run(max_retries: int, status: FineTuneRunStatus) -> Resource:
+    run = example(
+        "quickstart-lora", distributed={"nodes": 2, "gpusPerNode": 0, "strategy": "ddp"}, maxRetries=max_retries
+    )
+    return run.model_copy(update={"status": status})
+
+
+FAILED_JOB = make_job(conditions=("Failed",), failed=2, reason="BackoffLimitExceeded")
+# Rank 1 was SIGKILLed first; the Job controller then deleted rank 0, which ended on SIGTERM a second later.
+KILLED_RANK_1 = [_rank(0, 143, "2026-12-01T11:10:01Z", deleted=True), _rank(1, 137, "2026-12-01T11:10:00Z")]
+
+
+def test_a_failed_rank_ends_the_attempt_and_the_run_restarts_every_rank() -> None:
+    run = _two_node_run(3, FineTuneRunStatus(progress={"step": 7}))  # type: ignore[arg-type]
+    status = reduce_status(run, Observed(job=FAILED_JOB, pods=KILLED_RANK_1), now=NOW)
+    assert isinstance(status, FineTuneRunStatus)
+    assert (status.phase, status.restarts, status.attempts) == ("Running", 1, 2)
+    [ended] = status.ended_attempts
+    assert (ended.attempt, ended.reason, ended.last_step, ended.ended_at) == (1, "RankFailed", 7, NOW)
+    assert "code 137 on attempt 1 (pod tune-finetune-1-x): rank 1 said" in ended.message  # the cause, not rank 0
+    running = conditions_of(status)["Running"]
+    assert running[:2] == ("True", "Restarting")
+    assert "attempt 1 ended (RankFailed)" in running[2] and "as attempt 2" in running[2]
+
+
+def test_retries_are_spent_by_failed_attempts_and_not_by_disruptions() -> None:
+    history = [
+        {"attempt": 1, "reason": "Disrupted", "message": "preempted"},
+        {"attempt": 2, "reason": "RankFailed", "message": "killed"},
+    ]
+    spent = _two_node_run(1, FineTuneRunStatus(restarts=2, endedAttempts=history))  # type: ignore[call-arg]
+    failed = reduce_status(spent, Observed(job=FAILED_JOB, pods=KILLED_RANK_1), now=NOW)
+    assert isinstance(failed, FineTuneRunStatus)
+    assert (failed.phase, failed.restarts, failed.attempts, len(failed.ended_attempts)) == ("Failed", 2, 3, 2)
+    assert "on attempt 3 (pod tune-finetune-1-x)" in conditions_of(failed)["Failed"][2]
+
+    disrupted = [_rank(0, 143, "2026-12-01T11:10:01Z", deleted=True), _rank(1, 143, "2026-12-01T11:10:00Z",
+                                                                           disrupted=True)]  # fmt: skip
+    again = reduce_status(spent, Observed(job=FAILED_JOB, pods=disrupted), now=NOW)
+    assert isinstance(again, FineTuneRunStatus)
+    assert (again.phase, again.restarts, again.ended_attempts[-1].reason) == ("Running", 3, "Disrupted")
+
+
+def test_a_permanent_exit_code_on_any_rank_fails_the_run_without_a_restart() -> None:
+    pods = [_rank(0, 143, "2026-12-01T11:10:01Z", deleted=True), _rank(1, 3, "2026-12-01T11:10:00Z")]
+    job = make_job(conditions=("Failed",), failed=2, reason="PodFailurePolicy")
+    status = reduce_status(_two_node_run(3, FineTuneRunStatus()), Observed(job=job, pods=pods), now=NOW)
+    assert isinstance(status, FineTuneRunStatus)
+    assert (status.phase, status.restarts, status.ended_attempts) == ("Failed", 0, [])

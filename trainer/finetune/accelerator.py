@@ -17,7 +17,6 @@ from typing import Any
 import torch
 
 from cotlab.api.finetunerun import Distributed, Precision
-from cotlab.trainer.core.errors import InvalidSpecError
 
 logger = logging.getLogger(__name__)
 
@@ -64,14 +63,27 @@ def _plugins(distributed: Distributed) -> dict[str, Any]:
     if world_size() == 1:
         return {}
     if distributed.strategy == "fsdp":
-        if not torch.cuda.is_available():
-            # accelerate 1.15 turns the plugin into FSDP only for accelerator process groups (state.py, the
-            # distributed types listed before `DistributedType.FSDP` is set; MULTI_CPU is not one of them):
-            # on CPU it would silently train DDP instead. The API already refuses fsdp with gpusPerNode 0.
-            raise InvalidSpecError("spec.distributed.strategy: fsdp needs GPUs, and this pod sees none; use ddp")
-
         return {"fsdp_plugin": fsdp_plugin()}
     return {}  # ddp: accelerate wraps the model in DistributedDataParallel from the launcher's environment
+
+
+def _shard_on_cpu(plugin: Any) -> None:
+    """Make accelerate run its FSDP2 path over a CPU (gloo) process group, as it does over GPUs.
+
+    accelerate 1.15 sets `DistributedType.FSDP` only for accelerator process groups (state.py,
+    `AcceleratorState.__init__`: MULTI_CPU is not in the list before `self.distributed_type = FSDP`), so on CPU
+    it would silently train DDP. torch 2.15's `fully_shard` itself works over gloo (checked: 2 CPU processes
+    shard, train, save and load a sharded DCP checkpoint, and gather the full state dict), and so does the rest
+    of accelerate's FSDP2 path (`fsdp2_prepare_model` with the broadcast from the loading rank, `save_state` /
+    `load_state` through `save_fsdp_model`, `get_state_dict`). The type lives in two shared states: PartialState's
+    is read back into AcceleratorState's, so both are set.
+    """
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedType
+
+    for shared in (PartialState._shared_state, AcceleratorState._shared_state):
+        shared["distributed_type"] = DistributedType.FSDP
+    AcceleratorState._shared_state["fsdp_plugin"] = plugin
 
 
 def build_accelerator(precision: Precision, distributed: Distributed) -> Any:
@@ -82,6 +94,30 @@ def build_accelerator(precision: Precision, distributed: Distributed) -> Any:
     # `_prepare_backend`: with LOCAL_RANK set and cpu False it looks for an accelerator and, finding none,
     # silently runs each process alone).
     cpu = distributed.gpus_per_node == 0 or not torch.cuda.is_available()
-    return Accelerator(
-        mixed_precision=ACCELERATE_PRECISION[supported_precision(precision)], cpu=cpu, **_plugins(distributed)
-    )
+    plugins = _plugins(distributed)
+    accelerator = Accelerator(mixed_precision=ACCELERATE_PRECISION[supported_precision(precision)], cpu=cpu, **plugins)
+    if cpu and "fsdp_plugin" in plugins:
+        _shard_on_cpu(plugins["fsdp_plugin"])
+    return accelerator
+
+
+def prepare(accelerator: Any, model: Any, optimizer: Any) -> tuple[Any, Any]:
+    """`accelerator.prepare(model, optimizer)`, with the optimizer's parameters mended under FSDP2.
+
+    accelerate 1.15 maps the optimizer's parameters to the sharded ones by `data_ptr()`
+    (`Accelerator._prepare_fsdp2`, `fsdp2_switch_optimizer_parameters`). On the ranks that built the model on the
+    meta device (`cpu_ram_efficient_loading`) every parameter's data_ptr is 0, so every optimizer entry became
+    the same parameter (checked: 1 distinct of 26 on rank 1 of a tiny Qwen2) and that rank would train one
+    shard only, and its optimizer state would not fit the checkpoint's plan. The groups are rebuilt here by
+    parameter name, which is what the mapping meant; the optimizer has no state yet, so nothing else moves.
+    """
+    from accelerate.utils.fsdp_utils import fsdp2_canonicalize_names
+
+    names = {id(p): name for name, p in fsdp2_canonicalize_names(dict(model.named_parameters())).items()}
+    groups = [[names[id(p)] for p in group["params"]] for group in optimizer.param_groups]
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if accelerator.is_fsdp2:
+        sharded = fsdp2_canonicalize_names(dict(model.named_parameters()))
+        for group, wanted in zip(optimizer.optimizer.param_groups, groups, strict=True):
+            group["params"] = [sharded[name] for name in wanted]
+    return model, optimizer

@@ -27,7 +27,7 @@ from cotlab.trainer.core import storage
 from cotlab.trainer.core.artifacts import directory_digest, read_verified
 from cotlab.trainer.core.errors import InvalidSpecError
 from cotlab.trainer.core.pretrained import generation_eos_ids, load_tokenizer
-from cotlab.trainer.finetune.accelerator import build_accelerator
+from cotlab.trainer.finetune.accelerator import build_accelerator, prepare
 from cotlab.trainer.finetune.batches import StepPlan, flatten_batch, packing_supported, pad_batch, plan_steps
 from cotlab.trainer.finetune.checkpoints import (
     CHECKPOINTS_DIR,
@@ -185,7 +185,7 @@ def run_finetune(pod: PodSpecFile) -> dict[str, Any]:
         num_warmup_steps=round(training.warmup_ratio * plan.total_steps),
         num_training_steps=plan.total_steps,
     )
-    model, optimizer = accelerator.prepare(model, optimizer)
+    model, optimizer = prepare(accelerator, model, optimizer)  # mends FSDP2's optimizer mapping
     # Not prepared: a prepared scheduler steps once per process per step. Registered, so checkpoints hold it.
     accelerator.register_for_checkpointing(scheduler)
     dataset_digest = _dataset(pod).digest
