@@ -109,3 +109,37 @@ def test_segment_attention_with_a_padding_mask_matches_sdpa(tiny_model_dir: Path
     want, _ = _losses_and_grads(_load(tiny_model_dir, "sdpa"), batch, spans)
     got, _ = _losses_and_grads(_load(tiny_model_dir, SEGMENT_ATTENTION), batch, spans)
     assert torch.allclose(got, want, rtol=0, atol=LOSS_TOLERANCE)
+
+
+def _one_step(model_dir: Path, attention: str, batches: list[dict[str, torch.Tensor]]) -> tuple[float, Any]:
+    """The training loop's own step (per-token loss over the step) with SGD at rate 1: (loss, parameter change)."""
+    from accelerate import Accelerator
+
+    from cotlab.trainer.finetune.loop import _train_step
+
+    accelerator = Accelerator(cpu=True)
+    model = _load(model_dir, attention)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    loss, _ = _train_step(accelerator, model, optimizer, scheduler, batches, clip=1e9)
+    after = dict(accelerator.unwrap_model(model).named_parameters())
+    return loss, {name: before[name] - after[name].detach() for name in before}
+
+
+@pytest.mark.parametrize("attention", ["sdpa", SEGMENT_ATTENTION])
+def test_a_training_step_on_flattened_micro_batches_equals_the_padded_step(
+    tiny_model_dir: Path, attention: str
+) -> None:
+    """Through `_train_step`, as training runs it (the tiny config says `use_cache: true`, so the step itself must
+    turn the cache off): two micro-batches, the step's loss is per trained token."""
+    groups = [EXAMPLES[:3], EXAMPLES[3:]]
+    padded_loss, padded = _one_step(tiny_model_dir, "sdpa", [pad_batch(g, pad_id=0) for g in groups])
+    flat_loss, flat = _one_step(tiny_model_dir, attention, [flatten_batch(g) for g in groups])
+
+    assert flat_loss == pytest.approx(padded_loss, rel=1e-6)
+    largest = max(float(g.abs().max()) for g in padded.values())
+    assert largest > 0
+    for name, change in padded.items():
+        assert torch.allclose(flat[name], change, rtol=0, atol=GRADIENT_TOLERANCE * largest), name
