@@ -10,11 +10,14 @@ import torch
 
 from cotlab.trainer.core.dataset_format import TrainingExample
 from cotlab.trainer.core.errors import InvalidInputError, TraceTooLongError
+from cotlab.trainer.finetune.attention import SEGMENT_ATTENTION
 from cotlab.trainer.finetune.batches import (
+    BUCKET_STEPS,
     StepPlan,
+    bucket_by_length,
     epoch_order,
     flatten_batch,
-    packing_supported,
+    flattening_supported,
     pad_batch,
     plan_steps,
     process_micro_batches,
@@ -177,14 +180,36 @@ def test_flatten_batch_restarts_positions_and_never_trains_across_examples() -> 
     ("requested", "attention", "want"),
     [
         (True, "flash_attention_2", True),
-        (True, "sdpa", False),
-        (True, "eager", False),
+        (True, "sdpa", True),
+        (True, "eager", True),
+        (True, SEGMENT_ATTENTION, True),
+        (True, "some_remote_kernel", False),
         (False, "flash_attention_2", False),
     ],
-    ids=["flash", "sdpa-pads", "eager-pads", "not-requested"],
+    ids=["flash", "sdpa", "eager", "segments", "unknown-pads", "not-requested"],
 )
-def test_packing_only_with_varlen_attention(requested: bool, attention: str, want: bool) -> None:
-    assert packing_supported(requested, attention) is want
+def test_flattening_only_with_attention_that_keeps_examples_apart(requested: bool, attention: str, want: bool) -> None:
+    assert flattening_supported(requested, attention) is want
+
+
+def test_bucketing_groups_a_steps_examples_by_length_and_keeps_step_boundaries() -> None:
+    lengths = [5, 900, 30, 870, 12, 880, 40, 20, 910, 8]  # 10 examples, 2 per step: the last window is partial
+    order = epoch_order(len(lengths), seed=1, epoch=0)
+
+    bucketed = bucket_by_length(order, lengths, window=2 * BUCKET_STEPS, seed=1, epoch=0)
+
+    assert sorted(bucketed) == list(range(10))
+    steps = [sorted(lengths[i] for i in bucketed[k : k + 2]) for k in range(0, 10, 2)]
+    assert sorted(steps) == [[5, 8], [12, 20], [30, 40], [870, 880], [900, 910]]
+    assert bucketed == bucket_by_length(order, lengths, window=2 * BUCKET_STEPS, seed=1, epoch=0)
+    padded = sum(2 * max(lengths[i] for i in order[k : k + 2]) for k in range(0, 10, 2))
+    assert sum(2 * max(s) for s in steps) == 2 * (910 + 880 + 40 + 20 + 8) < padded
+
+
+def test_bucketing_leaves_a_short_last_step_last() -> None:
+    lengths = list(range(1, 8))  # 7 examples, 2 per step: the last step holds one example
+    bucketed = bucket_by_length(list(range(7)), lengths, window=2 * BUCKET_STEPS, seed=0, epoch=0)
+    assert bucketed[-1] == 0  # the shortest, ranked last, stays alone in the last step
 
 
 def test_epoch_order_depends_on_seed_and_epoch_only() -> None:

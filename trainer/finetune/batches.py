@@ -5,9 +5,16 @@
 - Padding (the default): each micro-batch is right-padded to its own longest example; pads are found by length
   (attention mask 0, label ignored), never by comparing ids with the pad id, which may equal EOS.
 - Flattening (`packing: true`): a micro-batch is one row of concatenated examples whose `position_ids` restart
-  at 0, as transformers' `DataCollatorWithFlattening` builds it. Only varlen attention kernels (flash attention)
-  read the restarts as sequence boundaries; sdpa or eager would let each example attend to the ones before it,
-  so `packing_supported` gates it and training pads instead.
+  at 0, as transformers' `DataCollatorWithFlattening` builds it, with no attention mask and no cache. The pinned
+  transformers (5.23) keeps the examples apart for every attention in `FLATTENING_ATTENTION`: flash attention
+  reads the restarts as varlen boundaries, and for sdpa and eager `masking_utils.create_causal_mask` builds a
+  block-causal mask from them (`find_packed_sequence_indices`, used only when no attention mask and no cache is
+  passed). attention.py's segment attention, what training uses without flash attention, reads them too.
+  tests/workload/test_flattening.py checks all four against padded batches.
+- Bucketing: where flattening does not apply (`packing: false`, or an attention implementation outside
+  `FLATTENING_ATTENTION`, such as a remote-code model's own), each window of `BUCKET_STEPS` optimizer steps' worth
+  of the epoch's order is sorted by length, so the micro-batches of a step pad to similar lengths; the window's
+  steps are then put back in a seeded random order, so long and short steps still alternate.
 """
 
 from __future__ import annotations
@@ -20,11 +27,14 @@ from dataclasses import dataclass
 
 import torch
 
+from cotlab.trainer.finetune.attention import SEGMENT_ATTENTION
 from cotlab.trainer.finetune.data import IGNORE_INDEX, TokenizedExample
 
 logger = logging.getLogger(__name__)
 
-VARLEN_ATTENTION = frozenset({"flash_attention_2", "flash_attention_3"})
+# Attention implementations that keep a flattened row's examples apart (see the module docstring).
+FLATTENING_ATTENTION = frozenset({"flash_attention_2", "flash_attention_3", "sdpa", "eager", SEGMENT_ATTENTION})
+BUCKET_STEPS = 8
 
 
 @dataclass(frozen=True)
@@ -73,16 +83,36 @@ def process_micro_batches(order: Sequence[int], *, batch_size: int, processes: i
     return [batches[i % len(batches)] for i in range(rank, padded, processes)]
 
 
-def packing_supported(requested: bool, attn_implementation: str | None) -> bool:
-    """Whether to flatten batches: only when asked and the attention kernel honours sequence boundaries."""
-    if requested and attn_implementation not in VARLEN_ATTENTION:
+def flattening_supported(requested: bool, attn_implementation: str | None) -> bool:
+    """Whether to flatten batches: only when asked and the attention implementation keeps examples apart."""
+    if requested and attn_implementation not in FLATTENING_ATTENTION:
         logger.info(
-            "packing: padding instead of flattening, because this attention implementation would attend"
-            " across the packed examples",
-            extra={"attn_implementation": attn_implementation, "varlen_attention": sorted(VARLEN_ATTENTION)},
+            "packing: padding (bucketed by length) instead of flattening, because this attention implementation"
+            " is not known to keep flattened examples apart",
+            extra={"attn_implementation": attn_implementation, "flattening": sorted(FLATTENING_ATTENTION)},
         )
         return False
     return requested
+
+
+def bucket_by_length(order: Sequence[int], lengths: Sequence[int], *, window: int, seed: int, epoch: int) -> list[int]:
+    """`order` with each run of `window` examples sorted by length (longest first) and cut into `window /
+    BUCKET_STEPS`-example steps, whose order within the window is shuffled from (seed, epoch).
+
+    A step's examples depend only on `order` and the examples per step, not on how they split into processes
+    and micro-batches, so one process with batch 4 and two with batch 2 train the same steps.
+    """
+    step = max(1, window // BUCKET_STEPS)
+    rng = random.Random(f"{seed}:{epoch}:buckets")
+    bucketed: list[int] = []
+    for start in range(0, len(order), window):
+        ranked = sorted(order[start : start + window], key=lambda i: -lengths[i])
+        steps = [ranked[i : i + step] for i in range(0, len(ranked), step)]
+        # Only whole steps move: a short last step stays last, or every later step boundary would shift.
+        whole = steps if len(steps[-1]) == step else steps[:-1]
+        rng.shuffle(whole)
+        bucketed.extend(i for s in whole + steps[len(whole) :] for i in s)
+    return bucketed
 
 
 def pad_batch(examples: Sequence[TokenizedExample], *, pad_id: int) -> dict[str, torch.Tensor]:

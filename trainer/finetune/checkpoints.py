@@ -119,3 +119,44 @@ def prune_checkpoints(root: Path, keep: int = KEEP) -> None:
     for _, path in _step_dirs(root):
         if path not in kept:
             shutil.rmtree(path)
+
+
+def save_trainable_weights_only(accelerator: Any) -> None:
+    """Make checkpoints hold only the trainable weights (a LoRA adapter, not the frozen base it is attached to).
+
+    accelerate's `save_state` writes each model's whole state dict; its save and load pre-hooks
+    (`register_save_state_pre_hook`, `register_load_state_pre_hook`, accelerator.py) may trim the saved dict and
+    load the model themselves. The base's weights come from the base model on resume, as on the first attempt.
+    FSDP saves its shards its own way and passes no weights to the hooks, so they leave it alone.
+    """
+    accelerator.register_save_state_pre_hook(_keep_trainable)
+    accelerator.register_load_state_pre_hook(_load_trainable)
+
+
+def _trainable_names(model: Any) -> set[str]:
+    return {name for name, param in model.named_parameters() if param.requires_grad}
+
+
+def _keep_trainable(models: list[Any], weights: list[dict[str, Any]], _output_dir: str) -> None:
+    for model, state in zip(models, weights, strict=False):
+        trainable = _trainable_names(model)
+        for name in [name for name in state if name not in trainable]:
+            del state[name]
+
+
+def _load_trainable(models: list[Any], input_dir: str) -> None:
+    from accelerate.utils.constants import SAFE_MODEL_NAME
+    from safetensors.torch import load_file
+
+    for index, model in enumerate(list(models)):
+        path = Path(input_dir) / f"{SAFE_MODEL_NAME}{'' if index == 0 else f'_{index}'}.safetensors"
+        if not path.is_file():
+            continue  # not a safetensors checkpoint: accelerate's own loading says what is missing
+        missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+        lost = sorted(set(missing) & _trainable_names(model))
+        if unexpected or lost:
+            raise InvalidSpecError(
+                f"checkpointDir: {path} does not hold this model's trainable weights (missing {lost[:5]},"
+                f" unexpected {sorted(unexpected)[:5]}); use a fresh checkpoint directory (or remove this one)"
+            )
+        models.remove(model)  # loaded here: accelerate must not load it again, strictly, from the same file

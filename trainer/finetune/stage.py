@@ -28,13 +28,15 @@ from cotlab.trainer.core.artifacts import directory_digest, read_verified
 from cotlab.trainer.core.errors import InvalidSpecError
 from cotlab.trainer.core.pretrained import generation_eos_ids, load_tokenizer
 from cotlab.trainer.finetune.accelerator import build_accelerator, prepare
-from cotlab.trainer.finetune.batches import StepPlan, flatten_batch, packing_supported, pad_batch, plan_steps
+from cotlab.trainer.finetune.attention import register_segment_attention
+from cotlab.trainer.finetune.batches import StepPlan, flatten_batch, flattening_supported, pad_batch, plan_steps
 from cotlab.trainer.finetune.checkpoints import (
     CHECKPOINTS_DIR,
     START,
     TrainingPosition,
     check_resumable,
     latest_checkpoint,
+    save_trainable_weights_only,
 )
 from cotlab.trainer.finetune.data import (
     TokenizedExample,
@@ -71,11 +73,18 @@ def _model_uri(output_uri: str, model_dir: Path) -> str:
 
 
 def _attention_for(packing: bool) -> str | None:
-    """Ask for flash attention when packing on a GPU that has it; otherwise the model's default (sdpa)."""
+    """For flattened batches, flash attention on a GPU that has it, else attention.py's segment attention (sdpa
+    per example: transformers' own sdpa would build a dense block mask); padded batches keep the model's default."""
     import torch
     from transformers.utils.import_utils import is_flash_attn_2_available
 
-    return "flash_attention_2" if packing and torch.cuda.is_available() and is_flash_attn_2_available() else None
+    if not packing:
+        return None
+    return (
+        "flash_attention_2"
+        if torch.cuda.is_available() and is_flash_attn_2_available()
+        else register_segment_attention()
+    )
 
 
 def _dataset(pod: PodSpecFile) -> Artifact:
@@ -165,7 +174,7 @@ def run_finetune(pod: PodSpecFile) -> dict[str, Any]:
         weights=not sharded or accelerator.local_process_index == 0,
     )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    flatten = packing_supported(training.packing, model.config._attn_implementation)
+    flatten = flattening_supported(training.packing, model.config._attn_implementation)
     collate = flatten_batch if flatten else functools.partial(pad_batch, pad_id=pad_id)
     lora = (spec.lora or LoraSettings()) if spec.method == "lora" else None
     model = prepare_for_training(model, lora=lora, gradient_checkpointing=training.gradient_checkpointing)
@@ -188,6 +197,8 @@ def run_finetune(pod: PodSpecFile) -> dict[str, Any]:
     model, optimizer = prepare(accelerator, model, optimizer)  # mends FSDP2's optimizer mapping
     # Not prepared: a prepared scheduler steps once per process per step. Registered, so checkpoints hold it.
     accelerator.register_for_checkpointing(scheduler)
+    if lora is not None:
+        save_trainable_weights_only(accelerator)  # a LoRA checkpoint is its adapter, not a copy of the base
     dataset_digest = _dataset(pod).digest
     spec_digest = training_spec_digest(spec)
     start = _resume(accelerator, checkpoint_root, plan, dataset_digest=dataset_digest, spec_digest=spec_digest)
@@ -204,6 +215,7 @@ def run_finetune(pod: PodSpecFile) -> dict[str, Any]:
         checkpoint_root=checkpoint_root,
         dataset_digest=dataset_digest,
         spec_digest=spec_digest,
+        bucket=not flatten,
     )
     last = run_loop(
         accelerator,
