@@ -1,8 +1,9 @@
 """`cotctl logs KIND/NAME`: the stage's log, waiting for its pod, one prefix per rank, following retries.
 
 The pods of a resource are found by the labels every child carries; a rank is the pod's completion index (0
-for a single-node run). After a retry the Job makes a new pod: `-f` follows the newest pod of each rank, so a
-crash and the attempt after it read as one story, with the switch noted on stderr.
+for a single-node run). After a retry the Job (or, over several nodes, the next attempt's Job) makes a new pod:
+`-f` follows the newest pod of each rank until the resource is done, so a crash and the attempt after it read as
+one story, with the switch noted on stderr.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from cotlab.api.podcontract import STAGE_BY_KIND
 from .completion import complete_ref
 from .durations import parse_duration
 from .errors import CliError, UsageError, reported
-from .kube import Cluster, Target
+from .kube import Cluster, ClusterError, Target
 from .options import ContextOpt, KubeconfigOpt, NamespaceOpt, RequestTimeoutOpt
 from .output import note
 from .pods import container_state, has_started, is_finished, newest_by_rank, pod_selector
@@ -41,14 +42,19 @@ class LinePrinter:
             sys.stdout.flush()
 
 
-def _job_finished(cluster: Cluster, namespace: str, selector: str) -> str | None:
-    """ "Complete" or "Failed" (with the reason) once the resource's Job is done; None while it may retry."""
-    for job in cluster.list_jobs(namespace, selector):
-        for condition in (job.get("status") or {}).get("conditions") or []:
-            if condition.get("status") == "True" and condition.get("type") in ("Complete", "Failed"):
-                reason = condition.get("reason")
-                return f"{condition['type']} ({reason})" if reason else str(condition["type"])
-    return None
+def _run_finished(cluster: Cluster, namespace: str, kind: str, name: str) -> str | None:
+    """ "Succeeded" or "Failed (reason)" once the resource is done; None while a retry may follow.
+
+    The resource's phase, not its Job's: a multi-node run ends an attempt by failing that attempt's Job and the
+    operator then starts the next attempt's Job, so a failed Job does not mean that no pod follows."""
+    status = cluster.get_resource(kind, namespace, name).get("status") or {}
+    phase = status.get("phase")
+    if phase not in ("Succeeded", "Failed"):
+        return None
+    failed = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Failed" and c.get("status") == "True"), None
+    )
+    return f"Failed ({failed['reason']})" if failed and failed.get("reason") else str(phase)
 
 
 class PodLogs:
@@ -59,6 +65,14 @@ class PodLogs:
         self.container = STAGE_BY_KIND[kind]
         self.selector = pod_selector(kind, name)
         self.print_line = print_line
+
+    def _finished(self) -> str | None:
+        try:
+            return _run_finished(self.cluster, self.namespace, self.kind, self.name)
+        except ClusterError as err:
+            if err.not_found:
+                return "deleted"
+            raise
 
     def _ranks(self) -> dict[int, dict[str, Any]]:
         return newest_by_rank(self.cluster.list_pods(self.namespace, self.selector))
@@ -119,14 +133,20 @@ class PodLogs:
         while True:
             newest = self._ranks().get(rank)
             if newest is None:
-                return None, False  # the resource (and its pods) were deleted
+                # Deleted: with the resource, or (over several nodes) with its failed attempt, before the next.
+                if self._finished() is not None:
+                    return None, False
+                time.sleep(POLL_SECONDS)
+                continue
             newest_name = newest["metadata"]["name"]
             if newest_name != current:
                 if has_started(newest, self.container):
                     note(f"following pod {newest_name} (rank {rank}): the Job started it after {current} ended")
                     return newest_name, False
-                if is_finished(newest) or _job_finished(self.cluster, self.namespace, self.selector) is not None:
+                if is_finished(newest) or self._finished() is not None:
                     return None, False  # the retry never ran (the Job was deleted or failed around it)
+            elif newest["metadata"].get("deletionTimestamp"):
+                pass  # being deleted (a failed attempt's other ranks): wait for it to go, or for the next attempt
             else:
                 state = container_state(newest, self.container)
                 if not is_finished(newest) and "running" in state:
@@ -134,13 +154,14 @@ class PodLogs:
                 terminated = state.get("terminated") or {}
                 if is_finished(newest) and terminated.get("exitCode", 0) == 0:
                     return None, False
-                done = _job_finished(self.cluster, self.namespace, self.selector)
+                done = self._finished()
                 if done is not None:
                     code = terminated.get("exitCode")
-                    note(f"pod {current} exited with code {code}; the Job is {done}: no retry follows")
+                    what = f"{self.kind.lower()}/{self.name}"
+                    note(f"pod {current} exited with code {code}; {what} is {done}: no retry follows")
                     return None, False
                 if not announced:
-                    note(f"pod {current} exited with code {terminated.get('exitCode')}; waiting for the Job's retry")
+                    note(f"pod {current} exited with code {terminated.get('exitCode')}; waiting for the retry")
                     announced = True
             time.sleep(POLL_SECONDS)
 

@@ -133,7 +133,7 @@ def test_logs_follow_a_pod_through_a_retry_and_describe_shows_both_pods(
     markers = [i for i, line in enumerate(lines) if '"cotlab":"progress"' in line]
     retry = [i for i in markers if i > crash]  # the crash, then the retry's progress, in one stream
     assert retry and '"done":6' in lines[retry[-1]], f"stdout:\n{out}\nstderr:\n{err}"
-    assert "waiting for the Job's retry" in err and "following pod" in err, err
+    assert "waiting for the retry" in err and "following pod" in err, err
 
     waited = cotctl(kubeconfig, namespace, "wait", "evalrun/retried", "--for=condition=Ready", "--timeout", "2m")
     assert waited.exit_code == 0 and waited.stdout.strip() == "evalrun.cotlab.dev/retried condition met"

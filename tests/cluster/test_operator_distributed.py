@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import psutil
 from kube_wait import wait_for
 from operator_process import OperatorProcess
 from pod_executor import PodExecutor
+from test_cli_cluster import COTCTL, spawn
 from test_operator import RUN_TIMEOUT, claim_file, fine_tune_run, jobs_of, run_kubectl, trace_dataset, wait_phase
 
 from cotlab.api.children import RESTART_ATTEMPT_LABEL, child_name
@@ -104,6 +106,8 @@ def test_a_killed_rank_fails_the_attempt_and_the_next_attempt_resumes_every_rank
 
     first = child_name("FineTuneRun", "restart")
     rank0, rank1 = (_rank_pod(kube_api, namespace, first, i).metadata.name for i in (0, 1))
+    # What a user watching would see: every rank, prefixed, through the end of the attempt and into the next.
+    follow = spawn(kubeconfig, namespace, "logs", "finetunerun/restart", "-f", "--all")
     # Step 3's marker is printed after step 2's checkpoint was saved: there is one to resume from.
     wait_for(lambda: max(_steps(_log_lines(pod_executor, namespace, rank0)), default=0) >= 3,
              timeout=RUN_TIMEOUT, what="rank 0 to report step 3", interval=0.1)  # fmt: skip
@@ -113,6 +117,11 @@ def test_a_killed_rank_fails_the_attempt_and_the_next_attempt_resumes_every_rank
     killed_at = max(_steps(_log_lines(pod_executor, namespace, rank0)))
 
     tune = wait_phase(kube_api, namespace, "FineTuneRun", "restart", "Succeeded", timeout=2 * RUN_TIMEOUT)
+    try:
+        followed, said = follow.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        if follow.poll() is None:
+            os.killpg(follow.pid, signal.SIGKILL)
 
     jobs = {j.metadata.name: j for j in jobs_of(kube_api, namespace, "restart")}
     assert sorted(jobs) == [first, f"{first}-r1"]
@@ -137,6 +146,20 @@ def test_a_killed_rank_fails_the_attempt_and_the_next_attempt_resumes_every_rank
     for pod in second:
         assert any("resuming from a checkpoint" in line for line in _log_lines(pod_executor, namespace, pod)), pod
     assert status["progress"]["step"] == 40
+
+    # `cotctl logs -f --all` followed both ranks from the first attempt's pods into the second attempt's.
+    assert follow.returncode == 0, said
+    for rank, (old, new) in enumerate(zip((rank0, rank1), second, strict=True)):
+        assert f"following pod {new} (rank {rank})" in said, said
+        prefix = f"[rank {rank}] "
+        mine = [line.removeprefix(prefix) for line in followed.splitlines() if line.startswith(prefix)]
+        # The old pod's log, then the new one's (which alone resumes), to the new one's last line.
+        first_old, last_new = _log_lines(pod_executor, namespace, old)[0], _log_lines(pod_executor, namespace, new)[-1]
+        resuming = next(i for i, line in enumerate(mine) if "resuming from a checkpoint" in line)
+        assert mine.index(first_old) < resuming and last_new in mine[-1], (mine[:3], mine[-3:])
+    only = subprocess.run([COTCTL, "logs", "finetunerun/restart", "--rank", "1", "--kubeconfig", str(kubeconfig),
+                           "-n", namespace], capture_output=True, text=True, check=True)  # fmt: skip
+    assert only.stdout.splitlines() == _log_lines(pod_executor, namespace, second[1])
     model = claim_file(pod_executor, namespace, status["outputs"]["model"]["uri"])
     assert (model / "config.json").is_file()
     print({"killed_after_step": killed_at, "resumed_from_checkpoint": checkpoint})
