@@ -93,27 +93,33 @@ def _quickstart_evalrun(name: str = "quickstart-before") -> EvalRunSpec:
 
 def _per_prompt_generate(engine: Any, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
     """The baseline: one `model.generate` per prompt, its samples batched, transformers' own sampling."""
+    return [row for prompt in prompts for row in _generate(engine, [prompt], sampling)]
+
+
+def _generate(engine: Any, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
+    """One `model.generate` over `prompts` x samples (left-padded), transformers' own sampling."""
     import torch
 
     model, tokenizer = engine.model, engine.tokenizer
     stop_ids = sorted(engine._eos_ids | set(sampling.stop_token_ids))
+    tokenizer.padding_side = "left"
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    with torch.inference_mode():
+        output = model.generate(
+            **inputs,
+            do_sample=True,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=0,  # vLLM's "all tokens", as the engine samples
+            max_new_tokens=sampling.max_tokens,
+            num_return_sequences=sampling.samples,
+            eos_token_id=stop_ids,
+            pad_token_id=engine._pad_id,
+        )
     rows = []
-    for prompt in prompts:
-        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
-        with torch.inference_mode():
-            output = model.generate(
-                **inputs,
-                do_sample=True,
-                temperature=sampling.temperature,
-                top_p=sampling.top_p,
-                top_k=0,  # vLLM's "all tokens", as the engine samples
-                max_new_tokens=sampling.max_tokens,
-                num_return_sequences=sampling.samples,
-                eos_token_id=stop_ids,
-                pad_token_id=engine._pad_id,
-            )
+    for first in range(0, output.shape[0], sampling.samples):  # generate repeats each prompt's rows in place
         completions = []
-        for tokens in output[:, inputs["input_ids"].shape[1] :].tolist():
+        for tokens in output[first : first + sampling.samples, inputs["input_ids"].shape[1] :].tolist():
             end = next((k for k, t in enumerate(tokens) if t in stop_ids), len(tokens) - 1)
             completions.append(Completion(text="", output_tokens=end + 1, finish_reason=None))
         rows.append(completions)
@@ -147,6 +153,8 @@ def _quickstart(args: argparse.Namespace) -> int:
 
     ours_tokens, ours_s = _timed(lambda: generate_all(engine, requests, sampling))
     base_tokens, base_s = _timed(lambda: _per_prompt_generate(engine, prompts, sampling))
+    if args.batched_generate:
+        one_tokens, one_s = _timed(lambda: _generate(engine, prompts, sampling))
     print(
         f"quickstart EvalRun: {spec.model.source.uri} ({engine_spec.dtype}, loaded in {load_s:.1f} s),"
         f" {len(prompts)} {selection.name} prompts x {sampling.samples} samples, max_tokens={sampling.max_tokens},"
@@ -160,6 +168,12 @@ def _quickstart(args: argparse.Namespace) -> int:
         f"baseline (one model.generate per prompt, its samples batched): {base_tokens} tokens in {base_s:.1f} s"
         f" = {base_tokens / base_s:.1f} tokens/s"
     )
+    if args.batched_generate:
+        print(
+            f"reference (one model.generate over all {len(prompts) * sampling.samples} sequences, finished rows padded"
+            f" to the end: cotlab's previous engine): {one_tokens} tokens in {one_s:.1f} s = {one_tokens / one_s:.1f}"
+            " tokens/s"
+        )
     print(f"ratio (cotlab / baseline tokens/s): {(ours_tokens / ours_s) / (base_tokens / base_s):.2f}x")
     return 0
 
@@ -168,6 +182,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", choices=sorted(DEFAULTS), default="vllm")
     parser.add_argument("--quickstart", action="store_true", help="the quickstart's EvalRun (transformers, CPU)")
+    parser.add_argument(
+        "--batched-generate", action="store_true", help="--quickstart: also time one model.generate over everything"
+    )
     parser.add_argument("--prompts", type=int)
     parser.add_argument("--samples", type=int)
     parser.add_argument("--max-tokens", type=int)

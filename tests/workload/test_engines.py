@@ -133,6 +133,20 @@ def test_a_finished_row_leaves_the_batch(engine: TransformersEngine) -> None:
     assert [int(x[-1, 0]) for x in inputs[1:]] == b_ids[:11]  # and `b` goes on as it would have
 
 
+def test_a_prompt_is_prefilled_once_for_all_its_samples(engine: TransformersEngine) -> None:
+    sampling = Sampling(temperature=1.0, samples=3, max_tokens=4, stop_token_ids=[])
+    requests = [SampleRequest("hello", 3, 0), SampleRequest("hi", 1, 7)]
+    inputs, hook = _record_forwards(engine.model)
+    try:
+        together = generate_all(engine, requests, sampling)  # one batch of 4 sequences, 2 distinct prompts
+    finally:
+        hook.remove()
+    assert [tuple(x.shape) for x in inputs] == [(2, 5)] + [(4, 1)] * 3
+    assert len({c.text for c in together[0]}) > 1  # the copies sample apart, each from its own seed
+    for j in range(3):
+        assert generate_all(engine, [SampleRequest("hello", 1, j)], sampling) == [[together[0][j]]]
+
+
 def test_batches_group_prompts_of_similar_length(engine: TransformersEngine) -> None:
     """Sequences are batched by prompt length, so a short prompt is not padded to a long one's width."""
     prompts = ["abc", "a much longer one", "abcd", "a much longer one!"]
@@ -261,3 +275,30 @@ def test_vllm_model_arguments() -> None:
     }
     with pytest.raises(InvalidSpecError, match="not a local path"):
         model_arguments(ModelSource(uri="s3://bucket/model"))
+
+
+@pytest.mark.parametrize(
+    ("temperature", "top_p", "top_k"),
+    [(0.7, 0.95, -1), (1.0, 0.9, -1), (1.0, 1.0, 50), (0.6, 0.95, 20), (1.5, 0.99, -1), (3.0, 0.95, -1)],
+)
+def test_the_candidate_shortcut_samples_what_the_whole_vocabulary_does(
+    temperature: float, top_p: float, top_k: int
+) -> None:
+    """Sampling from the top candidates draws the token a full sort of the vocabulary draws, for every seed.
+    These logits put top-p's nucleus within the 256 candidates at temperature 0.6 and 0.7 (every row), in about
+    half of the rows at 1.0 / 0.9 and in none at 1.5 and 3 (those rows fall back to the whole vocabulary)."""
+    import torch
+
+    from cotlab.trainer.generation import seeded_sampling
+
+    logits = torch.randn(64, 49152, generator=torch.Generator().manual_seed(1)) * 4  # a SmolLM2-sized vocabulary
+    seeds = range(64)
+    fast = seeded_sampling.next_tokens(
+        logits, seeded_sampling.row_generators(seeds, "cpu"), temperature=temperature, top_p=top_p, top_k=top_k
+    )
+    uniforms = torch.cat(
+        [torch.rand(1, generator=g, dtype=torch.float64) for g in seeded_sampling.row_generators(seeds, "cpu")]
+    )
+    full = seeded_sampling._full_vocabulary(logits / temperature, uniforms, top_p=top_p, top_k=top_k)
+    assert fast.tolist() == full.tolist()
+    assert int((fast != logits.argmax(dim=-1)).sum()) > 8  # really sampled, not each row's argmax
