@@ -126,59 +126,62 @@ class TransformersEngine:
         cache = DynamicCache(config=self.model.config)
         live = list(range(len(batch)))  # rows of `batch` still decoding, in cache order
         tokens: list[list[int]] = [[] for _ in batch]
-        with torch.inference_mode():
-            logits = self._forward(input_ids, attention, positions, cache)
-            if len(distinct) < len(batch):
-                copies = torch.tensor(source_row, device=device)
-                cache.batch_select_indices(copies)  # advanced indexing: a repeated row is copied
-                logits, attention, positions = logits[copies], attention[copies], positions[copies]
-            positions = positions[:, -1:]
-            while live:
-                chosen = next_tokens(
-                    logits,
-                    [generators[r] for r in live],
-                    temperature=sampling.temperature,
-                    top_p=sampling.top_p,
-                    top_k=sampling.top_k,
-                ).tolist()
-                finished, kept = [], []
-                for k, (row, token) in enumerate(zip(live, chosen, strict=True)):
-                    tokens[row].append(token)
-                    if self._ended(tokens[row], batch[row].budget, sampling, stop_ids):
-                        finished.append(row)
-                    else:
-                        kept.append(k)
-                if finished:
-                    yield [
-                        GeneratedSample(
-                            batch[row].request,
-                            batch[row].offset,
-                            self._completion(tokens[row], sampling, stop_ids=stop_ids, budget=batch[row].budget),
-                        )
-                        for row in finished
-                    ]
-                if not kept:
-                    return
-                step = torch.tensor(chosen, device=device).unsqueeze(-1)
-                if len(kept) < len(live):  # finished rows leave the batch and its cache
-                    index = torch.tensor(kept, device=device)
-                    cache.batch_select_indices(index)
-                    step, attention, positions = step[index], attention[index], positions[index]
-                    live = [live[k] for k in kept]
-                attention = torch.cat([attention, attention.new_ones((len(live), 1))], dim=-1)
-                positions = positions + 1
-                logits = self._forward(step, attention, positions, cache)
+        # No `with torch.inference_mode()` around this generator: it would stay on in the caller between yields.
+        logits = self._forward(input_ids, attention, positions, cache)
+        if len(distinct) < len(batch):
+            copies = torch.tensor(source_row, device=device)
+            cache.batch_select_indices(copies)  # advanced indexing: a repeated row is copied
+            logits, attention, positions = logits[copies], attention[copies], positions[copies]
+        positions = positions[:, -1:]
+        while live:
+            chosen = next_tokens(
+                logits,
+                [generators[r] for r in live],
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                top_k=sampling.top_k,
+            ).tolist()
+            finished, kept = [], []
+            for k, (row, token) in enumerate(zip(live, chosen, strict=True)):
+                tokens[row].append(token)
+                if self._ended(tokens[row], batch[row].budget, sampling, stop_ids):
+                    finished.append(row)
+                else:
+                    kept.append(k)
+            if finished:
+                yield [
+                    GeneratedSample(
+                        batch[row].request,
+                        batch[row].offset,
+                        self._completion(tokens[row], sampling, stop_ids=stop_ids, budget=batch[row].budget),
+                    )
+                    for row in finished
+                ]
+            if not kept:
+                return
+            step = torch.tensor(chosen, device=device).unsqueeze(-1)
+            if len(kept) < len(live):  # finished rows leave the batch and its cache
+                index = torch.tensor(kept, device=device)
+                cache.batch_select_indices(index)
+                step, attention, positions = step[index], attention[index], positions[index]
+                live = [live[k] for k in kept]
+            attention = torch.cat([attention, attention.new_ones((len(live), 1))], dim=-1)
+            positions = positions + 1
+            logits = self._forward(step, attention, positions, cache)
 
     def _forward(self, input_ids: Any, attention: Any, positions: Any, cache: Any) -> Any:
         """The next-token logits of each row (only the last position's: `logits_to_keep=1`)."""
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=attention,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         return out.logits[:, -1, :]
 
     def _ended(self, tokens: list[int], budget: int, sampling: Sampling, stop_ids: Collection[int]) -> bool:
