@@ -129,7 +129,7 @@ class RunDisplay:
         position = stage_position(marker)
         if self._phases.get(name) != position.phase:  # a new benchmark: count (and estimate) afresh
             self._phases[name] = position.phase
-            self.bars.reset(task, total=position.total, completed=position.completed)
+            self.bars.reset(task, total=position.total, completed=int(position.completed))
         self.bars.update(
             task,
             completed=position.completed,

@@ -217,7 +217,8 @@ class TransformersEngine:
         tokens = tokens[:budget]
         stop_ids = self._eos_ids | set(stop_ids)
         end = next((k for k, t in enumerate(tokens) if t in stop_ids), None)
-        reason, stop_reason = "length", None
+        reason = "length"
+        stop_reason: int | str | None = None
         text = self.tokenizer.decode(tokens[:end], skip_special_tokens=True)
         for stop in sampling.stop:
             if stop in text:  # vLLM leaves the stop string out of the text, and it ends before any stop token
