@@ -73,9 +73,9 @@ def _engines(args: argparse.Namespace, model_dir: Path) -> tuple[Engine, Engine,
     batched = TransformersEngine.load(
         source, EngineSpec(name="transformers", dtype="float32", batch_size=args.batch_size)
     )
-    # batchSize = samples: exactly one generate call per prompt, all of its samples together.
+    # batchSize = samples: the engine one prompt at a time, all of its samples together.
     per_prompt = TransformersEngine(batched.model, batched.tokenizer, batch_size=args.samples)
-    return batched, per_prompt, "one model.generate per prompt (its samples batched)"
+    return batched, per_prompt, "the same engine one prompt at a time (batchSize = samples)"
 
 
 QUICKSTART = REPO / "manifests" / "examples" / "quickstart.yaml"
