@@ -74,6 +74,7 @@ def test_generation_is_seeded_and_batched(engine: TransformersEngine) -> None:
     first = generate_all(engine, requests, sampling)
     assert [len(row) for row in first] == [3, 2]
     assert generate_all(engine, requests, sampling) == first
+    assert list(engine.generate([], sampling)) == []
     batches = list(engine.generate(requests, sampling))
     assert sorted((s.request, s.offset) for b in batches for s in b) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
 

@@ -80,6 +80,8 @@ class TransformersEngine:
     def generate(self, requests: Sequence[SampleRequest], sampling: Sampling) -> Iterator[list[GeneratedSample]]:
         """Yield finished samples as they finish: batches of `batch_size` sequences of similar prompt length."""
         check_sampling(sampling)
+        if not requests:
+            return
         stop_ids = self._eos_ids | set(sampling.stop_token_ids)
         prompt_ids = self._tokenize([r.prompt for r in requests])
         budgets = self._budgets([len(ids) for ids in prompt_ids], sampling.max_tokens)
