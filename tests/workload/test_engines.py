@@ -39,9 +39,9 @@ def engine(tiny_model_dir: Path) -> TransformersEngine:
 @pytest.mark.parametrize(
     ("tail", "stop", "want_tokens", "want_reason"),
     [
-        (["a", "b", "<eos>", "<pad>", "<pad>"], [], 3, "stop"),  # EOS counts, padding after it does not
+        (["a", "b", "<eos>"], [], 3, "stop"),  # EOS counts as an output token, as vLLM counts it
         (["a", "b", "c", "d", "e"], [], 5, "length"),
-        (["a", "b", "#", "<pad>", "<pad>"], ["#"], 3, "stop"),  # a stop string ended it
+        (["a", "b", "#"], ["#"], 3, "stop"),  # a stop string ended it
     ],
     ids=["eos", "length", "stop-string"],
 )
@@ -49,8 +49,7 @@ def test_finish_reason(
     engine: TransformersEngine, tail: list[str], stop: list[str], want_tokens: int, want_reason: str
 ) -> None:
     tok = engine.tokenizer
-    ids = {"<eos>": tok.eos_token_id, "<pad>": tok.pad_token_id}
-    tokens = [ids.get(t) or tok.convert_tokens_to_ids(t) for t in tail]
+    tokens = [tok.eos_token_id if t == "<eos>" else tok.convert_tokens_to_ids(t) for t in tail]
     sampling = Sampling(max_tokens=5, samples=1, stop=stop)
     completion = engine._completion(tokens, sampling)
     assert (completion.output_tokens, completion.finish_reason) == (want_tokens, want_reason)
@@ -75,20 +74,92 @@ def test_generation_is_seeded_and_batched(engine: TransformersEngine) -> None:
     first = generate_all(engine, requests, sampling)
     assert [len(row) for row in first] == [3, 2]
     assert generate_all(engine, requests, sampling) == first
+    assert list(engine.generate([], sampling)) == []
     batches = list(engine.generate(requests, sampling))
-    assert [len(b) for b in batches] == [4, 1]  # batchSize 4 over 5 sequences
+    assert sorted((s.request, s.offset) for b in batches for s in b) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
 
 
-def test_a_sample_is_regenerated_from_its_seed_alone(engine: TransformersEngine) -> None:
-    """Each sample draws from its own seed: alone, or in a batch with other prompts and padding, it is the same."""
-    sampling = Sampling(temperature=1.0, samples=3, max_tokens=8)
+@pytest.mark.parametrize("stops", [False, True], ids=["to-max-tokens", "rows-end-apart"])
+def test_a_sample_is_regenerated_from_its_seed_alone(engine: TransformersEngine, stops: bool) -> None:
+    """Each sample draws from its own seed: alone, or in a batch with other prompts, padding and rows that end
+    (and leave the batch) before it, it is the same."""
+    letters = engine.tokenizer.convert_tokens_to_ids(list("abcdefghijklmnop"))
+    sampling = Sampling(
+        temperature=1.0, samples=3, max_tokens=24 if stops else 8, stop_token_ids=letters if stops else []
+    )
     requests = [SampleRequest("<|im_start|>user\nhi<|im_end|>\n", 3, 10), SampleRequest("hello there, friend", 2, 40)]
     together = generate_all(engine, requests, sampling)  # batches of 4: both prompts, left padding
     assert len({c.text for row in together for c in row}) > 1  # really sampled
+    if stops:  # rows ended at different steps, so the batch shrank under the others
+        assert len({c.output_tokens for row in together for c in row}) > 1
     for i, request in enumerate(requests):
         for j in range(request.samples):
             [[alone]] = generate_all(engine, [SampleRequest(request.prompt, 1, request.seed + j)], sampling)
             assert alone == together[i][j], (i, j)
+
+
+def _record_forwards(model: Any) -> tuple[list[Any], Any]:
+    """Record the input ids of every forward pass of `model`; returns the list and the hook handle."""
+    inputs: list[Any] = []
+
+    def record(module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        inputs.append(kwargs["input_ids"].clone())
+
+    return inputs, model.register_forward_pre_hook(record, with_kwargs=True)
+
+
+def test_a_finished_row_leaves_the_batch(engine: TransformersEngine) -> None:
+    """A sequence that stops is yielded at once and never decoded again; the others go on without it."""
+    sampling = Sampling(temperature=1.0, samples=1, max_tokens=13, stop_token_ids=[])
+    requests = [SampleRequest("hello", 1, 0), SampleRequest("world", 1, 1)]  # the same length: no padding
+    inputs, hook = _record_forwards(engine.model)
+    try:
+        generate_all(engine, requests, sampling)
+    finally:
+        hook.remove()
+    assert [tuple(x.shape) for x in inputs] == [(2, 5)] + [(2, 1)] * 12  # neither row stops on its own
+    a_ids, b_ids = ([int(x[row, 0]) for x in inputs[1:]] for row in (0, 1))  # each row's first 12 tokens
+    # A token that ends `a` at its (k+1)-th token and is none of `b`'s: a stop for one row only.
+    k, stop = next((k, t) for k, t in enumerate(a_ids) if k >= 2 and t not in a_ids[:k] and t not in b_ids)
+    inputs, hook = _record_forwards(engine.model)
+    try:
+        stopping = sampling.model_copy(update={"stop_token_ids": [stop], "max_tokens": 12})
+        yielded = list(engine.generate(requests, stopping))
+    finally:
+        hook.remove()
+    ended = [[(s.request, s.completion.output_tokens, s.completion.finish_reason) for s in b] for b in yielded]
+    assert ended == [[(0, k + 1, "stop")], [(1, 12, "length")]]
+    # Prefill both, decode both until `a` stops, then `b` alone: model.generate would feed `a` padding to the end.
+    assert [x.shape[0] for x in inputs] == [2] + [2] * k + [1] * (11 - k)
+    assert [int(x[-1, 0]) for x in inputs[1:]] == b_ids[:11]  # and `b` goes on as it would have
+
+
+def test_a_prompt_is_prefilled_once_for_all_its_samples(engine: TransformersEngine) -> None:
+    sampling = Sampling(temperature=1.0, samples=3, max_tokens=4, stop_token_ids=[])
+    requests = [SampleRequest("hello", 3, 0), SampleRequest("hi", 1, 7)]
+    inputs, hook = _record_forwards(engine.model)
+    try:
+        together = generate_all(engine, requests, sampling)  # one batch of 4 sequences, 2 distinct prompts
+    finally:
+        hook.remove()
+    assert [tuple(x.shape) for x in inputs] == [(2, 5)] + [(4, 1)] * 3
+    assert len({c.text for c in together[0]}) > 1  # the copies sample apart, each from its own seed
+    for j in range(3):
+        assert generate_all(engine, [SampleRequest("hello", 1, j)], sampling) == [[together[0][j]]]
+
+
+def test_batches_group_prompts_of_similar_length(engine: TransformersEngine) -> None:
+    """Sequences are batched by prompt length, so a short prompt is not padded to a long one's width."""
+    prompts = ["abc", "a much longer one", "abcd", "a much longer one!"]
+    greedy = Sampling(temperature=0.0, samples=1, max_tokens=2, stop_token_ids=[])
+    paired = TransformersEngine(engine.model, engine.tokenizer, batch_size=2)
+    inputs, hook = _record_forwards(engine.model)
+    try:
+        together = generate_all(paired, [SampleRequest(p, 1, 0) for p in prompts], greedy)
+    finally:
+        hook.remove()
+    assert [tuple(x.shape) for x in inputs if x.shape[1] > 1] == [(2, 4), (2, 18)]  # the two prefills
+    assert together == [generate_all(paired, [SampleRequest(p, 1, 0)], greedy)[0] for p in prompts]
 
 
 @pytest.mark.parametrize(
@@ -205,3 +276,30 @@ def test_vllm_model_arguments() -> None:
     }
     with pytest.raises(InvalidSpecError, match="not a local path"):
         model_arguments(ModelSource(uri="s3://bucket/model"))
+
+
+@pytest.mark.parametrize(
+    ("temperature", "top_p", "top_k"),
+    [(0.7, 0.95, -1), (1.0, 0.9, -1), (1.0, 1.0, 50), (0.6, 0.95, 20), (1.5, 0.99, -1), (3.0, 0.95, -1)],
+)
+def test_the_candidate_shortcut_samples_what_the_whole_vocabulary_does(
+    temperature: float, top_p: float, top_k: int
+) -> None:
+    """Sampling from the top candidates draws the token a full sort of the vocabulary draws, for every seed.
+    These logits put top-p's nucleus within the 256 candidates at temperature 0.6 and 0.7 (every row), in about
+    half of the rows at 1.0 / 0.9 and in none at 1.5 and 3 (those rows fall back to the whole vocabulary)."""
+    import torch
+
+    from cotlab.trainer.generation import seeded_sampling
+
+    logits = torch.randn(64, 49152, generator=torch.Generator().manual_seed(1)) * 4  # a SmolLM2-sized vocabulary
+    seeds = range(64)
+    fast = seeded_sampling.next_tokens(
+        logits, seeded_sampling.row_generators(seeds, "cpu"), temperature=temperature, top_p=top_p, top_k=top_k
+    )
+    uniforms = torch.cat(
+        [torch.rand(1, generator=g, dtype=torch.float64) for g in seeded_sampling.row_generators(seeds, "cpu")]
+    )
+    full = seeded_sampling._full_vocabulary(logits / temperature, uniforms, top_p=top_p, top_k=top_k)
+    assert fast.tolist() == full.tolist()
+    assert int((fast != logits.argmax(dim=-1)).sum()) > 8  # really sampled, not each row's argmax

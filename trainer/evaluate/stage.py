@@ -69,7 +69,7 @@ class SampleLine(BaseModel):
     output_tokens: int
     finish_reason: str | None
     stop_reason: int | str | None = None  # the token id (e.g. <|im_end|>'s) or stop string that ended it
-    seconds: float  # wall time of the engine batch that produced the sample (shared by its samples)
+    seconds: float  # wall time since the engine last handed back samples (shared by the samples it hands back)
 
 
 @dataclass(frozen=True)

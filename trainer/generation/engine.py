@@ -3,8 +3,8 @@
 A request is one prompt with a sample count and the seed of its first sample; sample i of a request is drawn
 from seed `seed + i` alone, whatever else is generated with it, so the seed in a sample's record regenerates
 it. The evaluator builds one request per run of missing samples, so a resumed run asks only for what is not
-recorded yet and gets exactly what an uninterrupted run would have. Engines yield finished samples batch by
-batch (vLLM: as its requests finish; transformers: after each batch), and the evaluator writes each batch
+recorded yet and gets exactly what an uninterrupted run would have. Engines yield finished samples in groups as
+their sequences finish (vLLM's requests, the transformers engine's rows), and the evaluator writes each group
 before asking for the next.
 """
 
