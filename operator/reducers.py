@@ -25,6 +25,7 @@ from cotlab.api.summaries import Status, empty_status, failure_reason, succeeded
 from cotlab.api.tracedataset import TraceDatasetStatus
 from cotlab.api.workload import QueueStatus
 
+from .builders import nodes_of
 from .policy import Refusal
 
 _KEPT_ATTEMPTS = 100  # status.endedAttempts keeps the newest (disruptions restart without limit)
@@ -115,7 +116,7 @@ def _failure(
     stage = STAGE_BY_KIND[resource.kind]
     job_failed = _job_condition(job, "Failed") or {}
     attempts = attempts_of(job) if attempts is None else attempts
-    for pod in reversed(_by_age(pods)) if _nodes(resource) == 1 else _first_to_fail(pods, stage):
+    for pod in reversed(_by_age(pods)) if nodes_of(resource) == 1 else _first_to_fail(pods, stage):
         terminated = _terminated(pod, stage)
         if terminated is None or int(terminated.get("exitCode", 0)) == 0:
             continue
@@ -131,10 +132,6 @@ def _failure(
         return failure_reason(code), message
     reason = Reason.DEADLINE_EXCEEDED if job_failed.get("reason") == "DeadlineExceeded" else Reason.POD_FAILED
     return reason, f"Job failed ({job_failed.get('reason')}): {job_failed.get('message') or 'no message'}"
-
-
-def _nodes(resource: Resource) -> int:
-    return resource.spec.distributed.nodes if isinstance(resource, FineTuneRun) else 1
 
 
 def _disrupted(pods: Sequence[dict[str, Any]]) -> bool:
@@ -258,8 +255,7 @@ def _reduce_job(resource: Resource, conditions: _Conditions, job: dict[str, Any]
         status.attempts = attempts_of(job)
         status.start_time = _timestamp(job_status.get("startTime")) or status.start_time
     # A multi-node run: one Job per attempt, whose pods together are one attempt; the operator restarts it.
-    multi_node = isinstance(resource, FineTuneRun) and _nodes(resource) > 1
-    restartable = status if multi_node and isinstance(status, FineTuneRunStatus) else None
+    restartable = status if nodes_of(resource) > 1 and isinstance(status, FineTuneRunStatus) else None
     if restartable is not None:
         restartable.attempts = restartable.restarts + 1
     if _job_condition(job, "Complete") is not None:
