@@ -7,10 +7,6 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
 from pydantic.alias_generators import to_camel
 
-GROUP = "cotlab.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-
 # A Kubernetes quantity such as 8, "16Gi" or "500m": int-or-string in the CRD schema.
 Quantity = int | str
 

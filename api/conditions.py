@@ -1,79 +1,33 @@
-"""Condition types, their reasons, the one condition setter, and phase derived from conditions.
+"""The Condition model, the one condition setter, and phase derived from conditions.
 
-Types and reasons are constants (as Kueue's workload_types.go keeps them); reasons are grouped under
-the type they explain. Phase is never stored on its own: `derive_phase` computes it from conditions.
+Types, reasons and phases are constants in phases.py (as Kueue's workload_types.go keeps them). Phase is never
+stored on its own: `derive_phase` computes it from conditions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import Field
 
 from .base import CamelModel
+from .phases import PHASE_BY_CONDITION, ConditionType, Phase, Reason, deciding_type
+
+__all__ = [  # the vocabulary lives in phases.py (no pydantic); this module adds the Condition model
+    "MAX_MESSAGE_LENGTH",
+    "Condition",
+    "ConditionType",
+    "Phase",
+    "Reason",
+    "derive_phase",
+    "is_true",
+    "phase_condition",
+    "set_condition",
+]
 
 MAX_MESSAGE_LENGTH = 32 * 1024  # the apiserver's limit for metav1.Condition.message
-
-
-class ConditionType(StrEnum):
-    # The resource waits for something outside itself (a TraceDataset, a FineTuneRun, a queue).
-    WAITING = "Waiting"
-    # Children exist and the work is running.
-    RUNNING = "Running"
-    # The work is paused by spec.suspend (or by Kueue, which suspends the child Job).
-    SUSPENDED = "Suspended"
-    # The resource produced its output: a dataset artifact, a model, a score table.
-    READY = "Ready"
-    # The work ended without output and will not be retried.
-    FAILED = "Failed"
-
-
-class Reason:
-    """Reasons, grouped by the condition type they explain."""
-
-    # Waiting
-    DATASET_NOT_READY = "DatasetNotReady"
-    FINETUNE_NOT_SUCCEEDED = "FineTuneRunNotSucceeded"
-    DEPENDENCY_NOT_FOUND = "DependencyNotFound"
-    QUEUED = "Queued"
-    PREEMPTED = "Preempted"
-    KUEUE_NOT_INSTALLED = "KueueNotInstalled"
-    # Running
-    POD_RUNNING = "PodRunning"
-    POD_PENDING = "PodPending"
-    JOB_CREATED = "JobCreated"
-    RESTARTING = "Restarting"  # a multi-node attempt ended: every rank stops, the next attempt starts them all
-    # An ended attempt of a multi-node run (status.endedAttempts[].reason)
-    RANK_FAILED = "RankFailed"  # counts against spec.maxRetries
-    DISRUPTED = "Disrupted"  # preemption, eviction, node drain: not the run's fault, not counted
-    # Suspended
-    SUSPENDED_BY_USER = "SuspendedByUser"
-    DEACTIVATED_IN_KUEUE = "DeactivatedInKueue"
-    RESUMED = "Resumed"
-    # Ready
-    SUCCEEDED = "Succeeded"
-    # Failed
-    BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
-    INVALID_SPEC = "InvalidSpec"
-    INVALID_INPUT = "InvalidInput"
-    TRACE_TOO_LONG = "TraceTooLong"
-    POD_FAILED = "PodFailed"
-    DEPENDENCY_FAILED = "DependencyFailed"
-    IMAGE_NOT_ALLOWED = "ImageNotAllowed"
-    SERVICE_ACCOUNT_NOT_ALLOWED = "ServiceAccountNotAllowed"
-    NO_SUMMARY = "NoSummary"
-    DEADLINE_EXCEEDED = "DeadlineExceeded"
-
-
-class Phase(StrEnum):
-    PENDING = "Pending"
-    WAITING = "Waiting"
-    RUNNING = "Running"
-    SUSPENDED = "Suspended"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
 
 
 class Condition(CamelModel):
@@ -130,25 +84,13 @@ def is_true(conditions: list[Condition], type_: str) -> bool:
     return any(c.type == type_ and c.status == "True" for c in conditions)
 
 
-_PHASE_BY_CONDITION = (  # in order of finality: the first true condition decides the phase
-    (ConditionType.FAILED, Phase.FAILED),
-    (ConditionType.READY, Phase.SUCCEEDED),
-    (ConditionType.SUSPENDED, Phase.SUSPENDED),
-    (ConditionType.RUNNING, Phase.RUNNING),
-    (ConditionType.WAITING, Phase.WAITING),
-)
-
-
-def derive_phase(conditions: list[Condition]) -> Phase:
+def derive_phase(conditions: Sequence[Condition]) -> Phase:
     """The phase a user sees, derived from conditions in order of finality."""
     deciding = phase_condition(conditions)
-    return dict(_PHASE_BY_CONDITION)[ConditionType(deciding.type)] if deciding else Phase.PENDING
+    return PHASE_BY_CONDITION[ConditionType(deciding.type)] if deciding else Phase.PENDING
 
 
-def phase_condition(conditions: list[Condition]) -> Condition | None:
+def phase_condition(conditions: Sequence[Condition]) -> Condition | None:
     """The condition that decides the phase (its reason and message explain it), or None while Pending."""
-    for type_, _ in _PHASE_BY_CONDITION:
-        found = next((c for c in conditions if c.type == type_ and c.status == "True"), None)
-        if found is not None:
-            return found
-    return None
+    type_ = deciding_type((c.type, c.status) for c in conditions)
+    return next((c for c in conditions if c.type == type_ and c.status == "True"), None) if type_ else None

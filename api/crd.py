@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .base import GROUP, VERSION
+from .kinds import GROUP, VERSION
 from .resources import RESOURCE_KINDS, ResourceKind
 
 # propertyNames (map key constraints) is not part of Kubernetes' structural schemas; keys are checked by the

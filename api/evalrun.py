@@ -10,23 +10,14 @@ from pydantic import Field, model_validator
 from .base import CamelModel, LocalObjectRef, ShortStr, Uri
 from .benchmarks import BENCHMARK_NAMES, CUSTOM, FILE_BENCHMARK_NAMES, AnswerFormat, AnswerKind
 from .conditions import Condition
+from .metrics import DEFAULT_METRICS, METRIC_PATTERN, parse_metric
 from .models import ModelSource, Prompt, Sampling
 from .workload import WORKLOAD_RULES, QueueStatus, WorkloadSpec
-
-METRIC_PATTERN = r"^(pass|maj)@[1-9][0-9]{0,3}$"
 
 MajorityRule = Literal["equivalence", "string", "string-fractional"]
 """How maj@k votes (cotlab.trainer.grading.majority): equivalence classes of answers (cotlab's), or NeMo-Skills'
 exact-string votes with a tie going to the smallest answer (`string`, as the study ran it) or sharing credit
 (`string-fractional`, NeMo-Skills since 2025-08)."""
-
-
-def parse_metric(name: str) -> tuple[Literal["pass", "maj"], int]:
-    """("pass", 8) for "pass@8": the one reading of a metric name (validated against METRIC_PATTERN)."""
-    kind, _, k = name.partition("@")
-    if kind not in ("pass", "maj") or not k.isdigit():
-        raise ValueError(f"metric {name!r} is not pass@k or maj@k")
-    return ("pass" if kind == "pass" else "maj"), int(k)
 
 
 BenchmarkName = Literal[*BENCHMARK_NAMES, CUSTOM]  # type: ignore[valid-type]
@@ -148,7 +139,7 @@ class EvalRunSpec(WorkloadSpec):
     prompt: Prompt = Field(default_factory=Prompt)
     metrics: Annotated[
         list[Annotated[str, Field(max_length=16, pattern=METRIC_PATTERN)]], Field(min_length=1, max_length=16)
-    ] = Field(default_factory=lambda: ["pass@1", "maj@64"])
+    ] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     majority_vote: MajorityRule = Field(
         default="equivalence",
         description="maj@k's vote: equivalence (answers grouped by the grader, cotlab's), string (NeMo-Skills as"

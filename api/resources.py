@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .base import ObjectMeta
 from .evalrun import EvalRunSpec, EvalRunStatus
 from .finetunerun import FineTuneRunSpec, FineTuneRunStatus
+from .kinds import KIND_NAMES_BY_KIND, KindNames
 from .tracedataset import TraceDatasetSpec, TraceDatasetStatus
 
 
@@ -73,13 +74,10 @@ def _condition(type_: str) -> str:
 
 
 @dataclass(frozen=True)
-class ResourceKind:
-    """Everything the CRD generator, the CLI and the operator need to know about one kind."""
+class ResourceKind(KindNames):
+    """Everything the CRD generator, the CLI and the operator need to know about one kind: its names (kinds.py)
+    and its model."""
 
-    kind: str
-    plural: str
-    singular: str
-    short_names: tuple[str, ...]
     model: type[TraceDataset] | type[FineTuneRun] | type[EvalRun]
     columns: tuple[PrinterColumn, ...]
     # spec fields that may change after creation (everything else is immutable, enforced by CEL).
@@ -90,10 +88,7 @@ _AGE = PrinterColumn("Age", ".metadata.creationTimestamp", "date")
 
 RESOURCE_KINDS: tuple[ResourceKind, ...] = (
     ResourceKind(
-        kind="TraceDataset",
-        plural="tracedatasets",
-        singular="tracedataset",
-        short_names=("td", "traces"),
+        **vars(KIND_NAMES_BY_KIND["TraceDataset"]),
         model=TraceDataset,
         columns=(
             PrinterColumn("Phase", ".status.phase"),
@@ -104,10 +99,7 @@ RESOURCE_KINDS: tuple[ResourceKind, ...] = (
         ),
     ),
     ResourceKind(
-        kind="FineTuneRun",
-        plural="finetuneruns",
-        singular="finetunerun",
-        short_names=("ftr", "ft"),
+        **vars(KIND_NAMES_BY_KIND["FineTuneRun"]),
         model=FineTuneRun,
         columns=(
             PrinterColumn("Phase", ".status.phase"),
@@ -122,10 +114,7 @@ RESOURCE_KINDS: tuple[ResourceKind, ...] = (
         mutable_fields=("suspend",),
     ),
     ResourceKind(
-        kind="EvalRun",
-        plural="evalruns",
-        singular="evalrun",
-        short_names=("er", "evals"),
+        **vars(KIND_NAMES_BY_KIND["EvalRun"]),
         model=EvalRun,
         columns=(
             PrinterColumn("Phase", ".status.phase"),

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .base import API_VERSION
+from .kinds import API_VERSION
 from .resources import KINDS_BY_NAME, Resource
 
 

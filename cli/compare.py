@@ -17,7 +17,8 @@ import typer
 from pydantic import Field
 
 from cotlab.api import EvalRun, FineTuneRun, Phase, TraceDataset
-from cotlab.api.evalrun import BenchmarkScore, parse_metric
+from cotlab.api.evalrun import BenchmarkScore
+from cotlab.api.metrics import parse_metric
 
 from .artifacts import ArtifactStore
 from .completion import complete_evalrun
@@ -39,9 +40,10 @@ from .options import (
     TableFormat,
     TableOutputOpt,
 )
-from .output import View, note, render
+from .output import note, render
 from .refs import parse_ref
 from .significance import DEFAULT_CONFIDENCE, DEFAULT_REPLICATES, paired_bootstrap
+from .views import View
 
 BEST = " *"  # appended to the best cell of a column (bold in Markdown)
 

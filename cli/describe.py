@@ -27,9 +27,10 @@ from .options import (
     RequestTimeoutOpt,
     RootOpt,
 )
-from .output import View, render, stdout, table_of
+from .output import render, stdout, table_of
 from .pods import COMPLETION_INDEX, by_age, container_state, pod_selector
 from .refs import parse_ref
+from .views import View
 
 
 class Child(View):

@@ -14,18 +14,9 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.text import Text
 
-from cotlab.api import CamelModel
-
 # When stdout is a pipe or a file the table is data, not decoration: wide enough that no cell is cut.
 stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
 stderr = Console(stderr=True, soft_wrap=True)
-
-
-class View(CamelModel):
-    """Base of what commands print as JSON/YAML: camelCase like the API; its schema is built on first use, so a
-    command never pays for the other commands' output models at start-up."""
-
-    model_config = CamelModel.model_config | {"defer_build": True}
 
 
 def table_of(rows: Sequence[dict[str, Any]], *, title: str | None = None) -> Text:

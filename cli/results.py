@@ -29,8 +29,9 @@ from .options import (
     RootOpt,
     SelectorOpt,
 )
-from .output import View, note, render
+from .output import note, render
 from .refs import parse_ref
+from .views import View
 
 CELL = 40  # characters of an answer shown in a table cell; -o json has them whole
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from cotlab.api.evalrun import BenchmarkScore, EvalRunSpec, MetricValue, parse_metric
+from cotlab.api.evalrun import BenchmarkScore, EvalRunSpec, MetricValue
+from cotlab.api.metrics import parse_metric
 from cotlab.api.models import ModelSource
 from cotlab.api.podcontract import PodSpecFile, emit_progress
 from cotlab.trainer.core import storage
