@@ -13,11 +13,11 @@ from typing import Annotated, Any
 
 import typer
 
+from cotlab.api.kinds import KIND_ORDER
 from cotlab.api.validation import validate_document
 
 from .errors import CliError, UsageError, reported
 from .kube import Cluster, Target
-from .local_plan import KIND_ORDER
 from .manifests import ManifestError, read_documents
 from .options import (
     ContextOpt,

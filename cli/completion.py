@@ -7,6 +7,7 @@ nothing rather than printing an error into the prompt.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -19,11 +20,17 @@ from .refs import KIND_ALIASES, KIND_NAMES
 COMPLETION_TIMEOUT = 3.0
 
 
+def _path(value: Any) -> Path | None:
+    return None if value is None else Path(value)
+
+
 def _names(ctx: typer.Context, kind: str) -> list[str]:
+    # While completing, click parses resiliently and leaves values as typed (strings): convert the paths here.
     params: dict[str, Any] = dict(ctx.params)
-    target = Target(params.get("kubeconfig"), params.get("context"), params.get("namespace"), False, COMPLETION_TIMEOUT)
+    kubeconfig, root = _path(params.get("kubeconfig")), _path(params.get("root"))
+    target = Target(kubeconfig, params.get("context"), params.get("namespace"), False, COMPLETION_TIMEOUT)
     try:
-        inventory = open_inventory(local=bool(params.get("local")), root=params.get("root"), target=target)
+        inventory = open_inventory(local=bool(params.get("local")), root=root, target=target)
         return [item.name for item in inventory.list((kind,))]
     except (CliError, OSError, ValueError):
         return []

@@ -3,6 +3,10 @@
 Both places answer the same two questions (list some kinds, get one resource) with the stored object and its
 typed model, so `status`, `describe`, `results` and `compare` show local and cluster runs the same way. An
 object that no longer parses (written under an older CRD) is still listed, with the reason it cannot be read.
+
+The typed model is built on first use: `cotctl status` reads only the stored objects' status (which the API server
+has already checked against the CRD schema), so it never imports pydantic or builds a model schema, the bulk of
+its start-up time (bench/cli_status.py).
 """
 
 from __future__ import annotations
@@ -10,28 +14,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import ValidationError
-
-from cotlab.api import RESOURCE_KINDS, Resource
-from cotlab.api.validation import format_loc, parse_resource
+from cotlab.api.kinds import KIND_ORDER, KINDS
 
 from .errors import CliError
 from .kube import Cluster, Target
-from .local_plan import KIND_ORDER
-from .local_store import LocalStore, default_root
 from .selectors import label_matcher
+
+if TYPE_CHECKING:
+    from cotlab.api import Resource
+
+    from .local_store import LocalStore
 
 
 @dataclass(frozen=True)
 class Listed:
-    """One stored object, and its typed model unless it does not parse (then `problem` says why)."""
+    """One stored object; its typed model, or the reason it does not parse, on first use."""
 
     body: dict[str, Any]
-    resource: Resource | None
-    problem: str | None = None
+    parsed: Resource | None = None  # the model, when the reader already has it (local state)
 
     @property
     def kind(self) -> str:
@@ -45,15 +49,31 @@ class Listed:
     def namespace(self) -> str:
         return str(self.body["metadata"].get("namespace") or "default")
 
+    @property
+    def resource(self) -> Resource | None:
+        """The typed model, or None when the object does not parse (`problem` says why)."""
+        return self._typed[0]
 
-def listed(body: dict[str, Any]) -> Listed:
-    try:
-        return Listed(body, parse_resource(body))
-    except ValidationError as err:
-        first = err.errors()[0]
-        return Listed(body, None, f"{format_loc(first['loc'])}: {first['msg']} ({err.error_count()} errors)")
-    except ValueError as err:
-        return Listed(body, None, str(err))
+    @property
+    def problem(self) -> str | None:
+        return self._typed[1]
+
+    @cached_property
+    def _typed(self) -> tuple[Resource | None, str | None]:
+        if self.parsed is not None:
+            return self.parsed, None
+        # Imported here, not at the top: only commands that read typed models pay for pydantic (see above).
+        from pydantic import ValidationError
+
+        from cotlab.api.validation import format_loc, parse_resource
+
+        try:
+            return parse_resource(self.body), None
+        except ValidationError as err:
+            first = err.errors()[0]
+            return None, f"{format_loc(first['loc'])}: {first['msg']} ({err.error_count()} errors)"
+        except ValueError as err:
+            return None, str(err)
 
 
 def _order(item: Listed) -> tuple[str, int, str]:
@@ -70,7 +90,7 @@ class Inventory(Protocol):
     def get(self, kind: str, name: str, namespace: str | None = None) -> Listed: ...
 
 
-ALL_KINDS = tuple(k.kind for k in RESOURCE_KINDS)
+ALL_KINDS = tuple(k.kind for k in KINDS)
 
 
 class ClusterInventory:
@@ -85,11 +105,11 @@ class ClusterInventory:
 
         with ThreadPoolExecutor(max_workers=max(1, len(kinds))) as pool:
             bodies = [body for found in pool.map(one, kinds) for body in found]
-        return sorted((listed(body) for body in bodies), key=_order)
+        return sorted((Listed(body) for body in bodies), key=_order)
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> Listed:
         """One resource, in `namespace` (a dependency's, which is its dependant's) or the inventory's."""
-        return listed(self.cluster.get_resource(kind, namespace or self.namespace or self.cluster.namespace, name))
+        return Listed(self.cluster.get_resource(kind, namespace or self.namespace or self.cluster.namespace, name))
 
 
 class LocalInventory:
@@ -125,6 +145,8 @@ def open_inventory(*, local: bool, root: Path | None, target: Target) -> Invento
     Namespaces: -A means all, -n one; without either a cluster uses the context's namespace (as kubectl does),
     while local state shows every namespace (local runs rarely set one)."""
     if local:
+        from .local_store import LocalStore, default_root  # local state is read typed; a cluster's is not
+
         return LocalInventory(LocalStore(root or default_root()), None if target.all_namespaces else target.namespace)
     cluster = Cluster.connect(target)
     return ClusterInventory(cluster, None if target.all_namespaces else cluster.namespace)

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from cotlab.api import GROUP, VERSION
-from cotlab.api.resources import KINDS_BY_NAME
+from cotlab.api.kinds import GROUP, KIND_NAMES_BY_KIND, VERSION
 
 from . import kubeconfig
 from .errors import CliError
@@ -205,7 +204,7 @@ class Cluster:
 
     def list_resources(self, kind: str, *, namespace: str | None, selector: str | None = None) -> list[dict[str, Any]]:
         """Every `kind` in `namespace` (None: all namespaces) matching the label selector."""
-        plural = KINDS_BY_NAME[kind].plural
+        plural = KIND_NAMES_BY_KIND[kind].plural
         if self.credentials is not None:
             where = f"/namespaces/{namespace}" if namespace else ""
             query = {"labelSelector": selector} if selector else {}
@@ -229,7 +228,7 @@ class Cluster:
         return items
 
     def get_resource(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        plural = KINDS_BY_NAME[kind].plural
+        plural = KIND_NAMES_BY_KIND[kind].plural
         if self.credentials is not None:
             path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}"
             return self._read(path, {}, verb="get", resource=f"{plural}.{GROUP}", namespace=namespace, name=name)
@@ -241,7 +240,7 @@ class Cluster:
 
     def patch_resource(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """A JSON merge patch of the resource (what `kubectl patch --type=merge` sends)."""
-        plural = KINDS_BY_NAME[kind].plural
+        plural = KIND_NAMES_BY_KIND[kind].plural
         with self._calling("patch", f"{plural}.{GROUP}", namespace, name):
             response = self._api("CustomObjectsApi").patch_namespaced_custom_object(
                 GROUP,
@@ -259,7 +258,7 @@ class Cluster:
 
     def delete_resource(self, kind: str, namespace: str, name: str) -> None:
         """Delete in the background: the garbage collector removes the Job, its pods and the spec ConfigMap."""
-        plural = KINDS_BY_NAME[kind].plural
+        plural = KIND_NAMES_BY_KIND[kind].plural
         with self._calling("delete", f"{plural}.{GROUP}", namespace, name):
             self._api("CustomObjectsApi").delete_namespaced_custom_object(
                 GROUP,
@@ -275,7 +274,7 @@ class Cluster:
     def apply_resource(self, body: dict[str, Any], *, dry_run: bool, force: bool) -> dict[str, Any]:
         """Server-side apply of `body` (its namespace set) as field manager `cotctl`; returns what was stored."""
         kind, meta = body["kind"], body["metadata"]
-        plural = KINDS_BY_NAME[kind].plural
+        plural = KIND_NAMES_BY_KIND[kind].plural
         options: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": force}
         if dry_run:
             options["dry_run"] = "All"

@@ -24,6 +24,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
+# libyaml's safe loader where PyYAML was built with it (its wheels are): the same YAML, ~10x faster than the
+# pure-Python one on a kubeconfig with embedded certificates.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Fields of a user or cluster that only the kubernetes client handles.
 _CLIENT_ONLY_USER = ("exec", "auth-provider", "as", "as-groups", "as-uid", "username", "password")
 _CLIENT_ONLY_CLUSTER = ("proxy-url", "tls-server-name")
@@ -85,7 +88,7 @@ def merged(files: list[Path]) -> dict[str, Any]:
     result: dict[str, Any] = {"current-context": None, "clusters": {}, "users": {}, "contexts": {}}
     for path in files:
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = yaml.load(path.read_text(), Loader=_LOADER) or {}
         except (OSError, yaml.YAMLError) as err:
             raise KubeconfigError(f"{path}: {err}") from None
         if not isinstance(loaded, dict):

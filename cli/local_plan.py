@@ -6,10 +6,7 @@ from collections.abc import Callable
 
 from cotlab.api import Resource
 from cotlab.api.dependencies import dependency
-
-# Dependencies only point down this list (EvalRun -> FineTuneRun -> TraceDataset), so kind order is a
-# topological order and no cycle is possible.
-KIND_ORDER = {"TraceDataset": 0, "FineTuneRun": 1, "EvalRun": 2}
+from cotlab.api.kinds import KIND_ORDER
 
 
 class PlanError(ValueError):

@@ -1,49 +1,72 @@
-"""cotctl: compose the command modules; nothing else lives here."""
+"""cotctl: compose the command modules; nothing else lives here.
+
+A command's module is imported only when it runs: `cotctl status` never loads what `compare`, `run` or `describe`
+need (numpy, the typed models, the local runner). Help and shell completion list every command, so they build
+the whole app; so does `app`, which tests drive with typer's CliRunner.
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
+from typing import Any
+
 import typer
 
-from .apply import apply
-from .compare import compare
-from .delete import delete
-from .describe import describe
-from .init import init
-from .logs import logs
-from .operator import operator_app
-from .results import results
-from .run import run
-from .status import status
-from .suspend import resume, suspend
-from .validate import validate
-from .wait import wait
-
-app = typer.Typer(
-    name="cotctl",
-    help="cotlab: curate long chain-of-thought traces, fine-tune, and evaluate on competition math.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-app.command()(validate)
-app.command()(run)
-app.command()(results)
-app.command()(status)
-app.command()(describe)
-app.command()(logs)
-app.command()(compare)
-app.command()(wait)
-app.command()(suspend)
-app.command()(resume)
-app.command()(delete)
-app.command()(apply)
-app.command()(init)
-app.add_typer(operator_app)
+# name -> (module, function), in the order `cotctl --help` lists them.
+COMMANDS = {
+    "validate": ("validate", "validate"),
+    "run": ("run", "run"),
+    "results": ("results", "results"),
+    "status": ("status", "status"),
+    "describe": ("describe", "describe"),
+    "logs": ("logs", "logs"),
+    "compare": ("compare", "compare"),
+    "wait": ("wait", "wait"),
+    "suspend": ("suspend", "suspend"),
+    "resume": ("suspend", "resume"),
+    "delete": ("delete", "delete"),
+    "apply": ("apply", "apply"),
+    "init": ("init", "init"),
+}
+GROUPS = {"operator": ("operator", "operator_app")}
 
 
-@app.callback()
-def _root() -> None:
-    """cotlab's command line."""
+def _load(module: str, name: str) -> Any:
+    return getattr(importlib.import_module(f".{module}", __package__), name)
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """cotctl with every command, or with just `only` (the one about to run)."""
+    app = typer.Typer(
+        name="cotctl",
+        help="cotlab: curate long chain-of-thought traces, fine-tune, and evaluate on competition math.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+    )
+
+    @app.callback()
+    def _root() -> None:
+        """cotlab's command line."""
+
+    for name, (module, function) in COMMANDS.items():
+        if only in (None, name):
+            app.command(name)(_load(module, function))
+    for name, (module, attribute) in GROUPS.items():
+        if only in (None, name):
+            app.add_typer(_load(module, attribute))
+    return app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name == "app":
+        return build_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
-    app()
+    command = sys.argv[1] if len(sys.argv) > 1 else None
+    completing = "_COTCTL_COMPLETE" in os.environ  # typer's completion variable: f"_{prog_name}_COMPLETE"
+    known = command in COMMANDS.keys() | GROUPS.keys() and not completing
+    build_app(command if known else None)()

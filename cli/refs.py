@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cotlab.api import RESOURCE_KINDS
+from cotlab.api.kinds import KINDS
 
 from .errors import UsageError
 
 # Every spelling kubectl accepts for a kind: the Kind, singular, plural and short names, in any case.
 KIND_ALIASES: dict[str, str] = {
-    alias.lower(): k.kind for k in RESOURCE_KINDS for alias in (k.kind, k.singular, k.plural, *k.short_names)
+    alias.lower(): k.kind for k in KINDS for alias in (k.kind, k.singular, k.plural, *k.short_names)
 }
-KIND_NAMES = tuple(k.singular for k in RESOURCE_KINDS)
+KIND_NAMES = tuple(k.singular for k in KINDS)
 
 
 class BadReference(UsageError):

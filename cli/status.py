@@ -1,7 +1,14 @@
-"""`cotctl status`: one table of datasets, fine-tunes and evals: phase, progress, loss, ETA, the main score, age."""
+"""`cotctl status`: one table of datasets, fine-tunes and evals: phase, progress, loss, ETA, the main score, age.
+
+Rows are read from the stored objects as they are, the way kubectl reads printer columns: the API server has
+already checked each status against the CRD schema, and not building the typed models keeps `cotctl status`
+within 2x of `kubectl get` (bench/cli_status.py). A status of another shape (written under an older CRD) gives
+an "Unreadable" row naming the field, never a crash.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -10,10 +17,9 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from pydantic import Field
 
-from cotlab.api import EvalRun, FineTuneRun, Phase, TraceDataset
-from cotlab.api.conditions import Condition, phase_condition
+from cotlab.api.metrics import DEFAULT_METRICS
+from cotlab.api.phases import Phase, deciding_type
 
 from .completion import complete_ref
 from .durations import human_duration, seconds_since
@@ -33,12 +39,13 @@ from .options import (
     SelectorOpt,
     WatchOpt,
 )
-from .output import View, note, render, stdout, table_of
+from .output import note, render, stdout, table_of
 from .refs import parse_ref
 
 
-class StatusRow(View):
-    """What `cotctl status -o json` prints per resource."""
+@dataclasses.dataclass
+class StatusRow:
+    """What `cotctl status -o json` prints per resource (camelCase; unset fields left out)."""
 
     namespace: str
     kind: str
@@ -52,98 +59,149 @@ class StatusRow(View):
     loss: float | None = None
     eta_seconds: float | None = None
     score: str = ""
-    scores: dict[str, dict[str, float]] = Field(default_factory=dict)
+    scores: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     age_seconds: float | None = None
     output: str | None = None
     digest: str | None = None
 
+    def to_wire(self) -> dict[str, Any]:
+        values = ((key, getattr(self, name)) for name, key in _WIRE_NAMES.items())
+        return {key: value for key, value in values if value is not None}
 
-def _created(item: Listed) -> object:
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
+
+
+_WIRE_NAMES = {field.name: _camel(field.name) for field in dataclasses.fields(StatusRow)}
+
+
+class Unreadable(ValueError):
+    """A status field of another type than the CRD gives it."""
+
+
+_NUMBER = (int, float)
+
+
+def _get(obj: dict[str, Any], path: str, want: type | tuple[type, ...], *, where: str = "status") -> Any:
+    """The value at a dotted path below `where`, or None where any part is missing; a value of another type is
+    `Unreadable`, naming the field."""
+    value: Any = obj
+    for key in path.split("."):
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise Unreadable(f"{where}.{path}: expected an object at {key!r}, got {value!r}")
+        value = value.get(key)
+    if value is not None and (not isinstance(value, want) or isinstance(value, bool)):
+        raise Unreadable(f"{where}.{path}: unexpected value {value!r}")
+    return value
+
+
+def _created(metadata: dict[str, Any], status: dict[str, Any]) -> object:
     """The creation time; local state has none, so its first condition's time stands in."""
-    meta = item.body.get("metadata") or {}
-    if meta.get("creationTimestamp"):
-        return meta["creationTimestamp"]
-    times = [c.get("lastTransitionTime") for c in (item.body.get("status") or {}).get("conditions") or []]
-    return min((t for t in times if t), default=None)
+    if metadata.get("creationTimestamp"):
+        return metadata["creationTimestamp"]
+    conditions = status.get("conditions")
+    times = (
+        [c.get("lastTransitionTime") for c in conditions if isinstance(c, dict)] if isinstance(conditions, list) else []
+    )
+    return min((t for t in times if isinstance(t, str)), default=None)
 
 
 def _percent(value: float | None) -> str:
     return "" if value is None else f" ({value:.0f}%)"
 
 
-def main_score(run: EvalRun) -> tuple[str, dict[str, dict[str, float]]]:
-    """The first metric of each benchmark, in percent with its standard error ("aime24 9.3±1.2"), and all values."""
-    if run.status is None or not run.status.scores:
+def main_score(spec: dict[str, Any], status: dict[str, Any]) -> tuple[str, dict[str, dict[str, float]]]:
+    """An EvalRun's first metric per benchmark, in percent with its standard error ("aime24 9.3±1.2"), and all
+    values."""
+    scores = _get(status, "scores", dict) or {}
+    if not scores:
         return "", {}
-    first = run.spec.metrics[0]
+    first = (_get(spec, "metrics", list, where="spec") or DEFAULT_METRICS)[0]
     shown, values = [], {}
-    for benchmark, score in run.status.scores.items():
-        values[benchmark] = {name: metric.value for name, metric in score.metrics.items()}
-        metric = score.metrics.get(first)
-        if metric is not None:
-            error = f"±{100 * metric.stderr:.1f}" if metric.stderr is not None else ""
-            shown.append(f"{benchmark} {100 * metric.value:.1f}{error}")
+    for benchmark, score in scores.items():
+        where = f"status.scores.{benchmark}"
+        metrics = _get(score, "metrics", dict, where=where) or {}
+        values[benchmark] = {m: _get(metrics, f"{m}.value", _NUMBER, where=f"{where}.metrics") for m in metrics}
+        if first in metrics:
+            value = _get(metrics, f"{first}.value", _NUMBER, where=f"{where}.metrics")
+            stderr = _get(metrics, f"{first}.stderr", _NUMBER, where=f"{where}.metrics")
+            error = f"±{100 * stderr:.1f}" if stderr is not None else ""
+            shown.append(f"{benchmark} {100 * value:.1f}{error}")
     return (f"{first}: " + ", ".join(shown)) if shown else "", values
 
 
 def status_row(item: Listed, now: datetime) -> StatusRow:
     """The row of one resource: a pure function of the stored object and `now`."""
-    raw_status = item.body.get("status") or {}
+    raw = item.body.get("status")
+    status = raw if isinstance(raw, dict) else {}
     row = StatusRow(
         namespace=item.namespace,
         kind=item.kind,
         name=item.name,
-        phase=str(raw_status.get("phase") or Phase.PENDING),
-        age_seconds=seconds_since(_created(item), now),
+        phase=str(status.get("phase") or Phase.PENDING),
+        age_seconds=seconds_since(_created(item.body.get("metadata") or {}, status), now),
     )
-    resource = item.resource
-    if resource is None:
-        row.reason, row.message = "Unreadable", item.problem
-        return row
-    status = resource.status
-    if status is None:
-        return row
-    deciding: Condition | None = phase_condition(status.conditions)
-    if deciding is not None:
-        row.reason, row.message = deciding.reason, deciding.message
-    finished = row.phase in (Phase.SUCCEEDED, Phase.FAILED)
-    if isinstance(resource, TraceDataset) and resource.status is not None:
-        ds = resource.status
-        if ds.count is not None:
-            row.progress = f"{ds.count} traces"
-        if ds.stats is not None and ds.stats.tokens is not None:
-            row.score = f"tokens p50 {ds.stats.tokens.p50}, max {ds.stats.tokens.max}"
-        if ds.artifact is not None:
-            row.output, row.digest = ds.artifact.uri, ds.artifact.digest
-    elif isinstance(resource, FineTuneRun) and resource.status is not None:
-        ft = resource.status
-        row.attempts = ft.attempts or None
-        if ft.progress is not None:
-            steps = ft.progress
-            total = f"/{steps.total_steps}" if steps.total_steps is not None else ""
-            row.progress = f"step {steps.step}{total}{_percent(steps.percent)}"
-            row.percent, row.loss = steps.percent, steps.loss
-            row.eta_seconds = None if finished else steps.eta_seconds
-        if ft.outputs is not None and ft.outputs.model is not None:
-            row.output, row.digest = ft.outputs.model.uri, ft.outputs.model.digest
-    elif isinstance(resource, EvalRun) and resource.status is not None:
-        ev = resource.status
-        row.attempts = ev.attempts or None
-        if ev.progress is not None and not finished:
-            samples = ev.progress
-            total = f"/{samples.total}" if samples.total is not None else ""
-            row.progress = f"{samples.benchmark or ''} {samples.done}{total}{_percent(samples.percent)}".strip()
-            row.percent = samples.percent
-            elapsed = seconds_since(ev.start_time, now)
-            if elapsed and samples.done and samples.total:
-                # The current benchmark's ETA at the rate so far (samples take similar time within a benchmark).
-                row.eta_seconds = elapsed * (samples.total - samples.done) / samples.done
-        row.score, row.scores = main_score(resource)
-        if row.phase == Phase.SUCCEEDED and not ev.scores:
-            row.score = "in the scores file: cotctl results " + item.name
-        if ev.outputs is not None:
-            row.output = ev.outputs.samples
+    try:
+        if raw is not None and not isinstance(raw, dict):
+            raise Unreadable(f"status: expected an object, got {raw!r}")
+        _fill(row, item, status, now)
+    except Unreadable as err:
+        row.reason, row.message = "Unreadable", str(err)
     return row
+
+
+def _fill(row: StatusRow, item: Listed, status: dict[str, Any], now: datetime) -> None:
+    conditions = [c for c in _get(status, "conditions", list) or [] if isinstance(c, dict)]
+    deciding = deciding_type((str(c.get("type")), str(c.get("status"))) for c in conditions)
+    if deciding is not None:
+        condition = next(c for c in conditions if c.get("type") == deciding and c.get("status") == "True")
+        row.reason, row.message = condition.get("reason"), condition.get("message")
+    _FILL_BY_KIND[item.kind](row, item.body, status, now)
+
+
+def _fill_dataset(row: StatusRow, body: dict[str, Any], status: dict[str, Any], now: datetime) -> None:
+    count = _get(status, "count", int)
+    if count is not None:
+        row.progress = f"{count} traces"
+    if _get(status, "stats.tokens", dict) is not None:
+        p50, longest = _get(status, "stats.tokens.p50", _NUMBER), _get(status, "stats.tokens.max", _NUMBER)
+        row.score = f"tokens p50 {p50}, max {longest}"
+    row.output, row.digest = _get(status, "artifact.uri", str), _get(status, "artifact.digest", str)
+
+
+def _fill_fine_tune(row: StatusRow, body: dict[str, Any], status: dict[str, Any], now: datetime) -> None:
+    row.attempts = _get(status, "attempts", int) or None
+    if _get(status, "progress", dict) is not None:
+        step, total = _get(status, "progress.step", int), _get(status, "progress.totalSteps", int)
+        row.percent, row.loss = _get(status, "progress.percent", _NUMBER), _get(status, "progress.loss", _NUMBER)
+        row.progress = f"step {step}{'' if total is None else f'/{total}'}{_percent(row.percent)}"
+        finished = row.phase in (Phase.SUCCEEDED, Phase.FAILED)
+        row.eta_seconds = None if finished else _get(status, "progress.etaSeconds", _NUMBER)
+    row.output, row.digest = _get(status, "outputs.model.uri", str), _get(status, "outputs.model.digest", str)
+
+
+def _fill_eval(row: StatusRow, body: dict[str, Any], status: dict[str, Any], now: datetime) -> None:
+    row.attempts = _get(status, "attempts", int) or None
+    if _get(status, "progress", dict) is not None and row.phase not in (Phase.SUCCEEDED, Phase.FAILED):
+        benchmark = _get(status, "progress.benchmark", str) or ""
+        done, total = _get(status, "progress.done", int) or 0, _get(status, "progress.total", int)
+        row.percent = _get(status, "progress.percent", _NUMBER)
+        row.progress = f"{benchmark} {done}{'' if total is None else f'/{total}'}{_percent(row.percent)}".strip()
+        elapsed = seconds_since(_get(status, "startTime", str), now)
+        if elapsed and done and total:
+            # The current benchmark's ETA at the rate so far (samples take similar time within a benchmark).
+            row.eta_seconds = elapsed * (total - done) / done
+    row.score, row.scores = main_score(body.get("spec") or {}, status)
+    if row.phase == Phase.SUCCEEDED and not row.scores:
+        row.score = "in the scores file: cotctl results " + row.name
+    row.output = _get(status, "outputs.samples", str)
+
+
+_FILL_BY_KIND = {"TraceDataset": _fill_dataset, "FineTuneRun": _fill_fine_tune, "EvalRun": _fill_eval}
 
 
 def table_rows(rows: list[StatusRow], *, wide: bool, namespaces: bool) -> list[dict[str, Any]]:
@@ -174,7 +232,7 @@ def _snapshot(inventory: Inventory, kinds: tuple[str, ...], name: str | None, se
 
 
 def _show(rows: list[StatusRow], output: ListFormat, *, namespaces: bool, watching: bool) -> None:
-    data = {"items": [r.to_wire() for r in rows]}
+    data = {"items": [r.to_wire() for r in rows]} if output in (ListFormat.json, ListFormat.yaml) else None
     if watching and output is ListFormat.json:
         stdout.out(json.dumps(data, separators=(",", ":")), highlight=False)  # one document per line
     elif watching and output is ListFormat.yaml:
@@ -249,7 +307,7 @@ def _watch(
         shown = None
         while True:
             # Age moves every second: only a change in anything else is worth printing again.
-            key = [r.model_copy(update={"age_seconds": None, "eta_seconds": None}) for r in rows]
+            key = [dataclasses.replace(r, age_seconds=None, eta_seconds=None) for r in rows]
             if key != shown:
                 _show(rows, output, namespaces=namespaces, watching=True)
                 if output in (ListFormat.table, ListFormat.wide):

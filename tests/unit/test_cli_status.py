@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cotlab.api.validation import parse_resource
 from cotlab.cli.inventory import Listed
 from cotlab.cli.main import app
 from cotlab.cli.status import status_row, table_rows
@@ -38,7 +37,7 @@ def running_tune(progress: dict[str, Any] | None) -> Listed:
             {"type": "Running", "status": "True", "reason": "PodRunning", "message": "pod tune-finetune-x is running",
              "lastTransitionTime": "2026-11-28T11:51:00Z"}], **({"progress": progress} if progress else {})},
     }  # fmt: skip
-    return Listed(doc, parse_resource(doc))
+    return Listed(doc)
 
 
 @pytest.mark.parametrize(
@@ -68,8 +67,61 @@ def test_eval_row_estimates_the_benchmark_eta_from_its_rate() -> None:
         "status": {"phase": "Running", "startTime": "2026-11-28T11:58:00Z",
                    "progress": {"benchmark": "aime24", "done": 480, "total": 1920, "percent": 25.0}},
     }  # fmt: skip
-    row = status_row(Listed(doc, parse_resource(doc)), NOW)
+    row = status_row(Listed(doc), NOW)
     assert row.progress == "aime24 480/1920 (25%)" and row.eta_seconds == pytest.approx(360.0)
+
+
+def scored_eval(spec_extra: dict[str, Any], status_extra: dict[str, Any] | None = None) -> Listed:
+    metric = {"value": 0.25, "stderr": 0.05}
+    doc = {
+        "apiVersion": "cotlab.dev/v1alpha1", "kind": "EvalRun", "metadata": {"name": "ev"},
+        "spec": {"model": {"source": {"hub": "m/m"}}, "benchmarks": [{"name": "aime24"}], **spec_extra},
+        "status": {"phase": "Succeeded", "scores": {"aime24": {"problems": 30, "samplesPerProblem": 4, "metrics": {
+            "maj@4": {"value": 0.5}, "pass@1": metric, "pass@4": {"value": 0.75}}}}, **(status_extra or {})},
+    }  # fmt: skip
+    return Listed(doc)
+
+
+def test_eval_row_scores_by_the_first_metric_of_the_spec_or_of_the_default() -> None:
+    """The API server keeps no order inside status.scores (Go maps sort their keys): spec.metrics says which is
+    the main score, and without it EvalRunSpec's default does."""
+    from cotlab.api.evalrun import EvalRunSpec
+
+    assert EvalRunSpec.model_validate(scored_eval({}).body["spec"]).metrics[0] == "pass@1"
+    assert status_row(scored_eval({}), NOW).score == "pass@1: aime24 25.0±5.0"
+    row = status_row(scored_eval({"metrics": ["maj@4", "pass@1"]}), NOW)
+    assert row.score == "maj@4: aime24 50.0" and row.scores == {
+        "aime24": {"maj@4": 0.5, "pass@1": 0.25, "pass@4": 0.75}
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        ({"progress": {"benchmark": "aime24", "done": "half"}}, "status.progress.done: unexpected value 'half'"),
+        ({"scores": {"aime24": {"metrics": {"pass@1": {"value": True}}}}},
+         "status.scores.aime24.metrics.pass@1.value: unexpected value True"),
+        ({"scores": {"aime24": "9%"}}, "status.scores.aime24.metrics: expected an object at 'metrics', got '9%'"),
+    ],
+    ids=["progress", "bool-is-no-number", "score-not-an-object"],
+)  # fmt: skip
+def test_a_status_of_another_shape_is_an_unreadable_row_naming_the_field(status: dict[str, Any], message: str) -> None:
+    """An object written under an older CRD is listed with its phase and what cannot be read, never a crash."""
+    doc = scored_eval({}).body | {"status": {"phase": "Running", **status}}
+    row = status_row(Listed(doc), NOW)
+    assert (row.phase, row.reason, row.message) == ("Running", "Unreadable", message)
+    assert (
+        status_row(Listed(doc | {"status": ["Running"]}), NOW).message == "status: expected an object, got ['Running']"
+    )
+
+
+def test_json_rows_are_camel_case_without_unset_fields() -> None:
+    wire = status_row(scored_eval({}), NOW).to_wire()
+    assert wire == {
+        "namespace": "default", "kind": "EvalRun", "name": "ev", "phase": "Succeeded", "progress": "",
+        "score": "pass@1: aime24 25.0±5.0", "scores": {"aime24": {"maj@4": 0.5, "pass@1": 0.25, "pass@4": 0.75}},
+    }  # fmt: skip
+    assert "etaSeconds" in status_row(running_tune({"step": 1, "etaSeconds": 9}), NOW).to_wire()
 
 
 def test_status_lists_local_state_by_kind_and_selector(tmp_path: Path) -> None:
