@@ -25,7 +25,7 @@ from .tracedataset import Artifact
 #   curate:   {"stage", "artifact": {"uri", "digest"}, "count", "stats"}
 #   finetune: {"stage", "outputs": {"model": {"uri", "digest"}}, "progress"}
 #   evaluate: {"stage", "outputs": {"samples", "scores"}, "scores": {benchmark: BenchmarkScore}}
-#   failure:  {"stage", "error", "exitCode"}
+#   failure:  {"stage", "error", "exitCode"}, and "signal" ("SIGKILL") when a fine-tune worker was killed by one
 
 SPEC_DIR = "/etc/cotlab"
 SPEC_FILE = "spec.json"

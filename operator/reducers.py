@@ -98,13 +98,24 @@ def _pending_message(pods: Sequence[dict[str, Any]]) -> str:
     return f"pod {pod['metadata']['name']} is pending"
 
 
-def _first_to_fail(pods: Sequence[dict[str, Any]], stage: str) -> list[dict[str, Any]]:
-    """The pods of one multi-node attempt, the likeliest cause first: the others were stopped after it (the Job
-    controller deletes them) and end with a signal's exit code. Not deleted before deleted, then earliest end."""
+# Signals that end a rank on its own account: the kernel's (the OOM killer, `kill -9`) or a native crash's. A rank
+# whose peer died fails differently: with a collective error (gloo: "connection closed by peer"), or stopped by
+# the Job controller (SIGTERM) or NCCL's watchdog (SIGABRT). The launcher names the signal in the failure summary.
+_SIGNALS_OF_A_CAUSE = frozenset({"SIGKILL", "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE"})
 
-    def key(pod: dict[str, Any]) -> tuple[bool, str, str]:
-        finished = str((_terminated(pod, stage) or {}).get("finishedAt") or "~")  # "~": not ended sorts last
-        return (bool(pod["metadata"].get("deletionTimestamp")), finished, pod["metadata"]["name"])
+
+def _first_to_fail(pods: Sequence[dict[str, Any]], stage: str) -> list[dict[str, Any]]:
+    """The pods of one multi-node attempt, the likeliest cause first: not deleted (the Job controller deletes the
+    others after it) before deleted, then killed by a signal of its own (see above), then earliest end.
+
+    The end time alone cannot decide: it has a resolution of one second, and a rank whose peer was SIGKILLed
+    fails within milliseconds (checked in the cluster test, where rank 0's gloo error tied rank 1's kill)."""
+
+    def key(pod: dict[str, Any]) -> tuple[bool, bool, str, str]:
+        terminated = _terminated(pod, stage) or {}
+        killed = (decode_summary(terminated.get("message")) or {}).get("signal") in _SIGNALS_OF_A_CAUSE
+        finished = str(terminated.get("finishedAt") or "~")  # "~": not ended sorts last
+        return (bool(pod["metadata"].get("deletionTimestamp")), not killed, finished, pod["metadata"]["name"])
 
     return sorted(pods, key=key)
 

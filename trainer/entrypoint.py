@@ -75,10 +75,10 @@ def _launch_finetune(pod: PodSpecFile, spec_path: str, log_level: str) -> int | 
     if plan is None:
         return None
     argv = ["-m", "cotlab.trainer", "--log-level", log_level, "finetune", "--spec", spec_path]
-    code, message = launch_workers(plan, argv)
-    if message is not None:
-        return _fail("finetune", ExitCode(code), message)
-    return code
+    launched = launch_workers(plan, argv)
+    if launched.message is not None:
+        return _fail("finetune", ExitCode(launched.code), launched.message, signal=launched.signal)
+    return launched.code
 
 
 def termination_log_path() -> str:
@@ -104,9 +104,9 @@ def _report(summary: dict[str, Any]) -> None:
         logger.warning("could not write the termination message", extra={"path": path, "error": str(exc)})
 
 
-def _fail(stage: str, code: ExitCode, message: str) -> int:
+def _fail(stage: str, code: ExitCode, message: str, *, signal: str | None = None) -> int:
     logger.error("%s failed: %s", stage, message)
-    _report({"stage": stage, "error": message, "exitCode": int(code)})
+    _report({"stage": stage, "error": message, "exitCode": int(code)} | ({"signal": signal} if signal else {}))
     return int(code)
 
 

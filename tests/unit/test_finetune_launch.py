@@ -8,7 +8,7 @@ import pytest
 
 from cotlab.api.finetunerun import Distributed
 from cotlab.trainer.core.errors import InvalidSpecError
-from cotlab.trainer.finetune.launch import LaunchPlan, launch_plan, worker_exit_code
+from cotlab.trainer.finetune.launch import LaunchPlan, launch_plan, worker_exit_code, worker_signal
 
 TWO_NODES = Distributed(nodes=2, gpus_per_node=8)
 
@@ -71,3 +71,11 @@ def test_launch_plan_refuses_an_incomplete_environment(env: dict[str, Any], mess
 )
 def test_worker_exit_code(codes: dict[int, int], want: tuple[int, bool]) -> None:
     assert worker_exit_code(codes) == want
+
+
+@pytest.mark.parametrize(
+    ("code", "want"), [(-9, "SIGKILL"), (-11, "SIGSEGV"), (1, None), (0, None), (-200, "signal 200")]
+)
+def test_worker_signal_names_what_killed_a_worker(code: int, want: str | None) -> None:
+    """torch's launcher reports a worker killed by a signal as the negative signal number."""
+    assert worker_signal(code) == want

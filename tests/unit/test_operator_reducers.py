@@ -369,6 +369,29 @@ def test_a_failed_rank_ends_the_attempt_and_the_run_restarts_every_rank() -> Non
     assert "attempt 1 ended (RankFailed)" in running[2] and "as attempt 2" in running[2]
 
 
+@pytest.mark.parametrize("rank0_finished", ["2026-12-01T11:10:00Z", "2026-12-01T11:09:59Z"], ids=["tie", "earlier"])
+def test_a_rank_killed_by_a_signal_is_the_cause_over_a_peer_that_failed_on_its_loss(rank0_finished: str) -> None:
+    """As the cluster test saw it: rank 1's worker is SIGKILLed; rank 0's worker fails on its own at once (gloo:
+    the peer closed the connection), so it is not deleted, and ends within the same second, or by clock skew even
+    the second before. Both launchers exit 1; only rank 1's summary names a signal."""
+    gloo = (
+        "RuntimeError: [pair.cc:598] Connection closed by peer. This is typically caused by a remote worker crashing."
+    )
+    rank0 = _rank(0, 1, rank0_finished)
+    rank0["status"]["containerStatuses"][0]["state"]["terminated"]["message"] = summary(
+        stage="finetune", error=gloo, exitCode=1
+    )
+    rank1 = _rank(1, 1, "2026-12-01T11:10:00Z")
+    rank1["status"]["containerStatuses"][0]["state"]["terminated"]["message"] = summary(
+        stage="finetune", error="rank 1 failed with exit code -9: Signal 9 (SIGKILL)", exitCode=1, signal="SIGKILL"
+    )
+    run = _two_node_run(3, FineTuneRunStatus())
+    status = reduce_status(run, Observed(job=FAILED_JOB, pods=[rank0, rank1]), now=NOW)
+    assert isinstance(status, FineTuneRunStatus)
+    [ended] = status.ended_attempts
+    assert "(pod tune-finetune-1-x): rank 1 failed with exit code -9" in ended.message, ended.message
+
+
 def test_retries_are_spent_by_failed_attempts_and_not_by_disruptions() -> None:
     history = [
         {"attempt": 1, "reason": "Disrupted", "message": "preempted"},

@@ -19,6 +19,7 @@ newest complete checkpoint, because a rank restarted alone could not rejoin the 
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sys
 from collections.abc import Mapping, Sequence
@@ -108,11 +109,28 @@ def worker_exit_code(exit_codes: Mapping[int, int]) -> tuple[int, bool]:
     return int(ExitCode.RETRYABLE), False
 
 
-def launch_workers(plan: LaunchPlan, worker_argv: Sequence[str]) -> tuple[int, str | None]:
-    """Run `python <worker_argv>` in `plan.processes_per_node` workers; returns (exit code, message to report).
+def worker_signal(exit_code: int) -> str | None:
+    """The signal that killed a worker ("SIGKILL"), which torch's launcher reports as a negative exit code."""
+    if exit_code >= 0:
+        return None
+    try:
+        return signal.Signals(-exit_code).name
+    except ValueError:
+        return f"signal {-exit_code}"
 
-    The message is None when the workers succeeded or a worker reported its own failure.
-    """
+
+@dataclass(frozen=True)
+class Launched:
+    """How the workers ended: the pod's exit code, and what the launcher must report itself (None when the
+    workers succeeded or a worker reported its own failure), with the signal that killed the first failed one."""
+
+    code: int
+    message: str | None = None
+    signal: str | None = None
+
+
+def launch_workers(plan: LaunchPlan, worker_argv: Sequence[str]) -> Launched:
+    """Run `python <worker_argv>` in `plan.processes_per_node` workers and wait for them."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -141,7 +159,9 @@ def launch_workers(plan: LaunchPlan, worker_argv: Sequence[str]) -> tuple[int, s
     except ChildFailedError as exc:
         codes = {rank: failure.exitcode for rank, failure in exc.failures.items()}
         code, reported = worker_exit_code(codes)
+        if reported:
+            return Launched(code)
         rank, first = exc.get_first_failure()
-        message = None if reported else f"rank {rank} failed with exit code {first.exitcode}: {first.message}"
-        return code, message
-    return int(ExitCode.OK), None
+        message = f"rank {rank} failed with exit code {first.exitcode}: {first.message}"
+        return Launched(code, message, worker_signal(first.exitcode))
+    return Launched(int(ExitCode.OK))
