@@ -61,7 +61,8 @@ def build_app(only: str | None = None) -> typer.Typer:
 
 def __getattr__(name: str) -> typer.Typer:
     if name == "app":
-        return build_app()
+        app = globals()["app"] = build_app()  # built once, on first use
+        return app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
