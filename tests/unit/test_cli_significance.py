@@ -74,3 +74,15 @@ def test_a_clearly_better_model_is_significant() -> None:
     better = [min(1.0, p + 0.35) for p in TINY]
     got = paired_bootstrap(_run(TINY, 8, seed=1), _run(better, 8, seed=2), seed=0)
     assert got.significant and got.low > 0.0 and got.value > 0.2
+
+
+def test_pairing_by_problem_makes_a_small_uniform_gain_significant() -> None:
+    # 40 problems spread from easy to hard (baseline 5%..83% of 100 samples right); the other run gets exactly 10
+    # more samples right on every problem. Paired, the per-problem difference is a constant 0.1 and only sample noise
+    # is left (sd about 0.011): the interval is narrow and excludes 0. Drawing problems independently for each run
+    # would add the spread in difficulty (sd about 0.065) and take in 0, so this fails if the pairing is lost.
+    baseline = {f"p{i}": [k < 5 + 2 * i for k in range(100)] for i in range(40)}
+    other = {f"p{i}": [k < 15 + 2 * i for k in range(100)] for i in range(40)}
+    got = paired_bootstrap(baseline, other, seed=0)
+    assert got.value == pytest.approx(0.1)
+    assert got.significant and got.low > 0.05 and got.high - got.low < 0.08
