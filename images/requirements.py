@@ -1,0 +1,43 @@
+"""Print the requirements of one image's extra of cotlab (`python3 requirements.py pyproject.toml train`).
+
+The image build installs the dependencies in a layer of their own, before the package, so that a change to the
+source reuses the (multi-GB) dependency layer. It needs them without the source tree, so it reads pyproject.toml
+here: the base dependencies, then the extra, expanding `cotlab[other]` self-references. Standard library only
+(tomllib), since it runs in the bare build stage.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+SELF = re.compile(r"^cotlab\[(?P<extras>[^\]]+)\]\s*$")
+
+
+def requirements(pyproject: dict[str, object], extra: str) -> list[str]:
+    project = pyproject["project"]
+    assert isinstance(project, dict)
+    optional: dict[str, list[str]] = project.get("optional-dependencies", {})
+    if extra not in optional:
+        raise SystemExit(f"requirements.py: no extra {extra!r} in pyproject.toml; extras: {', '.join(optional)}")
+    found: list[str] = list(project.get("dependencies", []))
+    pending, seen = [extra], set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for requirement in optional[name]:
+            nested = SELF.match(requirement)
+            if nested:
+                pending += [e.strip() for e in nested["extras"].split(",")]
+            elif requirement not in found:
+                found.append(requirement)
+    return found
+
+
+if __name__ == "__main__":
+    path, extra = sys.argv[1:3]
+    print("\n".join(requirements(tomllib.loads(Path(path).read_text()), extra)))
