@@ -38,7 +38,7 @@ def login(**kwargs: Any) -> Any:
 
 
 @kopf.on.startup(registry=registry)
-async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any) -> None:
     controller = _controller(memo)
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.last-handled-configuration")
@@ -50,6 +50,10 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # Watching named namespaces needs no list of all namespaces (nor the RBAC for it): skip kopf's scanning.
     settings.scanning.disabled = bool(memo.namespaced)
     await controller.start()
+    # kopf says nothing at INFO about what it watches; this line is what an admin checks after an install.
+    kinds = ", ".join(f"{k.plural}.{GROUP}" for k in RESOURCE_KINDS)
+    scope = f"namespaces {', '.join(memo.namespaces)}" if memo.namespaced else "all namespaces"
+    logger.info(f"watching {kinds} in {scope}")
 
 
 @kopf.on.cleanup(registry=registry)
