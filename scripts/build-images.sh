@@ -86,6 +86,7 @@ echo "build-images: base $base" >&2
 for target in "${targets[@]}"; do
     ref="$repo/$target:$version"
     echo "build-images: building $ref" >&2
+    previous="$(podman image inspect --format '{{.Id}}' "$ref" 2>/dev/null || true)"
     start=$SECONDS
     buildah bud --layers --isolation=chroot --network=host --format=oci --quiet \
         --target "$target" \
@@ -97,6 +98,10 @@ for target in "${targets[@]}"; do
         -f "$root/images/Dockerfile" -t "$ref" "$root" >&2
     seconds=$((SECONDS - start))
     size="$(podman image inspect --format '{{.Size}}' "$ref")"
+    # The image this build replaced under the same name: gigabytes nothing refers to any more.
+    if [[ -n "$previous" && "$previous" != "$(podman image inspect --format '{{.Id}}' "$ref")" ]]; then
+        podman rmi "$previous" >/dev/null 2>&1 || true
+    fi
     if [[ -n "$push_to" ]]; then
         echo "build-images: pushing $ref to $push_to/$target:$version" >&2
         # A registry on this machine: plain HTTP, and zstd, which compresses gigabytes several times faster

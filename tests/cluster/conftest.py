@@ -39,7 +39,7 @@ import kube_controlplane  # noqa: E402
 import kube_wait  # noqa: E402
 import operator_process  # noqa: E402
 import pod_executor as pod_executor_module  # noqa: E402
-import real_node  # noqa: E402
+import real_cluster as real_cluster_module  # noqa: E402
 
 _HERE = Path(__file__).resolve().parent
 
@@ -203,7 +203,7 @@ def operator(
 @pytest.fixture(scope="session")
 def real_cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[real_node.RealCluster]:
+) -> Iterator[real_cluster_module.RealCluster]:
     """Its own control plane, so that the fake GPU nodes and the pod executor never take its pods."""
     problem = None
     bin_dir = kube_controlplane.controlplane_bin_dir()
@@ -218,7 +218,7 @@ def real_cluster(
     assert bin_dir is not None
     began = time.monotonic()
     try:
-        cluster = real_node.RealCluster.start(bin_dir, tmp_path_factory.mktemp("real-node"))
+        cluster = real_cluster_module.RealCluster.start(bin_dir, tmp_path_factory.mktemp("real-node"))
     except Exception as err:
         pytest.fail(f"the real node did not start: {err}", pytrace=False)
     _report(

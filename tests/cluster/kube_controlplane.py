@@ -468,11 +468,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
         print(f"binaries missing: run `bash {BUILD_SCRIPT}` first", file=sys.stderr)
         return 1
     if args.real_node:
-        import real_node
+        import real_cluster
 
-        cluster = real_node.RealCluster.start(bin_dir, Path(args.dir))
+        cluster = real_cluster.RealCluster.start(bin_dir, Path(args.dir))
         plane, stop_node = cluster.plane, cluster.node.stop
-        print(f"real node {real_node.NODE_NAME} up; images: {', '.join(cluster.images.values())}", file=sys.stderr)
+        print(f"real node up; images: {', '.join(cluster.images.values())}", file=sys.stderr)
     else:
         plane, stop_node = ControlPlane(bin_dir=bin_dir, workdir=Path(args.dir)), None
         plane.start()

@@ -232,13 +232,16 @@ class RealNode:
                 raise RuntimeError(f"buildah {' '.join(args)}: {done.stderr}")
             return done.stdout.strip()
 
-        container = buildah("from", "scratch")
         try:
-            buildah("copy", container, str(self.bin_dir / "pause"), "/pause")
-            buildah("config", "--entrypoint", '["/pause"]', "--user", "65535:65535", container)
-            buildah("commit", "--quiet", container, PAUSE_IMAGE)
-        finally:
-            buildah("rm", container)
+            buildah("inspect", "--type", "image", PAUSE_IMAGE)
+        except RuntimeError:
+            container = buildah("from", "scratch")
+            try:
+                buildah("copy", container, str(self.bin_dir / "pause"), "/pause")
+                buildah("config", "--entrypoint", '["/pause"]', "--user", "65535:65535", container)
+                buildah("commit", "--quiet", "--timestamp", "0", container, PAUSE_IMAGE)
+            finally:
+                buildah("rm", container)
         buildah("push", "--quiet", "--tls-verify=false", PAUSE_IMAGE, f"docker://{PAUSE_IMAGE}")
 
     def _start_containerd(self, deadline: float) -> None:
@@ -442,50 +445,3 @@ def _http_ok(url: str) -> bool:
             return bool(answer.status == 200)
     except (urllib.error.URLError, OSError):
         return False
-
-
-@dataclass
-class RealCluster:
-    """A control plane and its real node, with cotlab's images in the node's registry."""
-
-    plane: ControlPlane
-    node: RealNode
-    images: dict[str, str]  # target -> the reference pods pull (localhost:5000/cotlab/<target>:<version>)
-
-    @classmethod
-    def start(
-        cls, controlplane_bin: Path, workdir: Path, *, push: tuple[str, ...] = ("operator", "trainer")
-    ) -> RealCluster:
-        node_ip = primary_ip()
-        plane = ControlPlane(bin_dir=controlplane_bin, workdir=workdir / "controlplane", node_ip=node_ip)
-        plane.start()
-        node = RealNode(plane=plane, bin_dir=node_bin_dir(), workdir=workdir / "node", node_ip=node_ip)
-        try:
-            node.start()
-            images = push_images(*push)
-        except BaseException:
-            node.stop()
-            plane.stop()
-            raise
-        return cls(plane, node, images)
-
-    def stop(self) -> None:
-        self.node.stop()
-        self.plane.stop()
-
-
-def push_images(*targets: str) -> dict[str, str]:
-    """Build `targets` (cached layers) and push them to the node's registry, as a cluster's images travel."""
-    done = subprocess.run(
-        ["bash", str(HERE.parents[1] / "scripts" / "build-images.sh"), "--push", f"{REGISTRY}/cotlab", *targets],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"build-images.sh --push failed:\n{done.stderr[-4000:]}")
-    refs = {}
-    for line in done.stdout.splitlines():
-        target = line.split()[0].rsplit("/", 1)[1].split(":", 1)[0]
-        refs[target] = f"{REGISTRY}/cotlab/{target}:{line.split()[0].rsplit(':', 1)[1]}"
-    return refs

@@ -20,17 +20,21 @@ import pytest
 import yaml
 from kube_wait import wait_for
 from operator_process import kubectl
-from real_node import NODE_NAME, RealCluster
+from real_cluster import CLAIM, RealCluster, restricted_namespace
+from real_node import NODE_NAME
 from test_operator import condition, get, jobs_of, wait_phase
 
 from cotlab.api.children import LABEL_NAME
+from cotlab.api.podcontract import Inputs
+from cotlab.api.validation import parse_resource
+from cotlab.operator.builders import build_children
+from cotlab.operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.real_node
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "manifests" / "examples" / "quickstart.yaml"
-OPERATOR_NAMESPACE = "cotlab-system"
-CLAIM = "cotlab-artifacts"
+OPERATOR_NAMESPACE = "cotlab-system"  # manifests/install's
 STAGE_TIMEOUT = 900  # seconds for a stage in a container on 2 busy cores, image pull included
 
 
@@ -51,14 +55,7 @@ def api(real_cluster: RealCluster) -> Iterator[kubernetes.client.ApiClient]:
 @pytest.fixture(scope="module")
 def installed(real_cluster: RealCluster, api: kubernetes.client.ApiClient) -> dict[str, Any]:
     """`kubectl apply -k manifests/overlays/dev`, then the operator's Deployment Available: its pod."""
-    run_kubectl(real_cluster, "apply", "-k", str(REPO / "manifests" / "overlays" / "dev"))
-    apps = kubernetes.client.AppsV1Api(api)
-
-    def available() -> bool:
-        deployment = apps.read_namespaced_deployment("cotlab-operator", OPERATOR_NAMESPACE)
-        return any(c.type == "Available" and c.status == "True" for c in deployment.status.conditions or [])
-
-    wait_for(available, timeout=600, what="the operator Deployment to be Available", interval=1)
+    real_cluster.install_operator()
     return operator_pod(api)
 
 
@@ -69,39 +66,6 @@ def operator_pod(api: kubernetes.client.ApiClient) -> dict[str, Any]:
     running = [p for p in pods.items if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
     assert len(running) == 1, [(p.metadata.name, p.status.phase) for p in pods.items]
     return dict(api.sanitize_for_serialization(running[0]))
-
-
-def restricted_namespace(api: kubernetes.client.ApiClient, name: str, data: Path) -> str:
-    """A namespace enforcing Pod Security "restricted", with its `cotlab-artifacts` claim bound to `data`."""
-    core = kubernetes.client.CoreV1Api(api)
-    labels = {"pod-security.kubernetes.io/enforce": "restricted", "cotlab.dev/test": "true"}
-    core.create_namespace({"metadata": {"name": name, "labels": labels}})  # type: ignore[arg-type]
-    data.mkdir(parents=True, exist_ok=True)
-    data.chmod(0o777)  # a hostPath volume keeps its host owner; the pods run as uid 65532
-    volume = {
-        "metadata": {"name": f"{name}-artifacts"},
-        "spec": {
-            "capacity": {"storage": "20Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "hostPath": {"path": str(data), "type": "Directory"},
-            "claimRef": {"namespace": name, "name": CLAIM},
-        },
-    }
-    core.create_persistent_volume(volume)  # type: ignore[arg-type]
-    claim = {
-        "metadata": {"name": CLAIM},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "storageClassName": "",
-            "volumeName": f"{name}-artifacts",
-            "resources": {"requests": {"storage": "20Gi"}},
-        },
-    }
-    core.create_namespaced_persistent_volume_claim(name, claim)  # type: ignore[arg-type]
-    wait_for(lambda: core.read_namespaced_service_account("default", name), timeout=60, what="default SA")
-    return name
 
 
 def test_the_dev_overlay_runs_the_operator_in_cluster(
@@ -152,46 +116,42 @@ def test_the_dev_overlay_runs_the_operator_in_cluster(
     assert "Traceback" not in restarted_log
 
 
-def test_a_pod_of_the_trainer_image_runs_as_65532_on_a_read_only_root(
+def test_the_operators_pod_runs_as_65532_on_a_read_only_root(
     real_cluster: RealCluster, api: kubernetes.client.ApiClient, tmp_path: Path
 ) -> None:
-    """What the operator's pods get: the restricted profile's securityContext; writing outside the emptyDirs fails."""
+    """The pod the operator builds for a TraceDataset, its command swapped for a probe: the kubelet applies its
+    securityContext, so it runs as uid 65532, its emptyDirs take writes, and a write anywhere else fails."""
     namespace = restricted_namespace(api, "readonly-root", tmp_path / "claim")
-    script = (
-        "import os; print('uid', os.getuid()); open('/tmp/ok', 'w').write('ok'); print('tmp writable');"
-        " open('/opt/cotlab/written', 'w')"
+    doc = {
+        "apiVersion": "cotlab.dev/v1alpha1",
+        "kind": "TraceDataset",
+        "metadata": {"name": "probe", "namespace": namespace, "uid": "00000000-0000-4000-8000-000000000000"},
+        "spec": {"source": {"uri": f"pvc://{CLAIM}/traces.jsonl"}},
+    }
+    children = build_children(
+        parse_resource(doc), Inputs(), OperatorSettings(trainer_image=real_cluster.images["trainer"])
     )
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "writes-outside"},
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
-                                "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{
-                "name": "probe",
-                "image": real_cluster.images["trainer"],
-                "command": ["python", "-c", script],
-                "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                    "capabilities": {"drop": ["ALL"]}},
-                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-            }],
-            "volumes": [{"name": "tmp", "emptyDir": {}}],
-        },
-    }  # fmt: skip
+    pod_spec = children.job["spec"]["template"]["spec"]
+    script = (
+        "import os; print('uid', os.getuid(), 'cwd', os.getcwd()); open('/tmp/ok', 'w').write('ok');"
+        " open('/cache/ok', 'w').write('ok'); print('emptyDirs writable'); open('/opt/cotlab/written', 'w')"
+    )
+    [container] = pod_spec["containers"]
+    container.update(command=["python", "-c", script], args=[])
     core = kubernetes.client.CoreV1Api(api)
-    core.create_namespaced_pod(namespace, pod)  # type: ignore[arg-type]
+    core.create_namespaced_config_map(namespace, {**children.config_map, "metadata": {
+        "name": children.config_map["metadata"]["name"]}})  # fmt: skip
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "probe"}, "spec": pod_spec})  # type: ignore[arg-type]
 
     def finished() -> Any:
-        status = core.read_namespaced_pod("writes-outside", namespace).status
+        status = core.read_namespaced_pod("probe", namespace).status
         return status if status.phase in ("Succeeded", "Failed") else None
 
     status = wait_for(finished, timeout=STAGE_TIMEOUT, what="the probe pod to finish", interval=1)
-    log = core.read_namespaced_pod_log("writes-outside", namespace)
+    log = core.read_namespaced_pod_log("probe", namespace)
     assert status.phase == "Failed" and status.container_statuses[0].state.terminated.exit_code == 1, log
-    assert "uid 65532" in log and "tmp writable" in log and "Read-only file system: '/opt/cotlab/written'" in log
+    assert "uid 65532 cwd /" in log and "emptyDirs writable" in log, log
+    assert "Read-only file system: '/opt/cotlab/written'" in log, log
 
 
 def cotctl(*args: str, local_root: Path | None = None) -> subprocess.CompletedProcess[str]:
