@@ -6,6 +6,7 @@ schemas and CEL rules); the repository is applied with kubectl's client-side app
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from test_operator import get, run_kubectl
 from typer.testing import CliRunner
 
 from cotlab.cli.main import app
+from tests.unit.test_scaffold_workflow import run_step, step
 
 runner = CliRunner()
 ALL = [
@@ -46,6 +48,18 @@ def edit(path: Path, kind: str, change: Any) -> None:
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
 
 
+def diff_step(repo: Path, kubeconfig: Path, namespace: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The scaffold workflow's diff step as the runner runs it, with the repository's kubeconfig secret set (its
+    context's namespace is the test's, as a CI kubeconfig would name the study's namespace)."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    for context in config["contexts"]:
+        context["context"]["namespace"] = namespace
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir(exist_ok=True)
+    secret = {"KUBECONFIG_DATA": yaml.safe_dump(config), "RUNNER_TEMP": str(runner_temp)}
+    return run_step(repo, step(repo, "diff")["run"], secret)
+
+
 def test_diff_before_and_after_the_first_apply_and_after_edits(
     kube_api: kubernetes.client.ApiClient, kubeconfig: Path, namespace: str, crds: list[str], tmp_path: Path
 ) -> None:
@@ -60,6 +74,9 @@ def test_diff_before_and_after_the_first_apply_and_after_edits(
     assert f"{namespace}   evalrun.cotlab.dev/x-base-eval " in table.stdout and table.stdout.count(" create") == 7
     assert table.stderr.splitlines()[-1] == "7 create, 0 update, 0 unchanged, 0 refused (7 resources)"
     assert get(kube_api, namespace, "EvalRun", "x-base-eval") is None  # dry runs only
+    in_ci = diff_step(repo, kubeconfig, namespace, tmp_path)
+    assert in_ci.returncode == 0, in_ci.stderr  # new runs are what a pull request is for: the check passes
+    assert in_ci.stdout.count(" create") == 7
 
     run_kubectl(kubeconfig, namespace, "apply", "-k", str(repo))
     after = diff(kubeconfig, namespace, repo, "-o", "json")
@@ -91,6 +108,8 @@ def test_diff_before_and_after_the_first_apply_and_after_edits(
         "spec.training.maxSeqLength" in refused.stderr
     )
     assert "give the changed run a new name" in refused.stderr
+    refused_in_ci = diff_step(repo, kubeconfig, namespace, tmp_path)
+    assert refused_in_ci.returncode == 3 and "x-qwq would be refused" in refused_in_ci.stderr  # the check fails
     shown = diff(kubeconfig, namespace, repo)
     line = next(line for line in shown.stdout.splitlines() if "finetunerun.cotlab.dev/x-qwq " in line)
     assert line.split()[2:] == ["refused", "spec.training.learningRate:", "1e-05", "->", "2e-05;",
