@@ -4,7 +4,9 @@ For each cotlab resource: create, update (only what may change: `spec.suspend`, 
 or refused, the last naming the fields that differ. The verdict comes from the API server itself: a new resource
 is created and an existing one updated with `dryRun=All` (nothing is persisted), so its CRD schema, its CEL
 immutability rule and admission all answer. The update sends the stored object with the manifest's whole spec,
-which is what any sync (client-side apply, server-side apply, replace) ends with.
+which is what any sync (client-side apply, server-side apply, replace) ends with. The rights it needs are get,
+create and update of the three kinds (a dry run needs the rights of the real request): see `cotctl init`'s
+`ci/diff-access.yaml`.
 
 Exit codes follow `kubectl diff` (0: no differences, 1: differences, 2 or more: an error), with one more, so a CI
 job can tell "this merge would fail to sync" from "the cluster could not be asked":
@@ -122,7 +124,7 @@ def diff_resource(cluster: Cluster, desired: dict[str, Any]) -> ResourceDiff:
     stored = cluster.find_resource(kind, namespace, name)
     if stored is None:
         try:
-            cluster.apply_resource(desired, dry_run=True, force=False)
+            cluster.create_resource(desired, dry_run=True)
         except ClusterError as err:
             if not _refusal(err):
                 raise

@@ -8,6 +8,7 @@
     DIR/argocd/health-checks.yaml  Argo CD health checks for the three kinds (merge into argocd-cm)
     DIR/.github/workflows/validate.yml  CI: `cotctl validate -k .` on every pull request, `cotctl diff -k .` too
                                    when the repository has a kubeconfig secret
+    DIR/ci/diff-access.yaml        the least-privilege identity for that kubeconfig
 
 The manifests are built as data and checked against the API models before anything is written, so a fresh
 repository always validates. Every resource carries `cotlab.dev/experiment` and `cotlab.dev/arm` labels, which
@@ -29,7 +30,7 @@ from cotlab.api.validation import validate_document
 
 from .errors import UsageError, reported
 from .output import stdout
-from .scaffold import application, argocd_health, readme, workflow
+from .scaffold import application, argocd_health, ci_access, readme, workflow
 
 EXPERIMENT_LABEL = "cotlab.dev/experiment"
 ARM_LABEL = "cotlab.dev/arm"
@@ -130,6 +131,7 @@ def experiment_files(
     files["argocd/health-checks.yaml"] = argocd_health(kinds)
     files["argocd/application.yaml"] = application(experiment, namespace)
     files[".github/workflows/validate.yml"] = workflow(version("cotlab"))  # CI installs the cotctl that wrote it
+    files["ci/diff-access.yaml"] = ci_access(namespace)
     files["README.md"] = readme(experiment, [a for a, _ in arms], base_model, namespace)
     return files
 

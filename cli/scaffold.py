@@ -86,6 +86,29 @@ def application(experiment: str, namespace: str | None) -> str:
 
 
 KUBECONFIG_SECRET = "COTLAB_KUBECONFIG"
+CI_IDENTITY = "cotlab-ci-diff"
+# What `cotctl diff` sends: get, then dry-run creates and updates (a dry run needs the rights of the real request).
+CI_RULES = [{"apiGroups": [GROUP], "resources": ["tracedatasets", "finetuneruns", "evalruns"],
+             "verbs": ["get", "create", "update"]}]  # fmt: skip
+
+
+def ci_access(namespace: str | None) -> str:
+    """ci/diff-access.yaml: the ServiceAccount the CI's kubeconfig uses, with only the rights `cotctl diff` needs."""
+    where = {"namespace": namespace} if namespace else {}
+    subject = {"kind": "ServiceAccount", "name": CI_IDENTITY} | where
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": CI_IDENTITY} | where},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": CI_IDENTITY} | where,
+         "rules": CI_RULES},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": CI_IDENTITY} | where, "subjects": [subject],
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": CI_IDENTITY}},
+    ]  # fmt: skip
+    header = (
+        "# The identity of the CI's `cotctl diff`: get the three kinds, and create and update them, which diff only\n"
+        "# ever does as dry runs. Kubernetes cannot grant dry runs alone, so guard the kubeconfig made from it.\n"
+    )
+    return header + yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True)
 
 
 def workflow(version: str) -> str:
@@ -184,11 +207,18 @@ install line if you get cotctl another way) and runs `cotctl validate -k .` on e
 the API server would reject fails the check, naming the file, the resource and the field. Kinds that are not
 cotlab's (this kustomization, the Argo CD files) are skipped; `--strict` makes them fail.
 
-Give the repository a secret `{KUBECONFIG_SECRET}` holding a kubeconfig of the cluster (one that may get and
-dry-run cotlab resources in the namespace) and the workflow also runs `cotctl diff -k .`, which asks the API
-server, without changing anything, what merging would do to each resource. Its exit code: 0 nothing changes,
-1 runs would be created or updated (the check passes), 2 the cluster could not be asked, 3 refused: a run that
-exists would change its spec, which the API server rejects, so the check fails before Argo CD's sync would.
+Give the repository a secret `{KUBECONFIG_SECRET}` holding a kubeconfig of the cluster and the workflow also runs
+`cotctl diff -k .`, which asks the API server, without changing anything, what merging would do to each
+resource. Its exit code: 0 nothing changes, 1 runs would be created or updated (the check passes), 2 the cluster
+could not be asked, 3 refused: a run that exists would change its spec, which the API server rejects, so the
+check fails before Argo CD's sync would. `ci/diff-access.yaml` is an identity with only the rights diff needs
+(get, and create and update, which diff sends only as dry runs; Kubernetes cannot grant dry runs alone, so keep
+the secret as guarded as any credential that can change runs; GitHub gives none to pull requests from forks):
+
+```bash
+kubectl apply{ns} -f ci/diff-access.yaml
+kubectl create token{ns} {CI_IDENTITY} --duration=720h    # the token of the kubeconfig you store as the secret
+```
 
 ## Changing an experiment (the GitOps way)
 

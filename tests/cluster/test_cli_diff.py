@@ -49,11 +49,14 @@ def edit(path: Path, kind: str, change: Any) -> None:
 
 
 def diff_step(repo: Path, kubeconfig: Path, namespace: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """The scaffold workflow's diff step as the runner runs it, with the repository's kubeconfig secret set (its
-    context's namespace is the test's, as a CI kubeconfig would name the study's namespace)."""
+    """The scaffold workflow's diff step as the runner runs it, with the repository's kubeconfig secret set: a
+    token of the scaffold's own least-privilege identity (ci/diff-access.yaml), its context in the namespace."""
+    run_kubectl(kubeconfig, namespace, "apply", "-f", str(repo / "ci" / "diff-access.yaml"))
+    token = run_kubectl(kubeconfig, namespace, "create", "token", "cotlab-ci-diff").stdout.strip()
     config = yaml.safe_load(kubeconfig.read_text())
+    config["users"] = [{"name": "cotlab-ci-diff", "user": {"token": token}}]
     for context in config["contexts"]:
-        context["context"]["namespace"] = namespace
+        context["context"] |= {"namespace": namespace, "user": "cotlab-ci-diff"}
     runner_temp = tmp_path / "runner-temp"
     runner_temp.mkdir(exist_ok=True)
     secret = {"KUBECONFIG_DATA": yaml.safe_dump(config), "RUNNER_TEMP": str(runner_temp)}

@@ -24,7 +24,8 @@ def test_repository_validates_and_renders(tmp_path: Path) -> None:
     assert made.exit_code == 0, made.output
     assert sorted(str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file()) == [
         ".github/workflows/validate.yml", "README.md", "argocd/application.yaml", "argocd/health-checks.yaml",
-        "experiment/baseline.yaml", "experiment/h1.yaml", "experiment/qwq.yaml", "kustomization.yaml",
+        "ci/diff-access.yaml", "experiment/baseline.yaml", "experiment/h1.yaml", "experiment/qwq.yaml",
+        "kustomization.yaml",
     ]  # fmt: skip
     checked = runner.invoke(app, ["validate", "-f", str(repo / "experiment"), "-o", "json"])
     assert checked.exit_code == 0 and json.loads(checked.stdout)["valid"] is True

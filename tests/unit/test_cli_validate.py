@@ -82,6 +82,9 @@ SCAFFOLD_SKIPPED = [
     {"source": "x/.github/workflows/validate.yml#1", "resource": "<no kind>/<no name>"},
     {"source": "x/argocd/application.yaml#1", "resource": "Application/cotlab-x"},
     {"source": "x/argocd/health-checks.yaml#1", "resource": "ConfigMap/argocd-cm"},
+    {"source": "x/ci/diff-access.yaml#1", "resource": "ServiceAccount/cotlab-ci-diff"},
+    {"source": "x/ci/diff-access.yaml#2", "resource": "Role/cotlab-ci-diff"},
+    {"source": "x/ci/diff-access.yaml#3", "resource": "RoleBinding/cotlab-ci-diff"},
     {"source": "x/kustomization.yaml#1", "resource": "Kustomization/<no name>"},
 ]
 
@@ -101,7 +104,8 @@ def test_the_issues_commands_pass_on_a_fresh_scaffold(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "Error" not in done.stderr
     assert done.stderr.splitlines() == [
-        "skipped 4 documents that are not cotlab resources (<no kind>, Application, ConfigMap, Kustomization): "
+        "skipped 7 documents that are not cotlab resources "
+        "(<no kind>, Application, ConfigMap, Kustomization, Role, RoleBinding, ServiceAccount): "
         "-v lists them, --strict fails on them"
     ]
 
@@ -126,13 +130,12 @@ def test_other_kinds_are_skipped_listed_with_v_and_fail_with_strict(
 
     strict = runner.invoke(app, ["validate", "-f", f"{repo}/", "--strict", "-o", "json"])
     assert strict.exit_code == 1
-    assert [(e["source"], e["path"], e["message"]) for e in json.loads(strict.stdout)["errors"]][1:] == [
-        ("x/argocd/application.yaml#1", "kind",
-         "unknown kind 'Application'; valid kinds: TraceDataset, FineTuneRun, EvalRun"),
-        ("x/argocd/health-checks.yaml#1", "kind",
-         "unknown kind 'ConfigMap'; valid kinds: TraceDataset, FineTuneRun, EvalRun"),
-        ("x/kustomization.yaml#1", "kind",
-         "unknown kind 'Kustomization'; valid kinds: TraceDataset, FineTuneRun, EvalRun"),
+    valid_kinds = "valid kinds: TraceDataset, FineTuneRun, EvalRun"
+    # Every skipped document becomes an error, as before cotctl knew about repositories.
+    assert [(e["source"], e["path"], e["message"]) for e in json.loads(strict.stdout)["errors"]] == [
+        (s["source"], "kind", f"unknown kind {k!r}; {valid_kinds}")
+        for s, k in zip(SCAFFOLD_SKIPPED, [None, "Application", "ConfigMap", "ServiceAccount", "Role", "RoleBinding",
+                                           "Kustomization"], strict=True)
     ]  # fmt: skip
 
     only_others = runner.invoke(app, ["validate", "-f", f"{repo}/argocd"])
