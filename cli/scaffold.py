@@ -165,6 +165,13 @@ def readme(experiment: str, arms: list[str], base_model: str, namespace: str | N
         f"`{experiment}-{arm}` → EvalRun `{experiment}-{arm}-eval` |"
         for arm in arms
     )
+    commands = [
+        ("cotctl validate -k .", "what kustomize renders (what Argo CD applies), checked offline"),
+        (f"cotctl diff -k .{ns}", "what applying would do: create, update, unchanged or refused"),
+        (f"cotctl apply -f experiment/{ns}", "or: kubectl apply -k ."),
+    ]
+    width = max(len(command) for command, _ in commands) + 3
+    run_block = "\n".join(f"{command.ljust(width)}# {comment}" for command, comment in commands)
     return f"""# {experiment}
 
 A cotlab experiment: does fine-tuning `{base_model}` on 20 long chain-of-thought traces teach it to reason, and
@@ -191,9 +198,7 @@ an arm's file, renaming its resources and changing `where.solution_type` (or the
 ## Run it
 
 ```bash
-cotctl validate -k .                  # what kustomize renders (what Argo CD applies), checked offline
-cotctl diff -k .{ns}                   # what applying would do: create, update, unchanged or refused
-cotctl apply -f experiment/{ns}        # or: kubectl apply -k .
+{run_block}
 ```
 
 Apply everything at once: each FineTuneRun waits for its TraceDataset, each EvalRun for its FineTuneRun.
