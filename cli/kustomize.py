@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from .errors import UsageError
-from .manifests import ManifestError, load_all, read_documents
+from .manifests import ManifestError, is_cotlab_document, load_all, read_documents
 
 ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -111,6 +111,20 @@ def render_kustomization(directory: Path) -> list[tuple[str, Any]]:
             source = origin_of(annotation, directory, wrapper) or f"{directory} (kustomize)#{index}"
             rendered.append((source, without_origin(doc)))
         return rendered
+
+
+def files_left_out(directory: Path, rendered_sources: set[str]) -> list[str]:
+    """Files under `directory` that hold cotlab resources kustomize did not render: written but never applied
+    (a new arm whose file is missing from kustomization.yaml). Files that do not parse are no concern here."""
+    left_out = []
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml", ".json")):
+        try:
+            holds_cotlab = any(doc is not None and is_cotlab_document(doc) for _, doc in read_documents([path]))
+        except (ManifestError, OSError, UnicodeDecodeError):
+            continue
+        if holds_cotlab and str(path) not in rendered_sources:
+            left_out.append(str(path))
+    return left_out
 
 
 def read_inputs(files: list[Path] | None, directory: Path | None) -> list[tuple[str, Any]]:

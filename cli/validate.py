@@ -14,7 +14,7 @@ import typer
 from cotlab.api.validation import FieldError, validate_document
 
 from .errors import CliError, reported
-from .kustomize import read_inputs
+from .kustomize import files_left_out, read_inputs
 from .manifests import ManifestError, describe_document, is_cotlab_document, skipped_summary
 from .options import KustomizeOpt, OptionalFilesOpt, OutputFormat, OutputOpt
 from .output import note, render, stderr
@@ -73,6 +73,10 @@ def validate(
         if skipped and verbose:
             for source, resource in skipped:
                 note(f"  {source} {resource}")
+        if kustomize is not None:
+            for path in files_left_out(kustomize, {source for source, _ in documents}):
+                note(f"{path}: holds cotlab resources that {kustomize}'s kustomization leaves out, so they are "
+                     "never applied: add the file to its resources, or delete it")  # fmt: skip
         if not results:
             where = f" ({len(skipped)} other documents skipped)" if skipped else ""
             raise CliError(f"no cotlab resources found{where}", "check the paths given with -f or -k")

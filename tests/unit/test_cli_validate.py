@@ -162,6 +162,19 @@ def test_k_validates_what_kustomize_renders_naming_each_file(tmp_path: Path, mon
     ]
 
 
+def test_k_names_a_file_of_runs_the_kustomization_leaves_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new arm copied in but not added to kustomization.yaml would never be applied: said, not failed."""
+    repo = scaffold(tmp_path, monkeypatch)
+    (repo / "experiment" / "h1.yaml").write_text((repo / "experiment" / "qwq.yaml").read_text())
+    (repo / "notes.yaml").write_text("a: [unclosed\n")  # not the render's business
+    result = runner.invoke(app, ["validate", "-k", str(repo)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "x/experiment/h1.yaml: holds cotlab resources that x's kustomization leaves out, so they are never applied: "
+        "add the file to its resources, or delete it"
+    ]
+
+
 @pytest.mark.parametrize("case", invalid_cases(), ids=[c["manifest"]["metadata"]["name"] for c in invalid_cases()])
 def test_an_invalid_manifest_added_to_the_scaffold_fails_naming_the_field(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: dict[str, Any]
