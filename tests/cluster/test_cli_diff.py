@@ -12,6 +12,7 @@ from typing import Any
 
 import kubernetes.client
 import yaml
+from kube_wait import wait_for
 from test_operator import get, run_kubectl
 from typer.testing import CliRunner
 
@@ -163,4 +164,66 @@ def test_a_spec_only_the_server_refuses_is_refused_with_its_message(
     assert said.endswith("must be no more than 63 bytes")
     assert (
         f"Error: evalrun.cotlab.dev/y-base-eval would be refused: the API server rejects it ({said})" in result.stderr
+    )
+
+
+def test_admission_refuses_and_missing_rights_are_an_error(
+    kube_api: kubernetes.client.ApiClient, kubeconfig: Path, namespace: str, crds: list[str], tmp_path: Path
+) -> None:
+    """A cluster's own admission policy (a ValidatingAdmissionPolicy capping samples) answering 403 "denied" gives a
+    verdict on the manifests: refused. An identity without the rights diff needs also gets a 403: an error."""
+    repo = tmp_path / "z"
+    assert runner.invoke(app, ["init", str(repo)]).exit_code == 0
+    policy = f"cotlab-samples-{namespace}"
+    admission = kubernetes.client.AdmissionregistrationV1Api(kube_api)
+    admission.create_validating_admission_policy({
+        "metadata": {"name": policy},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{"apiGroups": ["cotlab.dev"], "apiVersions": ["*"],
+                                                    "operations": ["CREATE"], "resources": ["evalruns"]}]},
+            "validations": [{"expression": "object.spec.sampling.samples <= 16",
+                             "message": "this cluster allows at most 16 samples per problem",
+                             "reason": "Forbidden"}],  # 403, as RBAC answers (the default is 422 Invalid)
+        },
+    })  # type: ignore[arg-type]  # fmt: skip
+    admission.create_validating_admission_policy_binding({
+        "metadata": {"name": policy},
+        "spec": {"policyName": policy, "validationActions": ["Deny"],
+                 "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}},
+    })  # type: ignore[arg-type]  # fmt: skip
+    try:
+
+        def refused() -> Any:
+            result = diff(kubeconfig, namespace, repo, "-o", "json")
+            return result if result.exit_code == 3 else None
+
+        result = wait_for(refused, timeout=60, what="the admission policy to take effect", interval=1.0)
+    finally:
+        admission.delete_validating_admission_policy_binding(policy)
+        admission.delete_validating_admission_policy(policy)
+    got = {(r["kind"], r["name"]): (r["action"], r.get("message", "")) for r in json.loads(result.stdout)["resources"]}
+    assert sorted(name for (kind, name), (action, _) in got.items() if action == "refused") == [
+        "z-base-eval", "z-human-stage4-eval", "z-qwq-eval",
+    ]  # fmt: skip
+    assert {action for (kind, _), (action, _) in got.items() if kind != "EvalRun"} == {"create"}
+    assert got[("EvalRun", "z-qwq-eval")][1].endswith(
+        f"ValidatingAdmissionPolicy '{policy}' with binding '{policy}' denied request: "
+        "this cluster allows at most 16 samples per problem"
+    )
+
+    # The CI identity without `create`: forbidden by RBAC is not a verdict on the manifests.
+    run_kubectl(kubeconfig, namespace, "apply", "-f", str(repo / "ci" / "diff-access.yaml"))
+    run_kubectl(kubeconfig, namespace, "patch", "role", "cotlab-ci-diff", "--type=json",
+                "-p", '[{"op": "replace", "path": "/rules/0/verbs", "value": ["get", "update"]}]')  # fmt: skip
+    token = run_kubectl(kubeconfig, namespace, "create", "token", "cotlab-ci-diff").stdout.strip()
+    config = yaml.safe_load(kubeconfig.read_text())
+    config["users"] = [{"name": "ci", "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = "ci"
+    limited = tmp_path / "ci.kubeconfig"
+    limited.write_text(yaml.safe_dump(config))
+    forbidden = diff(limited, namespace, repo)
+    assert forbidden.exit_code == 2 and forbidden.stdout == ""
+    assert forbidden.stderr.startswith(
+        f'Error: forbidden: you may not create evalruns.cotlab.dev "z-base-eval" in namespace "{namespace}"'
     )
