@@ -1,12 +1,10 @@
-"""The GitHub workflows, which CI cannot run: actionlint (built from its Go module, like the control plane) keeps
+"""The GitHub workflows, which CI cannot run: actionlint (the `actionlint` fixture of tests/conftest.py) keeps
 them valid and catches a broken one, and the release workflow builds and pins exactly the images the Dockerfile
 defines."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,30 +13,16 @@ import yaml
 
 from tests.conftest import REPO
 
-ACTIONLINT = "github.com/rhysd/actionlint/cmd/actionlint@v1.7.12"
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 RELEASE = REPO / ".github" / "workflows" / "release.yml"
 
 
-@pytest.fixture(scope="module")
-def actionlint() -> str:
-    if shutil.which("go") is None:
-        if os.environ.get("CI") or os.environ.get("COTLAB_REQUIRE_CLUSTER") == "1":
-            pytest.fail("Go is needed to build actionlint")
-        pytest.skip("Go is not installed")
-    built = subprocess.run(
-        ["bash", str(REPO / "scripts" / "go-tool.sh"), ACTIONLINT], capture_output=True, text=True, timeout=900
-    )
-    assert built.returncode == 0, built.stderr
-    return built.stdout.splitlines()[-1]
-
-
-def lint(actionlint: str, path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([actionlint, "-no-color", str(path)], capture_output=True, text=True, timeout=120)
+def lint(actionlint: Path, path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(actionlint), "-no-color", str(path)], capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=[w.name for w in WORKFLOWS])
-def test_the_workflows_pass_actionlint(actionlint: str, workflow: Path) -> None:
+def test_the_workflows_pass_actionlint(actionlint: Path, workflow: Path) -> None:
     done = lint(actionlint, workflow)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -53,7 +37,7 @@ def test_the_workflows_pass_actionlint(actionlint: str, workflow: Path) -> None:
     ids=["unknown-job", "unknown-matrix-key", "unknown-step"],
 )
 def test_actionlint_catches_a_broken_release_workflow(
-    actionlint: str, tmp_path: Path, good: str, bad: str, complaint: str
+    actionlint: Path, tmp_path: Path, good: str, bad: str, complaint: str
 ) -> None:
     text = RELEASE.read_text()
     assert good in text
