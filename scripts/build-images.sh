@@ -50,10 +50,11 @@ secret=()
 
 # The Dockerfile's default base, or one made from Debian's packages where it cannot be pulled.
 pinned="$(sed -n 's/^ARG BASE_IMAGE=//p' "$root/images/Dockerfile")"
-# The essential variant (no apt) with python3.11; docs, man pages and locales left out, licences kept; /usr merged
-# by mmdebstrap's hook, as debootstrap does it (the usrmerge package would bring perl: 47 MB).
+# The essential variant (no apt) with python3.11 and libstdc++ (manylinux wheels link it: numpy, torch, and the
+# python slim image has it); docs, man pages and locales left out, licences kept; /usr merged by mmdebstrap's
+# hook, as debootstrap does it (the usrmerge package would bring perl: 47 MB).
 MMDEBSTRAP_ARGS=(
-    --variant=essential --include=python3,python3-venv,ca-certificates
+    --variant=essential --include=python3,python3-venv,ca-certificates,libstdc++6
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*'

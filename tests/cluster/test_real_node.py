@@ -174,6 +174,7 @@ def run_local_quickstart(root: Path, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+@pytest.mark.timeout(2400)  # the quickstart twice (in containers and locally) on 2 cores, the image pull included
 def test_the_quickstart_reaches_ready_in_containers_with_the_local_runners_scores(
     real_cluster: RealCluster, api: kubernetes.client.ApiClient, installed: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -232,6 +233,7 @@ def test_the_quickstart_reaches_ready_in_containers_with_the_local_runners_score
     print("apply -> Succeeded on the real node (s):", json.dumps(ready_after))
 
 
+@pytest.mark.timeout(1500)
 def test_a_two_node_fine_tune_meets_through_the_services_dns_names(
     real_cluster: RealCluster, api: kubernetes.client.ApiClient, installed: dict[str, Any], tmp_path: Path
 ) -> None:

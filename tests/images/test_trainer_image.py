@@ -148,3 +148,14 @@ def test_the_trainer_image_carries_every_file_the_quickstart_names(images: dict[
     ]
     done = podman(*argv)
     assert done.stdout.strip() == str([True] * len(uris)), done.stdout + done.stderr
+
+
+def test_the_trainer_images_libraries_load_under_the_pods_settings(images: dict[str, str]) -> None:
+    """Every native library the stages load: a manylinux wheel that links a system library the base lacks
+    (libstdc++ for numpy and torch) fails here, not in a user's pod."""
+    modules = "numpy, torch, transformers, peft, accelerate, datasets, gguf, math_verify, sympy, pyarrow"
+    script = f"import {modules}; import cotlab.trainer.finetune.stage, cotlab.trainer.evaluate.stage; print('ok')"
+    argv = ["run", "--rm", "--network=none", "--read-only", "--user=65532:65532", "--cap-drop=ALL",
+            "--tmpfs=/tmp", "--entrypoint=python", images["trainer"], "-c", script]  # fmt: skip
+    done = podman(*argv, timeout=300)
+    assert done.stdout.strip() == "ok", done.stderr[-3000:]
