@@ -97,6 +97,18 @@ for target in "${targets[@]}"; do
         --build-arg "BUILD_TOOLS=$build_tools" \
         "${secret[@]}" \
         -f "$root/images/Dockerfile" -t "$ref" "$root" >&2
+    # buildah (1.28) reuses a cached LABEL step even when the build arguments in it changed (checked: the
+    # revision stayed the first build's), so an image whose layers were all cached is relabelled here.
+    labelled="$(podman image inspect --format \
+        '{{index .Labels "org.opencontainers.image.revision"}} {{index .Labels "org.opencontainers.image.version"}}' \
+        "$ref")"
+    if [[ "$labelled" != "$revision $version" ]]; then
+        container="$(buildah from --pull-never --quiet "$ref")"
+        buildah config --label "org.opencontainers.image.revision=$revision" \
+            --label "org.opencontainers.image.version=$version" "$container"
+        buildah commit --quiet "$container" "$ref" >/dev/null
+        buildah rm "$container" >/dev/null
+    fi
     seconds=$((SECONDS - start))
     size="$(podman image inspect --format '{{.Size}}' "$ref")"
     # The image this build replaced under the same name: gigabytes nothing refers to any more.

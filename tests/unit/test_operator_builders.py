@@ -87,7 +87,7 @@ QUICKSTART_LORA_JOB: dict[str, Any] = {
                         {"name": "HF_HOME", "value": "/cache/huggingface"},
                         {"name": "PYTHONUNBUFFERED", "value": "1"},
                     ],
-                    "resources": {"requests": {"cpu": "2", "memory": "8Gi"}},
+                    "resources": {"requests": {"cpu": "1", "memory": "8Gi"}},
                     "volumeMounts": [
                         {"name": "spec", "mountPath": "/etc/cotlab", "readOnly": True},
                         {"name": "tmp", "mountPath": "/tmp"},
