@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, get_args
 
 from pydantic import Field, model_validator
 
@@ -14,10 +14,12 @@ from .metrics import DEFAULT_METRICS, METRIC_PATTERN, parse_metric
 from .models import ModelSource, Prompt, Sampling
 from .workload import WORKLOAD_RULES, QueueStatus, WorkloadSpec
 
-MajorityRule = Literal["equivalence", "string", "string-fractional"]
-"""How maj@k votes (cotlab.trainer.grading.majority): equivalence classes of answers (cotlab's), or NeMo-Skills'
-exact-string votes with a tie going to the smallest answer (`string`, as the study ran it) or sharing credit
-(`string-fractional`, NeMo-Skills since 2025-08)."""
+MajorityRule = Literal["equivalence", "first-sampled", "sorted", "fractional"]
+"""How maj@k votes (cotlab.trainer.grading.majority): equivalence classes of answers (cotlab's), or NVIDIA/NeMo-Skills'
+exact-string votes, named after what a tie gives, each the rule of a range of NeMo-Skills commits:
+`first-sampled` (2a2886e3..098f04d9, 2024-02-15 to 2025-06-05: the study's 0f7bd73), `sorted` (098f04d9..d20fbb2c,
+2025-06-05 to 2025-08-18), `fractional` (d20fbb2c on, 2025-08-18 to today)."""
+MAJORITY_RULES: tuple[str, ...] = get_args(MajorityRule)
 
 
 BenchmarkName = Literal[*BENCHMARK_NAMES, CUSTOM]  # type: ignore[valid-type]
@@ -142,9 +144,10 @@ class EvalRunSpec(WorkloadSpec):
     ] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     majority_vote: MajorityRule = Field(
         default="equivalence",
-        description="maj@k's vote: equivalence (answers grouped by the grader, cotlab's), string (NeMo-Skills as"
-        " the study ran it: exact answer text, a tie goes to the smallest), string-fractional (NeMo-Skills since"
-        " 2025-08: tied answers share the credit).",
+        description="maj@k's vote: equivalence (answers grouped by the grader, cotlab's), or NeMo-Skills' exact"
+        " answer text with a tie going to the answer sampled first (first-sampled: NeMo-Skills 2a2886e3..098f04d9,"
+        " 2024-02 to 2025-06, including the study's 0f7bd73), to the smallest answer (sorted: 098f04d9..d20fbb2c,"
+        " 2025-06 to 2025-08) or shared by the tied answers (fractional: d20fbb2c on, since 2025-08-18).",
     )
     engine: Engine = Field(default_factory=Engine)
     grader_timeout_seconds: float = Field(default=10.0, gt=0.0, le=600.0)

@@ -179,12 +179,14 @@ def test_completion_prompts_do_not_stop_on_a_chat_turn_end(tmp_path: Path, token
 
 
 def test_majority_vote_as_the_study_ran_it(tmp_path: Path, tokenizer: Any) -> None:
-    """NeMo-Skills' string vote: a tie goes to the smallest answer, spellings are not grouped."""
+    """NeMo-Skills' string vote at the study's commit: a tie goes to the answer sampled first (sample order, not the
+    order the engine finished them in), spellings are not grouped."""
     bench = write_benchmark(tmp_path / "fixture.jsonl")
-    spec = make_spec([bench], metrics=["maj@4"], majorityVote="string")
+    spec = make_spec([bench], metrics=["maj@4"], majorityVote="first-sampled")
     summary = run_evaluate(make_pod(spec, tmp_path / "out"), loader=vllm_loader(ScriptedLLM(SCRIPT, tokenizer)))
-    # p1 "18" x4: 1; p2 5,7,7,5: the tie goes to "5" < "7": 0; p3 "11" x2: 0; p4 "\dfrac{1}{2}" and "\frac{1}{2}"
-    # one vote each, the tie goes to "\dfrac..." (right): 1; p5 "99" x2: 0 -> 0.4; squares .36*2 + .16*3 = 1.2
+    # p1 "18" x4: 1; p2 5,7,7,5: the tie goes to "5", sampled first: 0; p3 "11" x2: 0; p4 "\dfrac{1}{2}" and
+    # "\frac{1}{2}" one vote each, the tie goes to "\dfrac..." (sample 0, right): 1; p5 "99" x2: 0 -> 0.4;
+    # squares .36*2 + .16*3 = 1.2
     assert_scores(summary["scores"]["fixture"]["metrics"], {"maj@4": {"value": 0.4, "stderr": math.sqrt(0.06)}})
 
 
