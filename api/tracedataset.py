@@ -227,6 +227,11 @@ class TraceStats(CamelModel):
     tokens: TokenStats | None = None
     correct_rate: float | None = None
     stages: dict[str, int] = Field(default_factory=dict)
+    answers_appended: int | None = Field(
+        default=None,
+        description="With format.answerInBoxed: how many traces had no \\boxed{} answer and were given the line"
+        ' "The final answer is \\boxed{answer}." (the others train as written).',
+    )
 
 
 class TraceDatasetStatus(CamelModel):

@@ -170,6 +170,9 @@ def _fill_dataset(row: StatusRow, body: dict[str, Any], status: dict[str, Any], 
     if _get(status, "stats.tokens", dict) is not None:
         p50, longest = _get(status, "stats.tokens.p50", _NUMBER), _get(status, "stats.tokens.max", _NUMBER)
         row.score = f"tokens p50 {p50}, max {longest}"
+    appended = _get(status, "stats.answersAppended", int)
+    if appended:  # answerInBoxed changed these traces: say so wherever the dataset is shown
+        row.score = ", ".join(filter(None, [row.score, f"{appended} given a boxed answer"]))
     row.output, row.digest = _get(status, "artifact.uri", str), _get(status, "artifact.digest", str)
 
 

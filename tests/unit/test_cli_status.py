@@ -60,6 +60,26 @@ def test_fine_tune_row_shows_progress_loss_and_eta(progress: dict[str, Any] | No
                      **want}  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("stats", "want"),
+    [
+        ({"tokens": {"min": 90, "p50": 900, "p90": 2000, "max": 3000}, "answersAppended": 0}, "tokens p50 900, max 3000"),
+        ({"tokens": {"min": 90, "p50": 900, "p90": 2000, "max": 3000}, "answersAppended": 4},
+         "tokens p50 900, max 3000, 4 given a boxed answer"),
+        ({"answersAppended": 4}, "4 given a boxed answer"),
+    ],
+    ids=["none-changed", "four-changed", "no-tokens"],
+)  # fmt: skip
+def test_dataset_row_says_how_many_traces_answer_in_boxed_changed(stats: dict[str, Any], want: str) -> None:
+    doc = {
+        "apiVersion": "cotlab.dev/v1alpha1", "kind": "TraceDataset", "metadata": {"name": "qwq-20"},
+        "spec": {"source": {"uri": "file:///t.jsonl"}},
+        "status": {"phase": "Succeeded", "count": 20, "stats": stats},
+    }  # fmt: skip
+    row = status_row(Listed(doc), NOW)
+    assert (row.progress, row.score) == ("20 traces", want)
+
+
 def test_eval_row_estimates_the_benchmark_eta_from_its_rate() -> None:
     doc = {
         "apiVersion": "cotlab.dev/v1alpha1", "kind": "EvalRun", "metadata": {"name": "ev"},

@@ -94,7 +94,7 @@ def test_math_traces_are_the_20_shortest_and_reproducible(tmp_path: Path, capsys
     assert len(examples) == 20 and tokens == sorted(tokens) and max(tokens) <= 384
     # Nearest rank over 20: p50 is the 10th, p90 the 18th. MATH's spec maps no stage column.
     want_tokens = {"min": min(tokens), "p50": tokens[9], "p90": tokens[17], "max": max(tokens)}
-    assert summary["stats"] == {"tokens": want_tokens, "stages": {}}
+    assert summary["stats"] == {"tokens": want_tokens, "stages": {}, "answersAppended": 0}  # MATH solutions box theirs
     # Each example's count is its assistant turn's, re-tokenized here; the answer is the trace's box.
     tokenizer = _smollm2_tokenizer(SMOLLM2)
     for e in examples:
@@ -193,7 +193,7 @@ def test_huggingface_source_offline_from_a_local_directory(tmp_path: Path, monke
     # Rows 1, 3, 4 are qwq's; longest first by characters (no tokenizer): 4 (19), 1 (14), 3 (12).
     # Row 3's box (5) disagrees with its answer (6): two of three are correct.
     assert [e["id"] for e in examples] == ["4", "1", "3"]
-    assert summary["stats"] == {"correctRate": round(2 / 3, 6), "stages": {"qwq_32b_preview": 3}}
+    assert summary["stats"] == {"correctRate": round(2 / 3, 6), "stages": {"qwq_32b_preview": 3}, "answersAppended": 0}
 
     spec["select"] = {"strategy": "longest", "filters": {"correctOnly": True}}
     summary = run_curate(make_pod(spec, tmp_path / "correct"))
@@ -307,7 +307,8 @@ def test_generate_source_keeps_correct_teacher_samples(tmp_path: Path, tokenizer
     }
     assert len(teachers) == 1 and len(engine.requests) == 5  # one engine call: one request per problem
     assert [r.seed for r in engine.requests] == [10, 14, 18, 22, 26]
-    assert summary["count"] == 8 and summary["stats"] == {"correctRate": 1.0, "stages": {"generated": 8}}
+    assert summary["count"] == 8
+    assert summary["stats"] == {"correctRate": 1.0, "stages": {"generated": 8}, "answersAppended": 0}
 
 
 @pytest.mark.parametrize(

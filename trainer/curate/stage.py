@@ -105,7 +105,9 @@ def run_curate(
         independent_answers = fields.answer is not None
         if independent_answers and not spec.select.filters.correct_only:
             selected = _graded(selected, grader)
-    stats = trace_stats(selected, graded=independent_answers)
+    stats = trace_stats(selected, graded=independent_answers, fmt=spec.format)
+    if stats.answers_appended:
+        logger.info("answerInBoxed gave traces a final-answer line", extra={"count": stats.answers_appended})
     summary = write_dataset(pod.output, spec, selected, stats, unanswered=loaded.unanswered)
     emit_progress(loaded=len(records), kept=len(kept), selected=len(selected))
     return summary
