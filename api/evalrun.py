@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, Self, get_args
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import Field, model_validator
 
@@ -162,6 +162,33 @@ class EvalRunSpec(WorkloadSpec):
             if k > self.sampling.samples:
                 raise ValueError(f"metrics: {metric} needs k <= sampling.samples ({self.sampling.samples})")
         return self
+
+
+# What does not change how a model is evaluated: which model, the sampling seed, and where the pods run.
+NOT_PROTOCOL_FIELDS = frozenset(
+    {
+        "model",
+        "suspend",
+        "max_retries",
+        "output",
+        "resources",
+        "node_selector",
+        "tolerations",
+        "queue_name",
+        "priority_class",
+        "image",
+        "service_account_name",
+        "pod_template_overrides",
+    }
+)
+
+
+def protocol_fields(spec: EvalRunSpec) -> dict[str, Any]:
+    """How an EvalRun evaluates, whatever the model and sampling seed: EvalRuns of an arm's training seeds must
+    share it (benchmarks, prompt, sampling, metrics, vote, engine), or their scores do not average."""
+    fields = spec.model_dump(mode="json", by_alias=True, exclude=set(NOT_PROTOCOL_FIELDS))
+    fields["sampling"] = {k: v for k, v in fields["sampling"].items() if k != "seed"}
+    return fields
 
 
 class MetricValue(CamelModel):

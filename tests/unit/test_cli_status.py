@@ -60,12 +60,14 @@ def test_fine_tune_row_shows_progress_loss_and_eta(progress: dict[str, Any] | No
                      **want}  # fmt: skip
 
 
+TOKENS = {"min": 90, "p50": 900, "p90": 2000, "max": 3000}
+
+
 @pytest.mark.parametrize(
     ("stats", "want"),
     [
-        ({"tokens": {"min": 90, "p50": 900, "p90": 2000, "max": 3000}, "answersAppended": 0}, "tokens p50 900, max 3000"),
-        ({"tokens": {"min": 90, "p50": 900, "p90": 2000, "max": 3000}, "answersAppended": 4},
-         "tokens p50 900, max 3000, 4 given a boxed answer"),
+        ({"tokens": TOKENS, "answersAppended": 0}, "tokens p50 900, max 3000"),
+        ({"tokens": TOKENS, "answersAppended": 4}, "tokens p50 900, max 3000, 4 given a boxed answer"),
         ({"answersAppended": 4}, "4 given a boxed answer"),
     ],
     ids=["none-changed", "four-changed", "no-tokens"],

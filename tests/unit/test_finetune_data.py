@@ -21,8 +21,8 @@ from cotlab.trainer.finetune.batches import (
     epoch_order,
     flatten_batch,
     flattening_supported,
-    pad_batch,
     micro_batch_examples,
+    pad_batch,
     plan_steps,
     process_micro_batches,
     shortest_example,
@@ -239,8 +239,18 @@ def test_process_micro_batches(processes: int, rank: int, want: list[MicroBatch]
 
 @pytest.mark.parametrize(
     ("examples", "batch_size", "processes"),
-    [(50, 1, 8), (20, 1, 8), (20, 8, 8), (20, 4, 16), (5, 2, 4), (1, 1, 3), (20, 4, 5), (21, 4, 2), (100, 3, 7),
-     (7, 8, 1)],  # fmt: skip
+    [
+        (50, 1, 8),
+        (20, 1, 8),
+        (20, 8, 8),
+        (20, 4, 16),
+        (5, 2, 4),
+        (1, 1, 3),
+        (20, 4, 5),
+        (21, 4, 2),
+        (100, 3, 7),
+        (7, 8, 1),
+    ],  # fmt: skip
     ids=lambda v: str(v),
 )
 def test_an_epoch_trains_every_example_exactly_once(examples: int, batch_size: int, processes: int) -> None:

@@ -11,15 +11,13 @@ The summary is
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from cotlab.api.finetunerun import FineTuneRunSpec, LoraSettings
+from cotlab.api.finetunerun import FineTuneRunSpec, LoraSettings, training_spec_digest
 from cotlab.api.models import ModelSource
 from cotlab.api.podcontract import PodSpecFile
 from cotlab.api.tracedataset import Artifact
@@ -103,33 +101,6 @@ def _tokenized_examples(
     end_ids = end_of_turn_ids(tokenizer, generation_eos_ids(source), chat=trains_on_chat(examples))
     tokenized = tokenize_dataset(tokenizer, examples, max_length=spec.training.max_seq_length, end_ids=end_ids)
     return tokenized, end_ids
-
-
-# Where and how the pods run, not what they train: changing these never invalidates a checkpoint. The dataset
-# reference is left out too, as the dataset's digest stands for what it resolved to.
-_NOT_TRAINING_FIELDS = frozenset(
-    {
-        "suspend",
-        "max_retries",
-        "output",
-        "dataset_ref",
-        "resources",
-        "node_selector",
-        "tolerations",
-        "queue_name",
-        "image",
-        "service_account_name",
-        "pod_template_overrides",
-    }
-)
-
-
-def training_spec_digest(spec: FineTuneRunSpec) -> str:
-    """sha256 of the canonical JSON of the spec's training-relevant parts (base model, method, LoRA, training,
-    distributed), defaults filled in, so an explicit default and an omitted field digest alike."""
-    wire = spec.model_dump(mode="json", by_alias=True, exclude=set(_NOT_TRAINING_FIELDS))
-    canonical = json.dumps(wire, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def _resume(
