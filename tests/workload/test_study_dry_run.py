@@ -66,7 +66,7 @@ def released_rows() -> list[dict[str, Any]]:
     rows = []
     for p in range(6):
         a, b = p + 1, p + 2
-        for stage in ARMS.values():
+        for stage in dict.fromkeys(ARMS.values()):  # each type once (qwq and qwq-20 share one)
             if p == 5 and stage == "qwq_32b_preview":
                 continue
             solution = f"{a} + {b} = {a + b}." if stage != "qwq_32b_preview" else f"So {a} + {b} is {a + b}."
