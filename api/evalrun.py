@@ -11,7 +11,7 @@ from .base import CamelModel, LocalObjectRef, ShortStr, Uri
 from .benchmarks import BENCHMARK_NAMES, CUSTOM, FILE_BENCHMARK_NAMES, AnswerFormat, AnswerKind
 from .conditions import Condition
 from .metrics import DEFAULT_METRICS, METRIC_PATTERN, parse_metric
-from .models import ModelSource, Prompt, Sampling
+from .models import ModelSource, Pinned, PinnedInput, Prompt, Sampling
 from .workload import WORKLOAD_RULES, QueueStatus, WorkloadSpec
 
 MajorityRule = Literal["equivalence", "first-sampled", "sorted", "fractional"]
@@ -114,6 +114,11 @@ class Engine(CamelModel):
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "bfloat16"
     gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
     batch_size: int = Field(default=16, ge=1, le=4096, description="Sequences per batch (transformers).")
+    batch_invariant: bool = Field(
+        default=True,
+        description="vLLM: batch-invariant kernels (VLLM_BATCH_INVARIANT=1), so a sample's seed regenerates its text"
+        " whatever else was batched with it, on the same GPU type, vLLM version and tensor-parallel size; slower.",
+    )
 
 
 class Output(CamelModel):
@@ -209,6 +214,27 @@ class BenchmarkScore(CamelModel):
     grader_timeouts: int = 0
 
 
+class ScoresFile(CamelModel):
+    """`<output>/scores.json`: the scores and everything they were computed with, so a number can be re-derived."""
+
+    scores: dict[str, BenchmarkScore] = Field(default_factory=dict)
+    model: PinnedInput | None = Field(default=None, description="The model evaluated: hub commit or content digest.")
+    pinned: Pinned = Field(default_factory=list)
+    engine: dict[str, Any] = Field(default_factory=dict, description="The engine spec, its library version, batch"
+                                   " invariance.")  # fmt: skip
+    prompt: Prompt | None = None
+    sampling: Sampling | None = None
+    metrics: list[str] = Field(default_factory=list)
+    majority_vote: MajorityRule | None = None
+
+    @classmethod
+    def read(cls, raw: dict[str, Any]) -> ScoresFile:
+        """A scores file, also one written before it held more than the scores (benchmark -> score)."""
+        if "scores" in raw and "engine" in raw:
+            return cls.model_validate(raw)
+        return cls(scores={name: BenchmarkScore.model_validate(value) for name, value in raw.items()})
+
+
 class EvalProgress(CamelModel):
     """The newest progress marker of an evaluate pod: samples done of the benchmark being generated."""
 
@@ -230,6 +256,9 @@ class EvalRunStatus(CamelModel):
     progress: EvalProgress | None = None
     scores: dict[str, BenchmarkScore] = Field(default_factory=dict)
     outputs: EvalOutputs | None = None
+    pinned: Pinned = Field(
+        default_factory=list, description="The model evaluated (hub commit, or the digest checked on load), hub data."
+    )
     queue: QueueStatus | None = None
     start_time: datetime | None = None
     completion_time: datetime | None = None

@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 
 from .base import CamelModel, LocalObjectRef, ResourceRequirements, ShortStr, Uri
 from .conditions import Condition
-from .models import ModelSource
+from .models import ModelSource, Pinned
 from .tracedataset import Artifact
 from .workload import WORKLOAD_RULES, QueueStatus, WorkloadSpec
 
@@ -221,6 +221,7 @@ class FineTuneRunStatus(CamelModel):
     progress: Progress | None = None
     last_checkpoint: Uri | None = None
     outputs: FineTuneOutputs | None = None
+    pinned: Pinned = Field(default_factory=list, description="The base model at its commit (or digest).")
     queue: QueueStatus | None = None
     start_time: datetime | None = None
     completion_time: datetime | None = None

@@ -194,6 +194,11 @@ def test_huggingface_source_offline_from_a_local_directory(tmp_path: Path, monke
     # Row 3's box (5) disagrees with its answer (6): two of three are correct.
     assert [e["id"] for e in examples] == ["4", "1", "3"]
     assert summary["stats"] == {"correctRate": round(2 / 3, 6), "stages": {"qwq_32b_preview": 3}, "answersAppended": 0}
+    # A local dataset has no revision to resolve: it is pinned by the digest of its files (one here).
+    data = (tmp_path / "nemotron" / "data" / "train.jsonl").read_bytes()
+    digest = hashlib.sha256(f"{hashlib.sha256(data).hexdigest()}  data/train.jsonl\n".encode()).hexdigest()
+    local = {"role": "dataset", "uri": (tmp_path / "nemotron").as_uri(), "digest": f"sha256:{digest}"}
+    assert summary["pinned"] == [local]
 
     spec["select"] = {"strategy": "longest", "filters": {"correctOnly": True}}
     summary = run_curate(make_pod(spec, tmp_path / "correct"))
@@ -290,7 +295,12 @@ def test_generate_source_keeps_correct_teacher_samples(tmp_path: Path, tokenizer
         teachers.append(source)
         return engine
 
-    summary = run_curate(make_pod(spec, tmp_path / "out"), teacher_loader=teacher)
+    # The hub cannot be reached here: a stand-in answers which commit `main` names, the one thing faked.
+    summary = run_curate(make_pod(spec, tmp_path / "out"), teacher_loader=teacher, resolve=lambda *_: "c" * 40)
+    assert teachers[0].teacher.revision == "c" * 40  # loaded at the commit, not at whatever main names later
+    teacher_pin = {"role": "teacher", "hub": "Qwen/QwQ-32B-Preview", "revision": "main", "commit": "c" * 40}
+    assert summary["pinned"] == [teacher_pin]
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["pinned"] == [teacher_pin]
     examples = read_jsonl(tmp_path / "out" / "traces.jsonl")
     # Worked out from the script (problem ids are line numbers): p1 samples 0, 1 (of 4 correct); p2 samples
     # 1, 3; p3 none; p4 samples 0, 2 (0.5 equals \\frac{1}{2}; 1 and 3 never close their box); p5 samples 1, 3.
@@ -349,4 +359,8 @@ def test_refusals(tmp_path: Path, spec: dict[str, Any], error: type[Exception], 
         json.dumps(spec).replace('"TRACES"', json.dumps(str(traces))).replace("MISSING", str(tmp_path / "none.jsonl"))
     )
     with pytest.raises(error, match=message):
-        run_curate(make_pod(wire, tmp_path / "out"), teacher_loader=lambda source: pytest.fail("teacher started"))
+        run_curate(
+            make_pod(wire, tmp_path / "out"),
+            teacher_loader=lambda source: pytest.fail("teacher started"),
+            resolve=lambda *_: "c" * 40,  # the hub cannot be reached here
+        )
