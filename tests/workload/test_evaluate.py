@@ -457,9 +457,25 @@ def test_a_hub_model_is_evaluated_at_the_commit_its_revision_names_when_the_pod_
     assert (asked, loaded, summary["pinned"]) == ([("Qwen/Qwen2.5-32B", "main", "model")], ["a" * 40], [pinned])
     assert json.loads((tmp_path / "out" / "scores.json").read_text())["model"] == pinned
     # The samples on disk are of commit a...; a retry that finds main at b... must not add b's samples to them.
-    (tmp_path / "out" / "samples" / "fixture.jsonl").write_text("")
     with pytest.raises(InvalidSpecError, match="generated with a different model"):
         run_evaluate(make_pod(spec, tmp_path / "out"), loader=loader, resolve=hub)
+
+
+def test_an_attempt_that_crashed_before_its_first_sample_does_not_bind_the_retry(
+    tmp_path: Path, tokenizer: Any
+) -> None:
+    """A model that would not load is replaced before the retry: no sample was written, so nothing can mix."""
+    bench = write_benchmark(tmp_path / "fixture.jsonl")
+    pod = make_pod(make_spec([bench]), tmp_path / "out")
+    with pytest.raises(OSError, match="config.json"):
+        run_evaluate(pod, loader=lambda spec, source: (_ for _ in ()).throw(OSError("config.json is not valid JSON")))
+    assert (tmp_path / "out" / "samples" / "fixture.fingerprint.json").exists()
+    replaced = tmp_path / "replaced-model"
+    replaced.mkdir()
+    (replaced / "config.json").write_text("{}")  # other files, so another digest in the fingerprint
+    other = make_pod(make_spec([bench], model_uri=replaced.as_uri()), tmp_path / "out")
+    summary = run_evaluate(other, loader=vllm_loader(ScriptedLLM(SCRIPT, tokenizer)))
+    assert summary["scores"]["fixture"]["problems"] == 5
 
 
 def test_resume_refuses_samples_from_a_different_spec(tmp_path: Path, tokenizer: Any) -> None:

@@ -208,10 +208,15 @@ class _Evaluation:
         return self._score(key, problems, done)
 
     def _check_fingerprint(self, key: str, problems: list[Problem]) -> None:
-        """Refuse to resume samples generated under another model, prompt, sampling or problem set."""
+        """Refuse to resume samples generated under another model, prompt, sampling, engine or problem set.
+
+        Only samples already on disk can mix: an attempt that crashed before its first sample (a model that would
+        not load, replaced before the retry) leaves a fingerprint and no samples, and the retry writes its own."""
         uri = storage.join(self.output, SAMPLES_DIR, f"{key}.fingerprint.json")
+        samples = storage.join(self.output, SAMPLES_DIR, f"{key}.jsonl")
         want = generation_fingerprint(self.spec, self.source, problems, model_digest=self.model_digest)
-        if storage.exists(uri):
+        recorded = storage.exists(samples) and any(line.strip() for line in storage.iter_lines(samples))
+        if recorded and storage.exists(uri):
             have = json.loads(storage.read_text(uri))
             changed = sorted(k for k in want if have.get(k) != want[k])
             if changed:
