@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import Field, model_validator
 
@@ -11,13 +11,15 @@ from .base import CamelModel, LocalObjectRef, ShortStr, Uri
 from .benchmarks import BENCHMARK_NAMES, CUSTOM, FILE_BENCHMARK_NAMES, AnswerFormat, AnswerKind
 from .conditions import Condition
 from .metrics import DEFAULT_METRICS, METRIC_PATTERN, parse_metric
-from .models import ModelSource, Prompt, Sampling
+from .models import ModelSource, Pinned, PinnedInput, Prompt, Sampling
 from .workload import WORKLOAD_RULES, QueueStatus, WorkloadSpec
 
-MajorityRule = Literal["equivalence", "string", "string-fractional"]
-"""How maj@k votes (cotlab.trainer.grading.majority): equivalence classes of answers (cotlab's), or NeMo-Skills'
-exact-string votes with a tie going to the smallest answer (`string`, as the study ran it) or sharing credit
-(`string-fractional`, NeMo-Skills since 2025-08)."""
+MajorityRule = Literal["equivalence", "first-sampled", "sorted", "fractional"]
+"""How maj@k votes (cotlab.trainer.grading.majority): equivalence classes of answers (cotlab's), or NVIDIA/NeMo-Skills'
+exact-string votes, named after what a tie gives, each the rule of a range of NeMo-Skills commits:
+`first-sampled` (2a2886e3..098f04d9, 2024-02-15 to 2025-06-05: the study's 0f7bd73), `sorted` (098f04d9..d20fbb2c,
+2025-06-05 to 2025-08-18), `fractional` (d20fbb2c on, 2025-08-18 to today)."""
+MAJORITY_RULES: tuple[str, ...] = get_args(MajorityRule)
 
 
 BenchmarkName = Literal[*BENCHMARK_NAMES, CUSTOM]  # type: ignore[valid-type]
@@ -112,6 +114,11 @@ class Engine(CamelModel):
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "bfloat16"
     gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
     batch_size: int = Field(default=16, ge=1, le=4096, description="Sequences per batch (transformers).")
+    batch_invariant: bool = Field(
+        default=True,
+        description="vLLM: batch-invariant kernels (VLLM_BATCH_INVARIANT=1), so a sample's seed regenerates its text"
+        " whatever else was batched with it, on the same GPU type, vLLM version and tensor-parallel size; slower.",
+    )
 
 
 class Output(CamelModel):
@@ -142,9 +149,10 @@ class EvalRunSpec(WorkloadSpec):
     ] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     majority_vote: MajorityRule = Field(
         default="equivalence",
-        description="maj@k's vote: equivalence (answers grouped by the grader, cotlab's), string (NeMo-Skills as"
-        " the study ran it: exact answer text, a tie goes to the smallest), string-fractional (NeMo-Skills since"
-        " 2025-08: tied answers share the credit).",
+        description="maj@k's vote: equivalence (answers grouped by the grader, cotlab's), or NeMo-Skills' exact"
+        " answer text with a tie going to the answer sampled first (first-sampled: NeMo-Skills 2a2886e3..098f04d9,"
+        " 2024-02 to 2025-06, including the study's 0f7bd73), to the smallest answer (sorted: 098f04d9..d20fbb2c,"
+        " 2025-06 to 2025-08) or shared by the tied answers (fractional: d20fbb2c on, since 2025-08-18).",
     )
     engine: Engine = Field(default_factory=Engine)
     grader_timeout_seconds: float = Field(default=10.0, gt=0.0, le=600.0)
@@ -159,6 +167,33 @@ class EvalRunSpec(WorkloadSpec):
             if k > self.sampling.samples:
                 raise ValueError(f"metrics: {metric} needs k <= sampling.samples ({self.sampling.samples})")
         return self
+
+
+# What does not change how a model is evaluated: which model, the sampling seed, and where the pods run.
+NOT_PROTOCOL_FIELDS = frozenset(
+    {
+        "model",
+        "suspend",
+        "max_retries",
+        "output",
+        "resources",
+        "node_selector",
+        "tolerations",
+        "queue_name",
+        "priority_class",
+        "image",
+        "service_account_name",
+        "pod_template_overrides",
+    }
+)
+
+
+def protocol_fields(spec: EvalRunSpec) -> dict[str, Any]:
+    """How an EvalRun evaluates, whatever the model and sampling seed: EvalRuns of an arm's training seeds must
+    share it (benchmarks, prompt, sampling, metrics, vote, engine), or their scores do not average."""
+    fields = spec.model_dump(mode="json", by_alias=True, exclude=set(NOT_PROTOCOL_FIELDS))
+    fields["sampling"] = {k: v for k, v in fields["sampling"].items() if k != "seed"}
+    return fields
 
 
 class MetricValue(CamelModel):
@@ -177,6 +212,27 @@ class BenchmarkScore(CamelModel):
     truncation_rate: float | None = None
     no_answer_rate: float | None = None
     grader_timeouts: int = 0
+
+
+class ScoresFile(CamelModel):
+    """`<output>/scores.json`: the scores and everything they were computed with, so a number can be re-derived."""
+
+    scores: dict[str, BenchmarkScore] = Field(default_factory=dict)
+    model: PinnedInput | None = Field(default=None, description="The model evaluated: hub commit or content digest.")
+    pinned: Pinned = Field(default_factory=list)
+    engine: dict[str, Any] = Field(default_factory=dict, description="The engine spec, its library version, batch"
+                                   " invariance.")  # fmt: skip
+    prompt: Prompt | None = None
+    sampling: Sampling | None = None
+    metrics: list[str] = Field(default_factory=list)
+    majority_vote: MajorityRule | None = None
+
+    @classmethod
+    def read(cls, raw: dict[str, Any]) -> ScoresFile:
+        """A scores file, also one written before it held more than the scores (benchmark -> score)."""
+        if "scores" in raw and "engine" in raw:
+            return cls.model_validate(raw)
+        return cls(scores={name: BenchmarkScore.model_validate(value) for name, value in raw.items()})
 
 
 class EvalProgress(CamelModel):
@@ -200,6 +256,9 @@ class EvalRunStatus(CamelModel):
     progress: EvalProgress | None = None
     scores: dict[str, BenchmarkScore] = Field(default_factory=dict)
     outputs: EvalOutputs | None = None
+    pinned: Pinned = Field(
+        default_factory=list, description="The model evaluated (hub commit, or the digest checked on load), hub data."
+    )
     queue: QueueStatus | None = None
     start_time: datetime | None = None
     completion_time: datetime | None = None

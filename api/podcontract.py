@@ -22,9 +22,10 @@ from .models import ModelSource
 from .tracedataset import Artifact
 
 # The summaries each stage writes (keys, camelCase): the operator and the local runner reduce them into status.
-#   curate:   {"stage", "artifact": {"uri", "digest"}, "count", "stats"}
-#   finetune: {"stage", "outputs": {"model": {"uri", "digest"}}, "progress"}
-#   evaluate: {"stage", "outputs": {"samples", "scores"}, "scores": {benchmark: BenchmarkScore}}
+#   curate:   {"stage", "artifact": {"uri", "digest"}, "count", "stats", "pinned"}
+#   finetune: {"stage", "outputs": {"model": {"uri", "digest"}}, "progress", "pinned"}
+#   evaluate: {"stage", "outputs": {"samples", "scores"}, "scores": {benchmark: BenchmarkScore}, "pinned"}
+#   "pinned" lists the PinnedInputs (models.py) each stage resolved when it started (hub commits, local digests).
 #   failure:  {"stage", "error", "exitCode"}, and "signal" ("SIGKILL") when a fine-tune worker was killed by one
 
 SPEC_DIR = "/etc/cotlab"

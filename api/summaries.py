@@ -12,6 +12,7 @@ from typing import Any
 from .conditions import ConditionType, Phase, Reason, derive_phase, set_condition
 from .evalrun import BenchmarkScore, EvalOutputs, EvalRunStatus
 from .finetunerun import FineTuneOutputs, FineTuneRunStatus, Progress
+from .models import PinnedInput
 from .podcontract import ExitCode
 from .resources import FineTuneRun, Resource, TraceDataset
 from .tracedataset import Artifact, TraceDatasetStatus, TraceStats
@@ -53,6 +54,7 @@ def succeeded_status(resource: Resource, summary: dict[str, Any], *, now: dateti
     """Status after the stage exited 0 with `summary`: outputs recorded, Ready, not Running."""
     status = empty_status(resource)
     generation = resource.metadata.generation
+    status.pinned = [PinnedInput.model_validate(p) for p in summary.get("pinned", [])]
     if isinstance(status, TraceDatasetStatus):
         status.artifact = Artifact.model_validate(summary["artifact"])
         status.count = summary.get("count")

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from .base import CamelModel, ConfigMapKeyRef, LongStr, SecretKeyRef, ShortStr, Uri
 from .benchmarks import AnswerFormat
 from .conditions import Condition
-from .models import ModelSource, Prompt, Sampling
+from .models import ModelSource, Pinned, Prompt, Sampling
 from .workload import QueueStatus, WorkloadSpec
 
 RowFilter = dict[str, Annotated[list[ShortStr], Field(min_length=1, max_length=64)]]
@@ -227,6 +227,11 @@ class TraceStats(CamelModel):
     tokens: TokenStats | None = None
     correct_rate: float | None = None
     stages: dict[str, int] = Field(default_factory=dict)
+    answers_appended: int | None = Field(
+        default=None,
+        description="With format.answerInBoxed: how many traces had no \\boxed{} answer and were given the line"
+        ' "The final answer is \\boxed{answer}." (the others train as written).',
+    )
 
 
 class TraceDatasetStatus(CamelModel):
@@ -236,5 +241,6 @@ class TraceDatasetStatus(CamelModel):
     artifact: Artifact | None = None
     count: int | None = None
     stats: TraceStats | None = None
+    pinned: Pinned = Field(default_factory=list, description="The hub dataset and tokenizer at their commits.")
     queue: QueueStatus | None = None
     message: LongStr | None = None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from cotlab.api import EvalRun
-from cotlab.api.evalrun import BenchmarkScore
+from cotlab.api.evalrun import BenchmarkScore, ScoresFile
 
 from .artifacts import ArtifactStore
 from .errors import CliError
@@ -38,8 +38,7 @@ def scores_of(run: EvalRun, store: ArtifactStore) -> dict[str, BenchmarkScore]:
         return dict(status.scores)
     if status.outputs is None or not status.outputs.scores:
         return {}
-    raw = json.loads(store.read_text(status.outputs.scores))
-    return {name: BenchmarkScore.model_validate(value) for name, value in raw.items()}
+    return dict(ScoresFile.read(json.loads(store.read_text(status.outputs.scores))).scores)
 
 
 def samples_uri(run: EvalRun, benchmark: str) -> str:

@@ -1,7 +1,8 @@
 """`cotctl compare --plot`: scores against a property of the training set (trace length, count, stage, a label).
 
 One series per benchmark: each fine-tuned arm is a point at its TraceDataset's property, with its standard error
-as an error bar; arms with no training set (a base model, a reference model) are dashed horizontal lines, so
+(over problems and training seeds) as an error bar; arms with no training set (a base model, a reference model)
+are dashed horizontal lines, so
 "does longer / harder / more refined data help, and does it beat the baseline" reads off one figure.
 """
 
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING
 from .errors import UsageError
 
 if TYPE_CHECKING:
-    from .compare import Arm, Comparison
+    from .arms import Arm
+    from .comparison import Comparison
 
 
 @dataclass(frozen=True)

@@ -277,8 +277,8 @@ cotctl compare{ns} -l cotlab.dev/experiment={experiment} --plot scores.png --plo
 ```
 
 Rows are the arms, columns the benchmarks: pass@1 ± standard error and maj@64, the best of each column marked,
-and each arm's pass@1 difference from the baseline with a 95% paired bootstrap interval over problems (samples
-resampled within problems), marked significant only when the interval excludes 0. The bootstrap reads the
+and each arm's pass@1 difference from the baseline with a 95% paired bootstrap interval over problems and training
+seeds, Holm-corrected across the table, marked significant only when the interval excludes 0. The bootstrap reads the
 per-sample records, which live on the `cotlab-artifacts` claim: mount it or copy it (e.g. `kubectl cp` from a
 pod that mounts it) and pass the copy's folder with `--artifacts-root` (files at `DIR/cotlab-artifacts/...`).
 `cotctl results <evalrun> --samples` pages through the records themselves.

@@ -63,6 +63,9 @@ class StatusRow:
     age_seconds: float | None = None
     output: str | None = None
     digest: str | None = None
+    arm: str | None = None  # the cotlab.dev/arm label
+    seed: int | None = None  # the training seed: a FineTuneRun's, or that of the FineTuneRun an EvalRun evaluates
+    seeds: int | None = None  # training seeds listed for the arm (its FineTuneRuns' distinct seeds)
 
     def to_wire(self) -> dict[str, Any]:
         values = ((key, getattr(self, name)) for name, key in _WIRE_NAMES.items())
@@ -108,6 +111,41 @@ def _created(metadata: dict[str, Any], status: dict[str, Any]) -> object:
         [c.get("lastTransitionTime") for c in conditions if isinstance(c, dict)] if isinstance(conditions, list) else []
     )
     return min((t for t in times if isinstance(t, str)), default=None)
+
+
+ARM_LABEL = "cotlab.dev/arm"
+"""The label that makes resources one arm of an experiment: one FineTuneRun (and EvalRun) per training seed."""
+
+
+def with_arms(rows: list[StatusRow], items: list[Listed]) -> list[StatusRow]:
+    """Rows with their arm and training seed, and the arm's seed count over the FineTuneRuns listed with them."""
+    tunes = {(r.namespace, r.name): r for r in rows if r.kind == "FineTuneRun"}
+    for row, item in zip(rows, items, strict=True):
+        metadata, spec = item.body.get("metadata") or {}, item.body.get("spec") or {}
+        arm = (metadata.get("labels") or {}).get(ARM_LABEL)
+        row.arm = arm if isinstance(arm, str) else None
+        if row.kind == "EvalRun" and row.reason != "Unreadable":
+            ref = _get(spec, "model.fineTuneRunRef.name", str, where="spec")
+            tune = tunes.get((row.namespace, ref)) if ref else None
+            row.seed = tune.seed if tune else None
+    seeds: dict[tuple[str, str], set[int]] = {}
+    for row in rows:
+        if row.kind == "FineTuneRun" and row.arm is not None and row.seed is not None:
+            seeds.setdefault((row.namespace, row.arm), set()).add(row.seed)
+    for row in rows:
+        if row.arm is not None:
+            row.seeds = len(seeds.get((row.namespace, row.arm), ())) or None
+    return rows
+
+
+def _arm_cell(row: StatusRow) -> str:
+    """ "qwq-20, seed 1 of 3": the arm, this resource's training seed, and how many seeds the arm has."""
+    if row.arm is None:
+        return ""
+    seeds = "" if row.seeds is None else f"{row.seeds} seed{'s' if row.seeds != 1 else ''}"
+    if row.seed is not None and row.seeds is not None:
+        return f"{row.arm}, seed {row.seed} of {seeds}"
+    return f"{row.arm} ({seeds})" if seeds else row.arm
 
 
 def _percent(value: float | None) -> str:
@@ -170,11 +208,16 @@ def _fill_dataset(row: StatusRow, body: dict[str, Any], status: dict[str, Any], 
     if _get(status, "stats.tokens", dict) is not None:
         p50, longest = _get(status, "stats.tokens.p50", _NUMBER), _get(status, "stats.tokens.max", _NUMBER)
         row.score = f"tokens p50 {p50}, max {longest}"
+    appended = _get(status, "stats.answersAppended", int)
+    if appended:  # answerInBoxed changed these traces: say so wherever the dataset is shown
+        row.score = ", ".join(filter(None, [row.score, f"{appended} given a boxed answer"]))
     row.output, row.digest = _get(status, "artifact.uri", str), _get(status, "artifact.digest", str)
 
 
 def _fill_fine_tune(row: StatusRow, body: dict[str, Any], status: dict[str, Any], now: datetime) -> None:
     row.attempts = _get(status, "attempts", int) or None
+    seed = _get(body.get("spec") or {}, "training.seed", int, where="spec")
+    row.seed = 0 if seed is None else seed  # the API's default
     if _get(status, "progress", dict) is not None:
         step, total = _get(status, "progress.step", int), _get(status, "progress.totalSteps", int)
         row.percent, row.loss = _get(status, "progress.percent", _NUMBER), _get(status, "progress.loss", _NUMBER)
@@ -205,12 +248,14 @@ _FILL_BY_KIND = {"TraceDataset": _fill_dataset, "FineTuneRun": _fill_fine_tune, 
 
 
 def table_rows(rows: list[StatusRow], *, wide: bool, namespaces: bool) -> list[dict[str, Any]]:
-    """The table's cells; NAMESPACE only across namespaces, the reasons and outputs only with -o wide."""
+    """The table's cells; NAMESPACE only across namespaces, ARM only when a resource has one, the reasons and
+    outputs only with -o wide."""
     cells = []
+    arms = any(row.arm is not None for row in rows)
     for row in rows:
         cell: dict[str, Any] = {"namespace": row.namespace} if namespaces else {}
+        cell |= {"name": f"{row.kind.lower()}/{row.name}", **({"arm": _arm_cell(row)} if arms else {})}
         cell |= {
-            "name": f"{row.kind.lower()}/{row.name}",
             "phase": row.phase,
             "progress": row.progress,
             "loss": "" if row.loss is None else f"{row.loss:.4g}",
@@ -228,7 +273,7 @@ def table_rows(rows: list[StatusRow], *, wide: bool, namespaces: bool) -> list[d
 def _snapshot(inventory: Inventory, kinds: tuple[str, ...], name: str | None, selector: str | None) -> list[StatusRow]:
     items = [inventory.get(kinds[0], name)] if name else inventory.list(kinds, selector)
     now = datetime.now(UTC)
-    return [status_row(item, now) for item in items]
+    return with_arms([status_row(item, now) for item in items], items)
 
 
 def _show(rows: list[StatusRow], output: ListFormat, *, namespaces: bool, watching: bool) -> None:

@@ -192,11 +192,13 @@ def test_experiment_runs_in_dependency_order_under_the_restricted_profile(
     assert tune["status"]["progress"]["step"] == 2 and tune["status"]["attempts"] == 1
     assert after["status"]["outputs"]["scores"].startswith(f"pvc://cotlab-artifacts/{namespace}/evalruns/after/")
 
-    # The scores in status are what the pods wrote to the artifact store.
+    # The scores in status are what the pods wrote to the artifact store, with the model each evaluated pinned:
+    # the fine-tuned one by the digest its FineTuneRun recorded (checked on load).
     for run in (before, after):
         on_disk = json.loads(claim_file(pod_executor, namespace, run["status"]["outputs"]["scores"]).read_text())
-        assert run["status"]["scores"] == on_disk
+        assert (run["status"]["scores"], run["status"]["pinned"]) == (on_disk["scores"], on_disk["pinned"])
         assert run["status"]["scores"]["sums"]["problems"] == 3
+    assert after["status"]["pinned"][0]["digest"] == tune["status"]["outputs"]["model"]["digest"]
 
     table = run_kubectl(kubeconfig, namespace, "get", "cotlab").stdout
     for name in ("after", "before", "tune", "traces"):

@@ -136,9 +136,14 @@ def finished_traces(
     return traces
 
 
-def finished_tune(root: Path, name: str, dataset: str) -> FineTuneRun:
-    doc = {"apiVersion": "cotlab.dev/v1alpha1", "kind": "FineTuneRun", "metadata": {"name": name},
-           "spec": {"baseModel": {"hub": "Qwen/Qwen2.5-0.5B"}, "datasetRef": {"name": dataset}}}  # fmt: skip
+def finished_tune(
+    root: Path, name: str, dataset: str, *, training: dict[str, Any] | None = None, labels: dict[str, str] | None = None
+) -> FineTuneRun:
+    """A FineTuneRun that trained on `dataset`; `training` sets spec.training (its seed, say)."""
+    meta = {"name": name, "labels": labels or {}}
+    doc = {"apiVersion": "cotlab.dev/v1alpha1", "kind": "FineTuneRun", "metadata": meta,
+           "spec": {"baseModel": {"hub": "Qwen/Qwen2.5-0.5B"}, "datasetRef": {"name": dataset},
+                    "training": training or {}}}  # fmt: skip
     tune = parse_resource(doc)
     assert isinstance(tune, FineTuneRun)
     summary = {"stage": "finetune", "outputs": {"model": {"uri": f"file:///models/{name}", "digest": DIGEST}},

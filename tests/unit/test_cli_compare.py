@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from cotlab.cli.arms import Arm, Evaluation
 from cotlab.cli.artifacts import ArtifactStore
-from cotlab.cli.compare import Arm, build_comparison
+from cotlab.cli.comparison import build_comparison
+from cotlab.cli.evaluations import run_records
 from cotlab.cli.local_store import LocalStore
 from cotlab.cli.main import app
 from cotlab.cli.plot import plot_points
@@ -75,11 +77,60 @@ def test_selector_rows_by_training_set_and_csv(state: Path) -> None:
     assert rows[1]["sums Δpass@1"].startswith("+25.0 [")
 
 
+# Three training seeds of one recipe. Per-problem pass@1 (a, b, c, d): seed 0 TUNED (1, 3/4, 1/2, 0) = 0.5625,
+# seed 1 (1, 1/2, 1/4, 0) = 0.4375, seed 2 (1, 1, 3/4, 1/4) = 0.75: the arm's score is their mean, 1.75 / 3.
+SEEDS = [
+    TUNED,
+    {"a": ["1"] * 4, "b": ["2", "2", "9", "9"], "c": ["3", "9", "9", "9"], "d": ["9"] * 4},
+    {"a": ["1"] * 4, "b": ["2"] * 4, "c": ["3", "3", "3", "9"], "d": ["4", "9", "9", "9"]},
+]
+
+
+def seeded_arm(root: Path, bench: Path, arm: str, *, rates: list[float] | None = None) -> None:
+    """`arm`'s three seeds: FineTuneRuns qwq-s0..2 (learning rates `rates`, one recipe when all equal)."""
+    rates = rates or [1e-5] * 3
+    for seed, (answers, rate) in enumerate(zip(SEEDS, rates, strict=True)):
+        labels = {"experiment": "e1", "arm": arm}
+        finished_tune(root, f"{arm}-s{seed}", "long-traces", training={"seed": seed, "learningRate": rate})
+        finished_eval(root, f"{arm}-s{seed}-eval", bench, GOLD, answers, labels=labels, tune=f"{arm}-s{seed}")
+
+
+def test_training_seeds_of_one_recipe_are_one_arm(state: Path, tmp_path: Path) -> None:
+    seeded_arm(state, tmp_path / "sums.jsonl", "qwq3")
+    result = cotctl("compare", "base", "qwq3-s0-eval", "qwq3-s1-eval", "qwq3-s2-eval", "--rows", "label:arm",
+                    "--local", "--root", str(state), "-o", "json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert (got["correction"], got["intervals"]) == ("holm", 1) and got["method"].startswith("paired bootstrap")
+    base, arm = got["rows"]
+    assert (base["label"], base["seeds"], base["trainingSeeds"]) == ("base", 1, [])
+    assert (arm["label"], arm["seeds"], arm["trainingSeeds"]) == ("qwq3", 3, [0, 1, 2])
+    assert arm["evalruns"] == ["qwq3-s0-eval", "qwq3-s1-eval", "qwq3-s2-eval"] and "note" not in arm
+    assert arm["scores"]["sums"]["pass@1"]["value"] == pytest.approx(1.75 / 3)
+    delta = arm["differences"]["sums"]
+    assert delta["value"] == pytest.approx(1.75 / 3 - 0.3125) and delta["seeds"] == [1, 3]
+    assert delta["level"] == 0.95 and delta["low"] <= delta["value"] <= delta["high"]
+    table = cotctl("compare", "-l", "experiment=e1", "--rows", "label:arm", "--local", "--root", str(state))
+    assert "qwq3 " in table.stdout and "0,1,2" in table.stdout
+    assert "paired bootstrap" in table.stdout and "Holm (family-wise error) over 2 intervals" in table.stdout
+    assert "qwq: one training seed: its intervals cover sampling and problem noise" in table.stderr
+
+
+def test_runs_that_share_a_label_but_not_a_recipe_stay_apart(state: Path, tmp_path: Path) -> None:
+    seeded_arm(state, tmp_path / "sums.jsonl", "mixed", rates=[1e-5, 1e-5, 2e-5])
+    result = cotctl("compare", "-l", "arm=mixed", "--rows", "label:arm", "--local", "--root", str(state), "-o", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert [r["label"] for r in rows] == ["mixed (mixed-s0-eval)", "mixed (mixed-s1-eval)", "mixed (mixed-s2-eval)"]
+    assert "finetunerun/mixed-s0 and finetunerun/mixed-s2 differ in spec.training.learningRate" in result.stderr
+    assert all(r["seeds"] == 1 and r["note"].startswith("one training seed") for r in rows)
+
+
 def test_markdown_marks_the_best_in_bold(state: Path) -> None:
     result = cotctl("compare", "base", "tuned", "--local", "--root", str(state), "-o", "markdown")
     assert result.exit_code == 0, result.output
     header, rule, first, second = result.stdout.strip().splitlines()
-    assert header.startswith("| row | sums pass@1 | sums maj@4 | sums Δpass@1")
+    assert header.startswith("| row | seeds | sums pass@1 | sums maj@4 | sums Δpass@1")
     assert "**56.2 ± 21.3**" in second and "**" not in first
 
 
@@ -124,10 +175,11 @@ def test_plot_points_follow_the_training_set_and_the_file_is_a_png(state: Path, 
         run = store.load("EvalRun", "default", name)
         tune = store.load("FineTuneRun", "default", "tune") if name == "tuned" else None
         traces = store.load("TraceDataset", "default", "long-traces") if name == "tuned" else None
-        arms.append(Arm(run=run, scores=dict(run.status.scores), fine_tune=tune, traces=traces))  # type: ignore[arg-type,union-attr]
+        member = Evaluation(run=run, scores=dict(run.status.scores), fine_tune=tune, traces=traces)  # type: ignore[arg-type,union-attr]
+        arms.append(Arm(name, (member,)))
     comparison = build_comparison(
-        arms, rows="run", baseline=None, metric="pass@1", replicates=200, confidence=0.95, seed=0,
-        store=ArtifactStore(None),
+        arms, baseline=None, metric="pass@1", replicates=200, confidence=0.95, seed=0,
+        read=lambda run, benchmark: run_records(run, benchmark, ArtifactStore(None)),
     )  # fmt: skip
     points = {(p.label, p.x): round(p.y, 4) for p in plot_points(arms, comparison, x="tokens")}
     assert points == {("base", None): 0.3125, ("tuned", 1200.0): 0.5625}

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cotlab.cli.inventory import Listed
 from cotlab.cli.main import app
-from cotlab.cli.status import status_row, table_rows
+from cotlab.cli.status import StatusRow, status_row, table_rows
 
 from .cli_state import finished_eval, finished_traces, finished_tune, write_benchmark
 
@@ -58,6 +58,28 @@ def test_fine_tune_row_shows_progress_loss_and_eta(progress: dict[str, Any] | No
     [cells] = table_rows([row], wide=False, namespaces=True)
     assert cells == {"namespace": "lab", "name": "finetunerun/tune", "phase": "Running", "score": "", "age": "10m",
                      **want}  # fmt: skip
+
+
+TOKENS = {"min": 90, "p50": 900, "p90": 2000, "max": 3000}
+
+
+@pytest.mark.parametrize(
+    ("stats", "want"),
+    [
+        ({"tokens": TOKENS, "answersAppended": 0}, "tokens p50 900, max 3000"),
+        ({"tokens": TOKENS, "answersAppended": 4}, "tokens p50 900, max 3000, 4 given a boxed answer"),
+        ({"answersAppended": 4}, "4 given a boxed answer"),
+    ],
+    ids=["none-changed", "four-changed", "no-tokens"],
+)  # fmt: skip
+def test_dataset_row_says_how_many_traces_answer_in_boxed_changed(stats: dict[str, Any], want: str) -> None:
+    doc = {
+        "apiVersion": "cotlab.dev/v1alpha1", "kind": "TraceDataset", "metadata": {"name": "qwq-20"},
+        "spec": {"source": {"uri": "file:///t.jsonl"}},
+        "status": {"phase": "Succeeded", "count": 20, "stats": stats},
+    }  # fmt: skip
+    row = status_row(Listed(doc), NOW)
+    assert (row.progress, row.score) == ("20 traces", want)
 
 
 def test_eval_row_estimates_the_benchmark_eta_from_its_rate() -> None:
@@ -141,6 +163,30 @@ def test_status_lists_local_state_by_kind_and_selector(tmp_path: Path) -> None:
     assert [r["name"] for r in one] == ["tune"]
     bad = cotctl("status", "pods", "--local", "--root", str(root))
     assert bad.exit_code == 2 and "unknown kind 'pods'; valid kinds: tracedataset, finetunerun, evalrun" in bad.stderr
+
+
+def test_status_says_which_seed_of_its_arm_each_run_is(tmp_path: Path) -> None:
+    root = tmp_path / "state"
+    arm = {"cotlab.dev/arm": "qwq-20"}
+    finished_traces(root, "qwq-20", p50=900, count=20, stages={}, labels=arm)
+    bench = write_benchmark(tmp_path / "sums.jsonl", GOLD)
+    for seed in (0, 1, 2):
+        finished_tune(root, f"tune-s{seed}", "qwq-20", training={"seed": seed}, labels=arm)
+        finished_eval(root, f"ev-s{seed}", bench, GOLD, ANSWERS, labels=arm, tune=f"tune-s{seed}")
+    finished_eval(root, "base", bench, GOLD, ANSWERS)
+    items = json.loads(cotctl("status", "--local", "--root", str(root), "-o", "json").stdout)["items"]
+    got = {r["name"]: (r.get("arm"), r.get("seed"), r.get("seeds")) for r in items}
+    assert got == {
+        "qwq-20": ("qwq-20", None, 3), "tune-s0": ("qwq-20", 0, 3), "tune-s1": ("qwq-20", 1, 3),
+        "tune-s2": ("qwq-20", 2, 3), "ev-s0": ("qwq-20", 0, 3), "ev-s1": ("qwq-20", 1, 3), "ev-s2": ("qwq-20", 2, 3),
+        "base": (None, None, None),
+    }  # fmt: skip
+    rows = [StatusRow(**{k: v for k, v in r.items() if k in ("namespace", "kind", "name", "phase", "arm", "seed",
+                                                              "seeds")}) for r in items]  # fmt: skip
+    arms = {c["name"]: c["arm"] for c in table_rows(rows, wide=False, namespaces=False)}
+    assert (arms["evalrun/ev-s1"], arms["tracedataset/qwq-20"], arms["evalrun/base"]) == (
+        "qwq-20, seed 1 of 3 seeds", "qwq-20 (3 seeds)", ""
+    )  # fmt: skip
 
 
 def test_watch_redraws_in_place_on_a_terminal_and_ends_on_ctrl_c(tmp_path: Path) -> None:

@@ -283,5 +283,24 @@ def test_trace_stats() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("fmt", "ends_with_the_line", "want"),
+    [
+        (TraceFormat(), [True, False, True], 2),
+        (TraceFormat(answer_in_boxed=False), [False, False, False], None),
+        (TraceFormat(think_markers=THINK), [True, True, True], None),  # the markers' layout, not answerInBoxed
+    ],
+    ids=["answer-in-boxed", "off", "think-markers"],
+)
+def test_trace_stats_count_the_traces_answer_in_boxed_changed(
+    fmt: TraceFormat, ends_with_the_line: list[bool], want: int | None
+) -> None:
+    # Two of three solutions have no boxed answer: answerInBoxed gives them "The final answer is \\boxed{7}.".
+    records = [make_record("a", solution="7."), make_record("b"), make_record("c", solution="The sum is 7")]
+    selected = [Candidate(r, format_trace(r, fmt), None) for r in records]
+    assert [c.trace.endswith("The final answer is \\boxed{7}.") for c in selected] == ends_with_the_line
+    assert trace_stats(selected, graded=False, fmt=fmt) == TraceStats(answers_appended=want)
+
+
 def test_trace_stats_without_tokenizer_or_answers() -> None:
     assert trace_stats([make_candidate("a"), make_candidate("b")], graded=False) == TraceStats()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -13,14 +15,17 @@ from cotlab.trainer.core.errors import InvalidInputError, TraceTooLongError
 from cotlab.trainer.finetune.attention import SEGMENT_ATTENTION
 from cotlab.trainer.finetune.batches import (
     BUCKET_STEPS,
+    MicroBatch,
     StepPlan,
     bucket_by_length,
     epoch_order,
     flatten_batch,
     flattening_supported,
+    micro_batch_examples,
     pad_batch,
     plan_steps,
     process_micro_batches,
+    shortest_example,
 )
 from cotlab.trainer.finetune.checkpoints import START
 from cotlab.trainer.finetune.data import (
@@ -222,42 +227,59 @@ def test_epoch_order_depends_on_seed_and_epoch_only() -> None:
 @pytest.mark.parametrize(
     ("processes", "rank", "want"),
     [
-        (1, 0, [[0, 1], [2, 3], [4]]),
-        (
-            2,
-            0,
-            [
-                [0, 1],
-                [4],
-            ],
-        ),
-        (2, 1, [[2, 3], [0, 1]]),
+        (1, 0, [MicroBatch((0, 1)), MicroBatch((2, 3)), MicroBatch((4,))]),
+        (2, 0, [MicroBatch((0, 1)), MicroBatch((4,))]),
+        (2, 1, [MicroBatch((2, 3)), MicroBatch((3,), filler=True)]),
     ],
-    ids=["one-process-short-last", "rank0-of-2", "rank1-of-2-wraps-around"],
+    ids=["one-process-short-last", "rank0-of-2", "rank1-of-2-gets-a-filler"],
 )
-def test_process_micro_batches(processes: int, rank: int, want: list[list[int]]) -> None:
-    assert process_micro_batches(list(range(5)), batch_size=2, processes=processes, rank=rank) == want
+def test_process_micro_batches(processes: int, rank: int, want: list[MicroBatch]) -> None:
+    assert process_micro_batches(list(range(5)), batch_size=2, processes=processes, rank=rank, filler=3) == want
 
 
 @pytest.mark.parametrize(
     ("examples", "batch_size", "processes"),
-    [(20, 8, 8), (20, 4, 16), (5, 2, 4), (1, 1, 3), (20, 4, 5), (21, 4, 2), (100, 3, 7), (7, 8, 1)],
+    [
+        (50, 1, 8),
+        (20, 1, 8),
+        (20, 8, 8),
+        (20, 4, 16),
+        (5, 2, 4),
+        (1, 1, 3),
+        (20, 4, 5),
+        (21, 4, 2),
+        (100, 3, 7),
+        (7, 8, 1),
+    ],  # fmt: skip
+    ids=lambda v: str(v),
 )
-def test_every_process_gets_the_planned_micro_batches(examples: int, batch_size: int, processes: int) -> None:
-    # Fewer batches than processes (20 traces, 8 a batch, 8 processes: 3 batches) must still feed every rank.
+def test_an_epoch_trains_every_example_exactly_once(examples: int, batch_size: int, processes: int) -> None:
+    # 50 examples on 8 processes fill 7 rounds of 8 slots (56): the 6 slots left over run fillers, which train
+    # nothing, instead of 6 examples a second time. Fewer batches than processes must still feed every rank.
     plan = plan_steps(examples, batch_size=batch_size, processes=processes, accumulation=1, epochs=1.0, max_steps=None)
     order = epoch_order(examples, seed=0, epoch=0)
     per_rank = [
-        process_micro_batches(order, batch_size=batch_size, processes=processes, rank=rank) for rank in range(processes)
+        process_micro_batches(order, batch_size=batch_size, processes=processes, rank=rank, filler=0)
+        for rank in range(processes)
     ]
     assert {len(micro) for micro in per_rank} == {plan.micro_batches_per_epoch}
-    assert plan.micro_batches_per_epoch > 0
-    assert all(batch for micro in per_rank for batch in micro)
-    # Every example is trained at least once in the epoch; the padding only repeats whole batches.
-    batches = [order[i : i + batch_size] for i in range(0, examples, batch_size)]
-    dealt = [batch for micro in per_rank for batch in micro]
-    assert {i for batch in dealt for i in batch} == set(range(examples))
-    assert all(batch in batches for batch in dealt)
+    trained = Counter(i for micro in per_rank for batch in micro if not batch.filler for i in batch.indices)
+    assert trained == Counter(range(examples))
+    fillers = sum(batch.filler for micro in per_rank for batch in micro)
+    assert fillers == plan.micro_batches_per_epoch * processes - math.ceil(examples / batch_size)
+
+
+def test_a_filler_runs_its_example_and_trains_no_token() -> None:
+    examples = [
+        TokenizedExample(id="long", input_ids=(1, 2, 3, 4), labels=(-100, -100, 3, 4)),
+        TokenizedExample(id="short", input_ids=(5, 6), labels=(-100, 6)),
+    ]
+    assert shortest_example(examples) == 1
+    filler = micro_batch_examples(examples, MicroBatch((1,), filler=True))
+    assert filler == [TokenizedExample(id="short", input_ids=(5, 6), labels=(-100, -100))]
+    assert micro_batch_examples(examples, MicroBatch((1,))) == [examples[1]]
+    for collated in (flatten_batch(filler), pad_batch(filler, pad_id=0)):
+        assert int((collated["labels"] != -100).sum()) == 0 and collated["input_ids"].numel() == 2
 
 
 class _OneProcessOfMany:

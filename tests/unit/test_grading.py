@@ -153,6 +153,31 @@ def test_rule_that_decides(grader: Grader, pred: str | None, gold: str, answer_k
     assert grader.grade([(pred, gold)], answer_kind=answer_kind) == [want]
 
 
+# Leading zeros, as NeMo-Skills' own math_equal graded them (run on its source, gold then prediction): at 0f7bd73,
+# the commit the study cites, `code_execution/math_grader.py` turns an integer-valued answer into its integer
+# (`normalize_answer_string`: `_str_is_int` then `str(_str_to_int(...))`), so `073` is `73`; since 11bdf490
+# (2025-05-08, `evaluation/math_grader.py`, unchanged at 0b012df) digit strings compare literally and `073` is wrong.
+# cotlab follows the cited commit (README, "Grading"): an AIME answer sheet writes 73 as 073.
+LEADING_ZEROS = [
+    # (gold, prediction, NeMo-Skills at 0f7bd73, NeMo-Skills at 0b012df)
+    ("73", "073", True, False),
+    ("73", "0073", True, False),
+    ("0", "000", True, False),
+    ("100", "0100", True, False),
+    ("-7", "-07", True, True),
+    ("73", "073.0", True, True),
+    ("1.5", "01.5", True, True),
+]
+
+
+@pytest.mark.parametrize("answer_kind", ["integer", "latex"])
+@pytest.mark.parametrize(("gold", "pred", "at_0f7bd73", "at_0b012df"), LEADING_ZEROS, ids=[c[1] for c in LEADING_ZEROS])
+def test_leading_zeros_grade_as_at_the_cited_nemo_skills_commit(
+    grader: Grader, gold: str, pred: str, at_0f7bd73: bool, at_0b012df: bool, answer_kind: Any
+) -> None:
+    assert grader.grade([(pred, gold)], answer_kind=answer_kind)[0].correct is at_0f7bd73
+
+
 def test_order_and_duplicates_are_kept(grader: Grader) -> None:
     pairs: list[tuple[str | None, str]] = [("0.5", "\\frac12"), ("7", "7"), (None, "1"), ("0.5", "\\frac12")] * 5
     grades = grader.grade(pairs)

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from cotlab.api.evalrun import MAJORITY_RULES, MajorityRule
 from cotlab.trainer.grading.majority import equivalence_classes, majority_vote
 from cotlab.trainer.grading.metrics import (
     BenchmarkSummary,
@@ -95,34 +96,57 @@ def test_majority_vote_by_exact_key(answers: list[str | None], correct: list[boo
     assert majority_vote(answers, correct) == want
 
 
+# One tie, every rule: "7" (right) and "5" (wrong) have two votes each, "7" was sampled first.
+TIE = (["7", "5", "5", "7"], [True, False, False, True])
+
+
 @pytest.mark.parametrize(
     ("rule", "answers", "correct", "want"),
     [
-        # The study's NeMo-Skills: votes sorted, then Counter.most_common(1): a tie goes to the smallest answer.
-        ("string", ["7", "5", "5", "7"], [True, False, False, True], 0.0),  # "5" < "7"
-        ("string", ["5", "7", "7", "5"], [False, True, True, False], 0.0),
-        ("string", ["12", "9", "9", "12"], [True, False, False, True], 1.0),  # strings: "12" < "9"
-        ("string", ["1/2", "0.5", "0.5", "x"], [True, True, True, False], 1.0),  # no grouping: "0.5" has 2
-        ("string", ["1/2", "0.5", "x", "x"], [True, True, False, False], 0.0),  # "x" has 2, the halves 1 each
-        # Since 2025-08: the tied answers share the credit.
-        ("string-fractional", ["7", "5", "5", "7"], [True, False, False, True], 0.5),
-        ("string-fractional", ["7", "5", "3"], [True, False, False], 1 / 3),
-        ("string-fractional", [None, None], [False, False], 0.0),
+        # NeMo-Skills 2a2886e3..098f04d9 (the study's 0f7bd73): Counter.most_common(1), the first-seen pair wins.
+        ("first-sampled", *TIE, 1.0),
+        ("first-sampled", TIE[0][::-1], TIE[1][::-1], 1.0),  # "7" still first
+        ("first-sampled", ["5", "7", "7", "5"], [False, True, True, False], 0.0),  # now "5" came first
+        ("first-sampled", [None, "5", "7", "7", "5"], [False, False, True, True, False], 0.0),  # None never votes
+        ("first-sampled", ["1/2", "0.5", "x", "x"], [True, True, False, False], 0.0),  # exact text: "x" has 2
+        # NeMo-Skills 098f04d9..d20fbb2c: votes sorted first, so the smallest pair wins whatever the order.
+        ("sorted", *TIE, 0.0),  # "5" < "7"
+        ("sorted", ["5", "7", "7", "5"], [False, True, True, False], 0.0),
+        ("sorted", ["12", "9", "9", "12"], [True, False, False, True], 1.0),  # strings: "12" < "9"
+        ("sorted", ["1/2", "0.5", "0.5", "x"], [True, True, True, False], 1.0),  # no grouping: "0.5" has 2
+        # NeMo-Skills since d20fbb2c: the tied pairs share the credit.
+        ("fractional", *TIE, 0.5),
+        ("fractional", ["7", "5", "3"], [True, False, False], 1 / 3),
+        ("fractional", [None, None], [False, False], 0.0),
+        # cotlab's: classes of equivalent answers (here exact keys), tied classes share the credit.
+        ("equivalence", *TIE, 0.5),
     ],
     ids=[
-        "tie-smallest",
-        "tie-smallest-swapped",
-        "tie-smallest-is-by-string",
-        "exact",
-        "exact-loses",
-        "fractional",
+        "first-sampled-tie",
+        "first-sampled-tie-reversed",
+        "first-sampled-other-first",
+        "first-sampled-skips-none",
+        "first-sampled-exact",
+        "sorted-tie",
+        "sorted-tie-swapped",
+        "sorted-is-by-string",
+        "sorted-exact",
+        "fractional-tie",
         "fractional-three",
         "fractional-none",
+        "equivalence-tie",
     ],
 )
-def test_nemo_skills_string_votes(rule: str, answers: list[str | None], correct: list[bool], want: float) -> None:
+def test_each_vote_rule_on_a_tie(rule: str, answers: list[str | None], correct: list[bool], want: float) -> None:
     assert majority_vote(answers, correct, rule=rule) == pytest.approx(want)  # type: ignore[arg-type]
-    assert majority_vote(answers[::-1], correct[::-1], rule=rule) == pytest.approx(want)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("rule", "want"), [(r, {"first-sampled": [1.0, 0.0]}.get(r)) for r in MAJORITY_RULES])
+def test_only_first_sampled_depends_on_the_sample_order(rule: MajorityRule, want: list[float] | None) -> None:
+    # The same tied votes in two sample orders: the right "7" sampled first, then the wrong "5" sampled first.
+    orders = [(["7", "5", "5", "7"], [True, False, False, True]), (["5", "7", "7", "5"], [False, True, True, False])]
+    scores = [majority_vote(answers, correct, rule=rule) for answers, correct in orders]
+    assert scores == (want or [scores[0], scores[0]])
 
 
 _HALVES = {"1/2": 0.5, "0.5": 0.5, "\\frac12": 0.5}

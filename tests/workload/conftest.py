@@ -38,7 +38,11 @@ def write_benchmark(path: Path, rows: list[dict[str, Any]] = PROBLEMS) -> Path:
     return path
 
 
-def make_spec(benchmarks: list[Path], *, model_uri: str = "file:///nonexistent", **overrides: Any) -> dict[str, Any]:
+SCRIPTED_MODEL = Path(__file__).parent / "data" / "scripted-model"
+"""The model a scripted engine stands for: never loaded, only pinned by its digest."""
+
+
+def make_spec(benchmarks: list[Path], *, model_uri: str = SCRIPTED_MODEL.as_uri(), **overrides: Any) -> dict[str, Any]:
     """An EvalRun spec (wire form) over custom benchmark files: 4 samples, 16 tokens, the fixture's metrics."""
     spec: dict[str, Any] = {
         "model": {"source": {"uri": model_uri}},

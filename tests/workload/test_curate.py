@@ -94,7 +94,7 @@ def test_math_traces_are_the_20_shortest_and_reproducible(tmp_path: Path, capsys
     assert len(examples) == 20 and tokens == sorted(tokens) and max(tokens) <= 384
     # Nearest rank over 20: p50 is the 10th, p90 the 18th. MATH's spec maps no stage column.
     want_tokens = {"min": min(tokens), "p50": tokens[9], "p90": tokens[17], "max": max(tokens)}
-    assert summary["stats"] == {"tokens": want_tokens, "stages": {}}
+    assert summary["stats"] == {"tokens": want_tokens, "stages": {}, "answersAppended": 0}  # MATH solutions box theirs
     # Each example's count is its assistant turn's, re-tokenized here; the answer is the trace's box.
     tokenizer = _smollm2_tokenizer(SMOLLM2)
     for e in examples:
@@ -193,7 +193,12 @@ def test_huggingface_source_offline_from_a_local_directory(tmp_path: Path, monke
     # Rows 1, 3, 4 are qwq's; longest first by characters (no tokenizer): 4 (19), 1 (14), 3 (12).
     # Row 3's box (5) disagrees with its answer (6): two of three are correct.
     assert [e["id"] for e in examples] == ["4", "1", "3"]
-    assert summary["stats"] == {"correctRate": round(2 / 3, 6), "stages": {"qwq_32b_preview": 3}}
+    assert summary["stats"] == {"correctRate": round(2 / 3, 6), "stages": {"qwq_32b_preview": 3}, "answersAppended": 0}
+    # A local dataset has no revision to resolve: it is pinned by the digest of its files (one here).
+    data = (tmp_path / "nemotron" / "data" / "train.jsonl").read_bytes()
+    digest = hashlib.sha256(f"{hashlib.sha256(data).hexdigest()}  data/train.jsonl\n".encode()).hexdigest()
+    local = {"role": "dataset", "uri": (tmp_path / "nemotron").as_uri(), "digest": f"sha256:{digest}"}
+    assert summary["pinned"] == [local]
 
     spec["select"] = {"strategy": "longest", "filters": {"correctOnly": True}}
     summary = run_curate(make_pod(spec, tmp_path / "correct"))
@@ -290,7 +295,12 @@ def test_generate_source_keeps_correct_teacher_samples(tmp_path: Path, tokenizer
         teachers.append(source)
         return engine
 
-    summary = run_curate(make_pod(spec, tmp_path / "out"), teacher_loader=teacher)
+    # The hub cannot be reached here: a stand-in answers which commit `main` names, the one thing faked.
+    summary = run_curate(make_pod(spec, tmp_path / "out"), teacher_loader=teacher, resolve=lambda *_: "c" * 40)
+    assert teachers[0].teacher.revision == "c" * 40  # loaded at the commit, not at whatever main names later
+    teacher_pin = {"role": "teacher", "hub": "Qwen/QwQ-32B-Preview", "revision": "main", "commit": "c" * 40}
+    assert summary["pinned"] == [teacher_pin]
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["pinned"] == [teacher_pin]
     examples = read_jsonl(tmp_path / "out" / "traces.jsonl")
     # Worked out from the script (problem ids are line numbers): p1 samples 0, 1 (of 4 correct); p2 samples
     # 1, 3; p3 none; p4 samples 0, 2 (0.5 equals \\frac{1}{2}; 1 and 3 never close their box); p5 samples 1, 3.
@@ -307,7 +317,8 @@ def test_generate_source_keeps_correct_teacher_samples(tmp_path: Path, tokenizer
     }
     assert len(teachers) == 1 and len(engine.requests) == 5  # one engine call: one request per problem
     assert [r.seed for r in engine.requests] == [10, 14, 18, 22, 26]
-    assert summary["count"] == 8 and summary["stats"] == {"correctRate": 1.0, "stages": {"generated": 8}}
+    assert summary["count"] == 8
+    assert summary["stats"] == {"correctRate": 1.0, "stages": {"generated": 8}, "answersAppended": 0}
 
 
 @pytest.mark.parametrize(
@@ -348,4 +359,8 @@ def test_refusals(tmp_path: Path, spec: dict[str, Any], error: type[Exception], 
         json.dumps(spec).replace('"TRACES"', json.dumps(str(traces))).replace("MISSING", str(tmp_path / "none.jsonl"))
     )
     with pytest.raises(error, match=message):
-        run_curate(make_pod(wire, tmp_path / "out"), teacher_loader=lambda source: pytest.fail("teacher started"))
+        run_curate(
+            make_pod(wire, tmp_path / "out"),
+            teacher_loader=lambda source: pytest.fail("teacher started"),
+            resolve=lambda *_: "c" * 40,  # the hub cannot be reached here
+        )

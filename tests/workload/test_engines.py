@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from cotlab.trainer.core.pretrained import resolve_model_location
 from cotlab.trainer.generation import Completion, SampleRequest, check_sampling, generate_all
 from cotlab.trainer.generation.prompting import render_prompt
 from cotlab.trainer.generation.transformers import TransformersEngine
-from cotlab.trainer.generation.vllm import VllmEngine, model_arguments
+from cotlab.trainer.generation.vllm import VllmEngine, engine_environment, model_arguments
 
 from .fake_engine import FakeSamplingParams, Scripted, ScriptedLLM
 
@@ -276,6 +277,19 @@ def test_vllm_model_arguments() -> None:
     }
     with pytest.raises(InvalidSpecError, match="not a local path"):
         model_arguments(ModelSource(uri="s3://bucket/model"))
+
+
+@pytest.mark.parametrize(("batch_invariant", "want"), [(True, "1"), (False, "0")], ids=["default", "off"])
+def test_vllm_starts_batch_invariant_unless_told_not_to(
+    batch_invariant: bool, want: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The variable is in the environment before vLLM is imported (it is not installed here: the import fails after)."""
+    monkeypatch.delenv("VLLM_BATCH_INVARIANT", raising=False)
+    spec = EngineSpec(batch_invariant=batch_invariant)
+    assert EngineSpec().batch_invariant and engine_environment(spec) == {"VLLM_BATCH_INVARIANT": want}
+    with pytest.raises(InvalidSpecError, match="vllm is not installed"):
+        VllmEngine.load(ModelSource(uri="file:///m"), spec, seed=0)
+    assert os.environ["VLLM_BATCH_INVARIANT"] == want
 
 
 @pytest.mark.parametrize(

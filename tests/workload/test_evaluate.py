@@ -13,16 +13,17 @@ from typing import Any
 
 import pytest
 
-from cotlab.api.evalrun import BenchmarkScore
+from cotlab.api.evalrun import BenchmarkScore, EvalRunSpec
+from cotlab.api.models import ModelSource
 from cotlab.api.podcontract import decode_summary, parse_marker
 from cotlab.trainer import entrypoint
-from cotlab.trainer.core.errors import InvalidSpecError
+from cotlab.trainer.core.errors import InvalidInputError, InvalidSpecError
 from cotlab.trainer.entrypoint import main
 from cotlab.trainer.evaluate.stage import run_evaluate
 from cotlab.trainer.generation import SampleRequest
 from cotlab.trainer.generation.vllm import VllmEngine
 
-from .conftest import PROBLEMS, make_pod, make_spec, write_benchmark
+from .conftest import PROBLEMS, SCRIPTED_MODEL, make_pod, make_spec, write_benchmark
 from .fake_engine import FakeSamplingParams, Killed, Scripted, ScriptedBatchEngine, ScriptedLLM
 
 pytestmark = pytest.mark.workload
@@ -116,7 +117,24 @@ def test_scripted_vllm_path_scores_match_hand_computation(tmp_path: Path, tokeni
     summary = run_evaluate(make_pod(make_spec([bench]), tmp_path / "out"), loader=vllm_loader(llm))
 
     assert_scores(summary["scores"], {"fixture": EXPECTED})
-    assert_scores(json.loads((tmp_path / "out" / "scores.json").read_text()), {"fixture": EXPECTED})
+    record = json.loads((tmp_path / "out" / "scores.json").read_text())
+    assert_scores(record.pop("scores"), {"fixture": EXPECTED})
+    # Beside the scores, all they were computed with: the model by the digest of its files (sha256 over each file's
+    # sha256 and path), the engine as it ran, the prompt, the sampling, the metrics and the vote.
+    readme = (SCRIPTED_MODEL / "README.md").read_bytes()
+    digest = "sha256:" + hashlib.sha256(f"{hashlib.sha256(readme).hexdigest()}  README.md\n".encode()).hexdigest()
+    model = {"role": "model", "uri": SCRIPTED_MODEL.as_uri(), "digest": digest}
+    spec = EvalRunSpec.model_validate(make_spec([bench]))
+    assert record == {
+        "model": model,
+        "pinned": [model],
+        "engine": spec.engine.to_wire() | {"batchInvariant": True, "library": "vllm", "version": None},
+        "prompt": spec.prompt.to_wire(),
+        "sampling": spec.sampling.to_wire(),
+        "metrics": ["pass@1", "pass@2", "pass@4", "maj@4"],
+        "majorityVote": "equivalence",
+    }
+    assert summary["pinned"] == [model]
     # One vLLM request per sample (n = 1), each with the seed its record claims.
     assert sorted((p.n, p.seed, p.max_tokens) for _, p in llm.added) == [(1, seed, 16) for seed in range(20)]
     records = read_records(tmp_path / "out" / "samples" / "fixture.jsonl")
@@ -179,12 +197,14 @@ def test_completion_prompts_do_not_stop_on_a_chat_turn_end(tmp_path: Path, token
 
 
 def test_majority_vote_as_the_study_ran_it(tmp_path: Path, tokenizer: Any) -> None:
-    """NeMo-Skills' string vote: a tie goes to the smallest answer, spellings are not grouped."""
+    """NeMo-Skills' string vote at the study's commit: a tie goes to the answer sampled first (sample order, not the
+    order the engine finished them in), spellings are not grouped."""
     bench = write_benchmark(tmp_path / "fixture.jsonl")
-    spec = make_spec([bench], metrics=["maj@4"], majorityVote="string")
+    spec = make_spec([bench], metrics=["maj@4"], majorityVote="first-sampled")
     summary = run_evaluate(make_pod(spec, tmp_path / "out"), loader=vllm_loader(ScriptedLLM(SCRIPT, tokenizer)))
-    # p1 "18" x4: 1; p2 5,7,7,5: the tie goes to "5" < "7": 0; p3 "11" x2: 0; p4 "\dfrac{1}{2}" and "\frac{1}{2}"
-    # one vote each, the tie goes to "\dfrac..." (right): 1; p5 "99" x2: 0 -> 0.4; squares .36*2 + .16*3 = 1.2
+    # p1 "18" x4: 1; p2 5,7,7,5: the tie goes to "5", sampled first: 0; p3 "11" x2: 0; p4 "\dfrac{1}{2}" and
+    # "\frac{1}{2}" one vote each, the tie goes to "\dfrac..." (sample 0, right): 1; p5 "99" x2: 0 -> 0.4;
+    # squares .36*2 + .16*3 = 1.2
     assert_scores(summary["scores"]["fixture"]["metrics"], {"maj@4": {"value": 0.4, "stderr": math.sqrt(0.06)}})
 
 
@@ -307,7 +327,7 @@ def test_pod_entry_point_subprocess(tmp_path: Path, tiny_model_dir: Path) -> Non
     assert markers[0] == {"benchmark": "fixture", "done": 0, "total": 20}
     assert markers[-1] == {"benchmark": "fixture", "done": 20, "total": 20}
     assert len(read_records(tmp_path / "out" / "samples" / "fixture.jsonl")) == 20
-    scores = json.loads((tmp_path / "out" / "scores.json").read_text())
+    scores = json.loads((tmp_path / "out" / "scores.json").read_text())["scores"]
     summary = decode_summary(termination.read_text())
     assert summary is not None
     assert summary["scores"] == scores
@@ -378,6 +398,84 @@ def test_request_seeds_are_per_sample(tmp_path: Path, tokenizer: Any) -> None:
     ]
     records = read_records(tmp_path / "out" / "samples" / "fixture.jsonl")
     assert [r["seed"] for r in records] == list(range(7, 15))
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"engine": {"name": "vllm", "tensorParallelSize": 2}}, "engine"), ({"engine": {"name": "vllm",
+      "batchInvariant": False}}, "engine")],
+    ids=["tensor-parallel", "batch-invariance"],
+)  # fmt: skip
+def test_resume_refuses_samples_of_other_engine_settings(
+    tmp_path: Path, tokenizer: Any, change: dict[str, Any], field: str
+) -> None:
+    """Tensor parallelism and batch invariance change what a seed draws: samples of two settings never mix."""
+    bench = write_benchmark(tmp_path / "fixture.jsonl")
+    run_evaluate(make_pod(make_spec([bench]), tmp_path / "out"), loader=vllm_loader(ScriptedLLM(SCRIPT, tokenizer)))
+    llm = ScriptedLLM(SCRIPT, tokenizer)
+    with pytest.raises(InvalidSpecError, match=f"generated with a different {field}"):
+        run_evaluate(make_pod(make_spec([bench], **change), tmp_path / "out"), loader=vllm_loader(llm))
+    assert llm.added == []
+
+
+def test_a_model_whose_files_changed_since_training_is_refused_before_it_loads(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    digest = (
+        "sha256:" + hashlib.sha256(f"{hashlib.sha256(b'{}').hexdigest()}  config.json\n".encode()).hexdigest()
+    )  # what the FineTuneRun recorded
+    (model / "config.json").write_text('{"changed": true}')
+    bench = write_benchmark(tmp_path / "fixture.jsonl")
+    pod = make_pod(make_spec([bench], model_uri=model.as_uri()), tmp_path / "out")
+    pod.inputs.model, pod.inputs.model_digest = ModelSource(uri=model.as_uri()), digest
+    with pytest.raises(InvalidInputError, match=f"{model.as_uri()} has digest sha256:.*, but {digest} was recorded"):
+        run_evaluate(pod, loader=lambda spec, source: pytest.fail("the engine started"))
+
+
+def test_a_hub_model_is_evaluated_at_the_commit_its_revision_names_when_the_pod_starts(
+    tmp_path: Path, tokenizer: Any
+) -> None:
+    """The hub cannot be reached here: a stand-in for its answer (revision -> commit) is the one thing faked."""
+    bench = write_benchmark(tmp_path / "fixture.jsonl")
+    spec = make_spec([bench]) | {"model": {"source": {"hub": "Qwen/Qwen2.5-32B"}}}
+    commits = iter(["a" * 40, "b" * 40])  # `main` moves between the first attempt and the retry
+    asked: list[tuple[str, str, str]] = []
+
+    def hub(repo: str, revision: str, kind: str) -> str:
+        asked.append((repo, revision, kind))
+        return next(commits)
+
+    loaded: list[str] = []
+
+    def loader(spec: Any, source: Any) -> Any:
+        loaded.append(source.revision)
+        return vllm_loader(ScriptedLLM(SCRIPT, tokenizer))(spec, source)
+
+    summary = run_evaluate(make_pod(spec, tmp_path / "out"), loader=loader, resolve=hub)
+    pinned = {"role": "model", "hub": "Qwen/Qwen2.5-32B", "revision": "main", "commit": "a" * 40}
+    assert (asked, loaded, summary["pinned"]) == ([("Qwen/Qwen2.5-32B", "main", "model")], ["a" * 40], [pinned])
+    assert json.loads((tmp_path / "out" / "scores.json").read_text())["model"] == pinned
+    # The samples on disk are of commit a...; a retry that finds main at b... must not add b's samples to them.
+    with pytest.raises(InvalidSpecError, match="generated with a different model"):
+        run_evaluate(make_pod(spec, tmp_path / "out"), loader=loader, resolve=hub)
+
+
+def test_an_attempt_that_crashed_before_its_first_sample_does_not_bind_the_retry(
+    tmp_path: Path, tokenizer: Any
+) -> None:
+    """A model that would not load is replaced before the retry: no sample was written, so nothing can mix."""
+    bench = write_benchmark(tmp_path / "fixture.jsonl")
+    pod = make_pod(make_spec([bench]), tmp_path / "out")
+    with pytest.raises(OSError, match="config.json"):
+        run_evaluate(pod, loader=lambda spec, source: (_ for _ in ()).throw(OSError("config.json is not valid JSON")))
+    assert (tmp_path / "out" / "samples" / "fixture.fingerprint.json").exists()
+    replaced = tmp_path / "replaced-model"
+    replaced.mkdir()
+    (replaced / "config.json").write_text("{}")  # other files, so another digest in the fingerprint
+    other = make_pod(make_spec([bench], model_uri=replaced.as_uri()), tmp_path / "out")
+    summary = run_evaluate(other, loader=vllm_loader(ScriptedLLM(SCRIPT, tokenizer)))
+    assert summary["scores"]["fixture"]["problems"] == 5
 
 
 def test_resume_refuses_samples_from_a_different_spec(tmp_path: Path, tokenizer: Any) -> None:

@@ -118,11 +118,19 @@ def test_lora_memorises_and_merges_only_its_targets(
     assert len(losses) == 60
     assert sum(losses[-5:]) / 5 < 0.35 * losses[0], losses  # ~6.7 -> ~1.4: the 8 traces are memorised
     model_dir = tmp_path / "out" / "model"
+    # What it was trained from, pinned: the local base model by the digest of its files, the dataset by its own.
+    pinned = [
+        {"role": "baseModel", "uri": base_dir.as_uri(), "digest": directory_digest(base_dir)},
+        {"role": "dataset", "uri": pod.inputs.dataset.uri, "digest": pod.inputs.dataset.digest},  # type: ignore[union-attr]
+    ]
     assert summary == {
         "stage": "finetune",
         "outputs": {"model": {"uri": model_dir.as_uri(), "digest": directory_digest(model_dir)}},
         "progress": summary["progress"],
+        "pinned": pinned,
     }
+    provenance = json.loads((model_dir / "cotlab.json").read_text())  # in the model, so inside its digest
+    assert provenance == {"pinned": pinned, "trainingSeed": 0, "trainingSpecDigest": provenance["trainingSpecDigest"]}
     assert summary["progress"]["step"] == summary["progress"]["totalSteps"] == 60
     assert (tmp_path / "out" / "adapter" / "adapter_config.json").is_file()
     trained, base = weights(model_dir), weights(base_dir)

@@ -1,5 +1,6 @@
-"""A CPU dry run of the study's manifests on tiny models: every arm curates the same problems, and the qwq arm
-fine-tunes and evaluates on the study's registered benchmarks, with samples that stop at the end of the turn.
+"""A CPU dry run of the study's manifests on tiny models: every arm curates the same problems, the qwq arm
+fine-tunes and evaluates on the study's registered benchmarks, with samples that stop at the end of the turn, and
+the 20-trace headline arm trains and evaluates its three seeds, which `cotctl compare` sets against the base model.
 
 The manifests are read as they are; only what cannot exist here is swapped: the hub dataset for a local file in its
 format, Qwen2.5-32B for a tiny Qwen2 with Qwen2.5's tokenizer setup, NeMo-Skills' file for a small one in its
@@ -14,15 +15,21 @@ import hashlib
 import json
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import yaml
+from typer.testing import CliRunner
 
 from cotlab.api import benchmarks as registry
 from cotlab.api.podcontract import PodSpecFile
+from cotlab.api.summaries import succeeded_status
+from cotlab.api.validation import parse_resource
+from cotlab.cli.local_store import LocalStore
+from cotlab.cli.main import app
 from cotlab.trainer.curate.stage import run_curate
 from cotlab.trainer.evaluate.stage import run_evaluate
 from cotlab.trainer.finetune.stage import run_finetune
@@ -38,14 +45,19 @@ ARMS = {
     "human-stage3": "human_stage3",
     "human-stage4": "human_stage4",
     "qwq": "qwq_32b_preview",
+    "qwq-20": "qwq_32b_preview",
 }
 SAMPLE_SIZES = {"aime24": 2, "aime25": 2, "hmmt-24-25": 3}
 
 
+def study_documents(file: str) -> list[dict[str, Any]]:
+    """The documents of one study manifest, exactly as committed."""
+    return [doc for doc in yaml.safe_load_all((EXAMPLES / "study" / file).read_text()) if doc]
+
+
 def arm_documents(arm: str) -> dict[str, dict[str, Any]]:
-    """The arm's manifests, by kind, exactly as committed."""
-    docs = yaml.safe_load_all((EXAMPLES / "study" / f"{arm}.yaml").read_text())
-    return {doc["kind"]: doc for doc in docs if doc}
+    """The arm's TraceDataset, and its seed-0 FineTuneRun and EvalRun, by kind."""
+    return {doc["kind"]: doc for doc in reversed(study_documents(f"{arm}.yaml"))}
 
 
 def released_rows() -> list[dict[str, Any]]:
@@ -54,7 +66,7 @@ def released_rows() -> list[dict[str, Any]]:
     rows = []
     for p in range(6):
         a, b = p + 1, p + 2
-        for stage in ARMS.values():
+        for stage in dict.fromkeys(ARMS.values()):  # each type once (qwq and qwq-20 share one)
             if p == 5 and stage == "qwq_32b_preview":
                 continue
             solution = f"{a} + {b} = {a + b}." if stage != "qwq_32b_preview" else f"So {a} + {b} is {a + b}."
@@ -108,6 +120,25 @@ def comp_math_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
         yield
 
 
+def curate(arm: str, traces: Path, base_model: Path, output: Path) -> dict[str, Any]:
+    """Curate the arm's TraceDataset: the released file stands in for the hub, 3 of its 5 problems for 50 (or 20)."""
+    spec = copy.deepcopy(arm_documents(arm)["TraceDataset"]["spec"])
+    spec["source"] = {"uri": str(traces)}  # the hub dataset, as a local file in its format
+    spec["select"]["problems"]["count"] = 3  # of 5 eligible, instead of 50 (or 20) of 50
+    spec["tokenizer"] = {"uri": base_model.as_uri()}
+    return run_curate(pod("curate", "TraceDataset", spec, output))
+
+
+def on_cpu(spec: dict[str, Any], *, steps: int) -> dict[str, Any]:
+    """A FineTuneRun spec with only what cannot run here changed: CPU, a tiny model, minutes instead of hours."""
+    spec = copy.deepcopy(spec)
+    spec["training"] |= {"maxSteps": steps, "learningRate": 5e-3, "warmupRatio": 0.0, "perDeviceBatchSize": 3}
+    spec["training"] |= {"maxSeqLength": 512, "precision": "fp32", "gradientCheckpointing": False}
+    spec["distributed"] = {"nodes": 1, "gpusPerNode": 0, "strategy": "ddp"}
+    spec["resources"] = {}  # a CPU run asks for no GPU (gpusPerNode must match the request)
+    return spec
+
+
 def test_study_arms_dry_run(tmp_path: Path, base_model: Path, comp_math_sample: None) -> None:
     traces = tmp_path / "train.jsonl"
     traces.write_text("".join(json.dumps(r) + "\n" for r in released_rows()))
@@ -116,15 +147,13 @@ def test_study_arms_dry_run(tmp_path: Path, base_model: Path, comp_math_sample: 
     chosen: dict[str, list[str]] = {}
     artifacts: dict[str, dict[str, str]] = {}
     for arm, stage in ARMS.items():
-        spec = copy.deepcopy(arm_documents(arm)["TraceDataset"]["spec"])
-        spec["source"] = {"uri": str(traces)}  # the hub dataset, as a local file in its format
-        spec["select"]["problems"]["count"] = 3  # of 5 eligible, instead of 50 of 50
-        spec["tokenizer"] = {"uri": base_model.as_uri()}
-        summary = run_curate(pod("curate", "TraceDataset", spec, tmp_path / arm / "dataset"))
+        summary = curate(arm, traces, base_model, tmp_path / arm / "dataset")
         manifest = json.loads((tmp_path / arm / "dataset" / "manifest.json").read_text())
         examples = [json.loads(line) for line in (tmp_path / arm / "dataset" / "traces.jsonl").read_text().splitlines()]
         assert {e["stage"] for e in examples} == {stage}
         assert examples[0]["messages"][0] == {"role": "system", "content": ""}
+        # No released trace here boxes its answer: answerInBoxed gave every one the final-answer line, and says so.
+        assert manifest["stats"]["answersAppended"] == len(examples) == summary["stats"]["answersAppended"]
         chosen[arm], artifacts[arm] = manifest["problems"], summary["artifact"]
     assert len(chosen["qwq"]) == 3 and all(problems == chosen["qwq"] for problems in chosen.values())
     missing_qwq = hashlib.sha256(b"What is 6 + 7?").hexdigest()[:16]
@@ -132,12 +161,8 @@ def test_study_arms_dry_run(tmp_path: Path, base_model: Path, comp_math_sample: 
 
     # Fine-tune the qwq arm: its FineTuneRun, on CPU and for a few minutes' worth of steps.
     docs = arm_documents("qwq")
-    spec = copy.deepcopy(docs["FineTuneRun"]["spec"])
+    spec = on_cpu(docs["FineTuneRun"]["spec"], steps=40)
     spec["baseModel"] = {"uri": base_model.as_uri()}
-    spec["training"] |= {"maxSteps": 40, "learningRate": 5e-3, "warmupRatio": 0.0, "perDeviceBatchSize": 3}
-    spec["training"] |= {"maxSeqLength": 512, "precision": "fp32", "gradientCheckpointing": False}
-    spec["distributed"] = {"nodes": 1, "gpusPerNode": 0, "strategy": "ddp"}
-    spec["resources"] = {}  # a CPU run asks for no GPU (gpusPerNode must match the request)
     tuned = run_finetune(pod("finetune", "FineTuneRun", spec, tmp_path / "qwq" / "model", dataset=artifacts["qwq"]))
     model = tuned["outputs"]["model"]
 
@@ -171,3 +196,66 @@ def test_study_arms_dry_run(tmp_path: Path, base_model: Path, comp_math_sample: 
     stopped = [r for r in records if (r["finish_reason"], r["stop_reason"]) == ("stop", im_end)]
     assert len(stopped) >= 0.75 * len(records)
     assert not any("<|im_start|>" in r["text"] or "\nuser\n" in r["text"] for r in records)  # no invented turn
+
+
+def finished(doc: dict[str, Any], summary: dict[str, Any], root: Path) -> None:
+    """Record `doc` as the local runner would after its stage exited 0 with `summary`."""
+    resource = parse_resource(copy.deepcopy(doc))
+    resource.metadata.generation = 1
+    resource.status = succeeded_status(resource, summary, now=datetime(2026, 12, 1, tzinfo=UTC))
+    LocalStore(root).save(resource)
+
+
+def test_the_headline_arm_trains_three_seeds_and_compare_averages_them(
+    tmp_path: Path, base_model: Path, comp_math_sample: None
+) -> None:
+    """qwq-20.yaml's three seeds and baselines.yaml's base model, through `cotctl compare` as the README runs it."""
+    root = tmp_path / "state"
+    traces = tmp_path / "train.jsonl"
+    traces.write_text("".join(json.dumps(r) + "\n" for r in released_rows()))
+    docs = study_documents("qwq-20.yaml")
+    dataset = next(d for d in docs if d["kind"] == "TraceDataset")
+    curated = curate("qwq-20", traces, base_model, tmp_path / "qwq-20" / "dataset")
+    finished(dataset, curated, root)
+    short = {"samples": 2, "maxTokens": 24}
+    for tune in (d for d in docs if d["kind"] == "FineTuneRun"):
+        name = tune["metadata"]["name"]
+        spec = on_cpu(tune["spec"], steps=6) | {"baseModel": {"uri": base_model.as_uri()}}
+        tuned = run_finetune(pod("finetune", "FineTuneRun", spec, tmp_path / name, dataset=curated["artifact"]))
+        finished(tune | {"spec": spec}, tuned, root)
+        evaluation = next(
+            d for d in docs if d["kind"] == "EvalRun" and d["spec"]["model"]["fineTuneRunRef"]["name"] == name
+        )
+        spec = copy.deepcopy(evaluation["spec"])
+        spec["sampling"] |= short
+        spec["metrics"], spec["engine"] = ["pass@1", "maj@2"], {"name": "transformers", "dtype": "float32"}
+        model = tuned["outputs"]["model"]
+        scored = run_evaluate(
+            pod("evaluate", "EvalRun", spec, tmp_path / name / "eval", model={"uri": model["uri"]},
+                modelDigest=model["digest"])
+        )  # fmt: skip
+        finished(evaluation | {"spec": spec}, scored, root)
+    base = next(d for d in study_documents("baselines.yaml") if d["metadata"]["labels"]["cotlab.dev/arm"] == "base")
+    spec = copy.deepcopy(base["spec"])
+    spec["model"] = {"source": {"uri": base_model.as_uri()}}
+    spec["sampling"] |= short
+    spec["metrics"], spec["engine"] = ["pass@1", "maj@2"], {"name": "transformers", "dtype": "float32"}
+    finished(base | {"spec": spec}, run_evaluate(pod("evaluate", "EvalRun", spec, tmp_path / "base")), root)
+
+    args = ["compare", "-l", "cotlab.dev/experiment=teaching-reasoning", "--rows", "label:cotlab.dev/arm",
+            "--baseline", "base", "--local", "--root", str(root)]  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "-o", "json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    base_row, arm = got["rows"]
+    assert (base_row["label"], base_row["seeds"], arm["label"], arm["seeds"]) == ("base", 1, "qwq-20", 3)
+    assert arm["trainingSeeds"] == [0, 1, 2] and len(arm["evalruns"]) == 3
+    assert got["correction"] == "holm" and got["intervals"] == 3 and got["method"].startswith("paired bootstrap")
+    for benchmark, size in SAMPLE_SIZES.items():
+        delta = arm["differences"][benchmark]
+        assert (
+            delta["seeds"] == [1, 3] and delta["problems"] == size and delta["low"] <= delta["value"] <= delta["high"]
+        )
+    table = CliRunner().invoke(app, args)
+    assert "0,1,2" in table.stdout and "Holm (family-wise error) over 3 intervals" in table.stdout
+    assert "problems paired across arms, training seeds within each arm" in table.stdout

@@ -19,6 +19,11 @@ def final_answer_line(answer: str) -> str:
     return f"The final answer is \\boxed{{{answer}}}."
 
 
+def appends_answer(record: TraceRecord, fmt: TraceFormat) -> bool:
+    """Whether `answerInBoxed` changes this trace: it has no boxed answer, so the final-answer line is added."""
+    return fmt.think_markers is None and fmt.answer_in_boxed and extract_answer(record.solution.strip()) is None
+
+
 def format_trace(record: TraceRecord, fmt: TraceFormat) -> str:
     """The assistant turn: the solution, inside think markers when set, ending in a boxed answer when asked."""
     solution = record.solution.strip()
@@ -26,7 +31,7 @@ def format_trace(record: TraceRecord, fmt: TraceFormat) -> str:
         # The reasoning goes inside the markers, the answer after them (as reasoning models answer).
         markers = fmt.think_markers
         return f"{markers.open}\n{solution}\n{markers.close}\n\n{final_answer_line(record.answer)}"
-    if fmt.answer_in_boxed and extract_answer(solution) is None:
+    if appends_answer(record, fmt):
         return f"{solution}\n\n{final_answer_line(record.answer)}"
     return solution
 
@@ -58,8 +63,9 @@ def percentile(sorted_values: Sequence[int], q: float) -> int:
     return sorted_values[rank - 1]
 
 
-def trace_stats(selected: Sequence[Candidate], *, graded: bool) -> TraceStats:
-    """Token stats (when counted), the correct rate (when graded against independent answers), traces per stage."""
+def trace_stats(selected: Sequence[Candidate], *, graded: bool, fmt: TraceFormat | None = None) -> TraceStats:
+    """Token stats (when counted), the correct rate (when graded against independent answers), traces per stage,
+    and with `answerInBoxed` how many traces it gave a final-answer line."""
     tokens = sorted(c.tokens for c in selected if c.tokens is not None)
     token_stats = None
     if tokens and len(tokens) == len(selected):
@@ -68,4 +74,9 @@ def trace_stats(selected: Sequence[Candidate], *, graded: bool) -> TraceStats:
     if graded and selected:
         correct_rate = round(sum(c.correct is True for c in selected) / len(selected), 6)
     stages = Counter(c.record.stage for c in selected if c.record.stage is not None)
-    return TraceStats(tokens=token_stats, correct_rate=correct_rate, stages=dict(sorted(stages.items())))
+    appended = None
+    if fmt is not None and fmt.answer_in_boxed and fmt.think_markers is None:
+        appended = sum(appends_answer(c.record, fmt) for c in selected)
+    return TraceStats(
+        tokens=token_stats, correct_rate=correct_rate, stages=dict(sorted(stages.items())), answers_appended=appended
+    )

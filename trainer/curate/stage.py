@@ -1,7 +1,8 @@
 """The curate stage: load traces, validate every record, filter, select, format, and write the dataset artifact.
 
 Writes `<output>/traces.jsonl` (one training example per line, in selection order, byte-for-byte reproducible
-for a spec and its source) and `<output>/manifest.json` (digest, count, stats, the spec). The digest is the
+for a spec and its source) and `<output>/manifest.json` (digest, count, stats, the spec, and the hub dataset,
+teacher and tokenizer pinned to the commits they were loaded at: `cotlab.trainer.core.revisions`). The digest is the
 sha256 of traces.jsonl: the fine-tune stage refuses a file that no longer matches it. The return value is the
 termination-message summary.
 """
@@ -17,10 +18,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cotlab.api.models import PinnedInput
 from cotlab.api.podcontract import PodSpecFile, emit_progress
 from cotlab.api.tracedataset import TraceDatasetSpec, TraceStats
 from cotlab.trainer.core import storage
 from cotlab.trainer.core.errors import InvalidInputError, InvalidSpecError
+from cotlab.trainer.core.revisions import HubResolver, hub_commit, pin_dataset, pin_model
 from cotlab.trainer.curate.format import format_trace, trace_stats, training_example
 from cotlab.trainer.curate.records import TraceRecord, to_records
 from cotlab.trainer.curate.selection import (
@@ -68,11 +71,35 @@ def parse_spec(pod: PodSpecFile) -> TraceDatasetSpec:
     return spec
 
 
+def pinned_spec(spec: TraceDatasetSpec, resolve: HubResolver) -> tuple[TraceDatasetSpec, list[PinnedInput]]:
+    """The spec with its hub dataset, teacher and tokenizer at the commits their revisions name now, and the
+    records of what each is (a local dataset directory or teacher by its digest)."""
+    pinned: list[PinnedInput] = []
+    source = spec.source
+    if source.huggingface is not None:
+        dataset, record = pin_dataset(source.huggingface, resolve=resolve)
+        source, pinned = source.model_copy(update={"huggingface": dataset}), [record]
+    if source.generate is not None:
+        teacher = pin_model(source.generate.teacher, "teacher", resolve=resolve)
+        generate = source.generate.model_copy(update={"teacher": teacher.source})
+        source, pinned = source.model_copy(update={"generate": generate}), [teacher.record]
+    tokenizer = spec.tokenizer
+    if tokenizer is not None:
+        # A local tokenizer is the model directory it comes from: its uri is recorded, not a digest of the weights.
+        found = pin_model(tokenizer, "tokenizer", resolve=resolve, digest=False)
+        tokenizer, pinned = found.source, [*pinned, found.record]
+    return spec.model_copy(update={"source": source, "tokenizer": tokenizer}), pinned
+
+
 def run_curate(
-    pod: PodSpecFile, *, teacher_loader: TeacherLoader | None = None, tokenizer_loader: TokenizerLoader | None = None
+    pod: PodSpecFile,
+    *,
+    teacher_loader: TeacherLoader | None = None,
+    tokenizer_loader: TokenizerLoader | None = None,
+    resolve: HubResolver = hub_commit,
 ) -> dict[str, Any]:
-    """Run the curate stage for `pod` and return the termination summary (artifact, count, stats)."""
-    spec = parse_spec(pod)
+    """Run the curate stage for `pod` and return the termination summary (artifact, count, stats, pinned inputs)."""
+    spec, pinned = pinned_spec(parse_spec(pod), resolve)
     fields = field_mapping(spec)
     with Grader() as grader:
         context = SourceContext(grader=grader, teacher_loader=teacher_loader or load_teacher)
@@ -105,8 +132,10 @@ def run_curate(
         independent_answers = fields.answer is not None
         if independent_answers and not spec.select.filters.correct_only:
             selected = _graded(selected, grader)
-    stats = trace_stats(selected, graded=independent_answers)
-    summary = write_dataset(pod.output, spec, selected, stats, unanswered=loaded.unanswered)
+    stats = trace_stats(selected, graded=independent_answers, fmt=spec.format)
+    if stats.answers_appended:
+        logger.info("answerInBoxed gave traces a final-answer line", extra={"count": stats.answers_appended})
+    summary = write_dataset(pod.output, spec, selected, stats, unanswered=loaded.unanswered, pinned=pinned)
     emit_progress(loaded=len(records), kept=len(kept), selected=len(selected))
     return summary
 
@@ -133,6 +162,7 @@ def write_dataset(
     stats: TraceStats,
     *,
     unanswered: Sequence[str] = (),
+    pinned: Sequence[PinnedInput] = (),
 ) -> dict[str, Any]:
     """Write traces.jsonl and manifest.json under `output`; returns the summary naming the artifact."""
     lines = [training_example(c, spec.format).model_dump_json(exclude_none=True) for c in selected]
@@ -148,7 +178,14 @@ def write_dataset(
         "stats": stats.to_wire(),
         "spec": spec.to_wire(),
         "unanswered": {"count": len(unanswered), "where": list(unanswered[:MAX_REPORTED])},
+        "pinned": [p.to_wire() for p in pinned],
     }
     storage.write_text(storage.join(output, MANIFEST_FILE), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     logger.info("wrote dataset", extra={"uri": uri, "count": len(selected), "digest": digest})
-    return {"stage": "curate", "artifact": manifest["artifact"], "count": len(selected), "stats": manifest["stats"]}
+    return {
+        "stage": "curate",
+        "artifact": manifest["artifact"],
+        "count": len(selected),
+        "stats": manifest["stats"],
+        "pinned": manifest["pinned"],
+    }

@@ -4,11 +4,18 @@ Per benchmark: load the problems, read the per-sample records already at `<outpu
 (a restarted pod skips what is recorded), generate the missing samples, grade and append each batch as it
 finishes, then score all records (old and new) into `<output>/scores.json`. The return value is the
 termination-message summary.
+
+Before anything loads, the model and any hub benchmark are pinned (`cotlab.trainer.core.revisions`): a hub model
+at the commit its revision names now, a local model by the digest of its files, refused when a FineTuneRun's
+recorded digest (`inputs.modelDigest`) no longer matches them. `scores.json` records the pinned inputs, the engine
+(spec, library version, batch invariance), prompt, sampling, metrics and vote beside the scores; the samples'
+fingerprint holds the engine too, so a resumed run never mixes samples of two engine settings.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import logging
 import time
@@ -18,14 +25,16 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from cotlab.api.evalrun import BenchmarkScore, EvalRunSpec, MetricValue
+from cotlab.api.evalrun import BenchmarkScore, EvalRunSpec, MetricValue, ScoresFile
+from cotlab.api.evalrun import Engine as EngineSpec
 from cotlab.api.metrics import parse_metric
-from cotlab.api.models import ModelSource
+from cotlab.api.models import ModelSource, PinnedInput
 from cotlab.api.podcontract import PodSpecFile, emit_progress
 from cotlab.trainer.core import storage
 from cotlab.trainer.core.errors import InvalidSpecError
+from cotlab.trainer.core.revisions import HubResolver, check_digest, hub_commit, pin_benchmark, pin_model
 from cotlab.trainer.generation import Engine, GeneratedSample, SampleRequest, check_sampling, load_engine
-from cotlab.trainer.generation.benchmarks import Problem, benchmark_key, load_problems
+from cotlab.trainer.generation.benchmarks import Problem, benchmark_key, hub_dataset, load_problems
 from cotlab.trainer.generation.prompting import render_prompt, with_turn_end
 from cotlab.trainer.grading.grader import Grader, extract_answer
 from cotlab.trainer.grading.metrics import SampleRecord, summarize
@@ -43,16 +52,29 @@ def problems_digest(problems: Sequence[Problem]) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def engine_settings(spec: EngineSpec) -> dict[str, Any]:
+    """The engine as it ran: its spec, its library's version, and whether vLLM ran batch invariant."""
+    library = "vllm" if spec.name == "vllm" else "transformers"
+    try:
+        version: str | None = importlib.metadata.version(library)
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    batch_invariant = spec.name == "vllm" and spec.batch_invariant
+    return {**spec.to_wire(), "batchInvariant": batch_invariant, "library": library, "version": version}
+
+
 def generation_fingerprint(
     spec: EvalRunSpec, source: ModelSource, problems: Sequence[Problem], *, model_digest: str | None = None
 ) -> dict[str, Any]:
     """What the recorded samples depend on; a resumed run must match it, or old and new samples would mix.
 
-    The model's digest counts, not only its URI: a FineTuneRun trained again writes to the same place."""
+    The model's digest counts, not only its URI: a FineTuneRun trained again writes to the same place. The engine's
+    settings count too (tensor parallelism, dtype and batch invariance change what a seed draws)."""
     return {
         "model": {**source.to_wire(), "digest": model_digest},
         "prompt": spec.prompt.to_wire(),
         "sampling": spec.sampling.to_wire(),
+        "engine": spec.engine.to_wire(),
         "problems": problems_digest(problems),
     }
 
@@ -186,10 +208,15 @@ class _Evaluation:
         return self._score(key, problems, done)
 
     def _check_fingerprint(self, key: str, problems: list[Problem]) -> None:
-        """Refuse to resume samples generated under another model, prompt, sampling or problem set."""
+        """Refuse to resume samples generated under another model, prompt, sampling, engine or problem set.
+
+        Only samples already on disk can mix: an attempt that crashed before its first sample (a model that would
+        not load, replaced before the retry) leaves a fingerprint and no samples, and the retry writes its own."""
         uri = storage.join(self.output, SAMPLES_DIR, f"{key}.fingerprint.json")
+        samples = storage.join(self.output, SAMPLES_DIR, f"{key}.jsonl")
         want = generation_fingerprint(self.spec, self.source, problems, model_digest=self.model_digest)
-        if storage.exists(uri):
+        recorded = storage.exists(samples) and any(line.strip() for line in storage.iter_lines(samples))
+        if recorded and storage.exists(uri):
             have = json.loads(storage.read_text(uri))
             changed = sorted(k for k in want if have.get(k) != want[k])
             if changed:
@@ -283,8 +310,31 @@ def _default_loader(spec: EvalRunSpec, source: ModelSource) -> Engine:
     return load_engine(spec.engine, source, spec.sampling)
 
 
-def run_evaluate(pod: PodSpecFile, *, loader: EngineLoader | None = None) -> dict[str, Any]:
-    """Run the evaluate stage for `pod` and return the termination summary (scores and output URIs)."""
+def pinned_inputs(
+    spec: EvalRunSpec, source: ModelSource, *, model_digest: str | None, resolve: HubResolver
+) -> tuple[ModelSource, dict[str, Any], list[PinnedInput]]:
+    """The model at its commit (checked against `model_digest` when given), the selections by benchmark key with
+    hub benchmarks at their commits, and the records of both (the model first)."""
+    model = pin_model(source, "model", resolve=resolve)
+    check_digest(model.record, model_digest, what="inputs.model")
+    selections: dict[str, Any] = {}
+    pinned = [model.record]
+    for selection in spec.benchmarks:
+        key = benchmark_key(selection)
+        if key in selections:
+            raise InvalidSpecError(f"spec.benchmarks: {key!r} appears twice; give custom files distinct names")
+        hub = hub_dataset(selection)
+        if hub is not None:
+            selection, record = pin_benchmark(selection, *hub, resolve=resolve)
+            pinned.append(record)
+        selections[key] = selection
+    return model.source, selections, pinned
+
+
+def run_evaluate(
+    pod: PodSpecFile, *, loader: EngineLoader | None = None, resolve: HubResolver = hub_commit
+) -> dict[str, Any]:
+    """Run the evaluate stage for `pod` and return the termination summary (scores, output URIs, pinned inputs)."""
     try:
         spec = EvalRunSpec.model_validate(pod.spec)
     except ValidationError as exc:
@@ -293,31 +343,33 @@ def run_evaluate(pod: PodSpecFile, *, loader: EngineLoader | None = None) -> dic
     if source is None:
         raise InvalidSpecError("inputs.model: the operator did not resolve spec.model.fineTuneRunRef to a model")
     check_sampling(spec.sampling)
-
-    selections = {}
-    for selection in spec.benchmarks:
-        key = benchmark_key(selection)
-        if key in selections:
-            raise InvalidSpecError(f"spec.benchmarks: {key!r} appears twice; give custom files distinct names")
-        selections[key] = selection
+    source, selections, pinned = pinned_inputs(spec, source, model_digest=pod.inputs.model_digest, resolve=resolve)
     # Load every benchmark before the model: bad data fails in seconds, not after minutes of model loading.
     problems = {key: load_problems(selection) for key, selection in selections.items()}
 
     scores_uri = storage.join(pod.output, SCORES_FILE)
-    scores: dict[str, BenchmarkScore] = {}
+    record = ScoresFile(
+        model=pinned[0],
+        pinned=pinned,
+        engine=engine_settings(spec.engine),
+        prompt=spec.prompt,
+        sampling=spec.sampling,
+        metrics=list(spec.metrics),
+        majority_vote=spec.majority_vote,
+    )
+    # The samples depend on the model's content: its digest (local) or commit (hub, in `source.revision`).
+    digest = pinned[0].digest or pod.inputs.model_digest
     with Grader(timeout_s=spec.grader_timeout_seconds) as grader:
-        evaluation = _Evaluation(
-            spec, source, pod.output, loader or _default_loader, grader, model_digest=pod.inputs.model_digest
-        )
+        evaluation = _Evaluation(spec, source, pod.output, loader or _default_loader, grader, model_digest=digest)
         for key, benchmark_problems in problems.items():
-            scores[key] = evaluation.run_benchmark(key, benchmark_problems)
-            wire = {name: score.to_wire() for name, score in scores.items()}
-            storage.write_text(scores_uri, _dumps(wire))
-            logger.info("scored", extra={"benchmark": key, "metrics": wire[key]["metrics"]})
+            record.scores[key] = evaluation.run_benchmark(key, benchmark_problems)
+            storage.write_text(scores_uri, _dumps(record.to_wire()))
+            logger.info("scored", extra={"benchmark": key, "metrics": record.scores[key].to_wire()["metrics"]})
     return {
         "stage": "evaluate",
         "outputs": {"samples": storage.join(pod.output, SAMPLES_DIR), "scores": scores_uri},
-        "scores": {name: score.to_wire() for name, score in scores.items()},
+        "scores": {name: score.to_wire() for name, score in record.scores.items()},
+        "pinned": [p.to_wire() for p in pinned],
     }
 
 

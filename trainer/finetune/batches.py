@@ -2,6 +2,12 @@
 
 - Order: epoch `e` is a permutation drawn from `seed` and `e` alone, so a resumed run replays the same order
   and skips the micro-batches already trained.
+- Epochs: every example is trained exactly once per epoch, whatever the batch size and the number of processes.
+  When the epoch's batches do not fill the last round (50 examples on 8 processes), the processes left over
+  run a filler micro-batch instead: the shortest example with every label ignored. It joins the collectives
+  (DDP's all-reduce, FSDP's all-gathers: a process that skipped them would hang the others) and trains nothing,
+  so the last step of an epoch takes fewer examples; the per-token loss divides by the step's trained tokens on
+  all processes, which leaves the filler out.
 - Padding (the default): each micro-batch is right-padded to its own longest example; pads are found by length
   (attention mask 0, label ignored), never by comparing ids with the pad id, which may equal EOS.
 - Flattening (`packing: true`): a micro-batch is one row of concatenated examples whose `position_ids` restart
@@ -19,6 +25,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -68,19 +75,44 @@ def epoch_order(examples: int, *, seed: int, epoch: int) -> list[int]:
     return order
 
 
-def process_micro_batches(order: Sequence[int], *, batch_size: int, processes: int, rank: int) -> list[list[int]]:
+@dataclass(frozen=True)
+class MicroBatch:
+    """The examples one process runs in one forward/backward pass; a `filler` runs them with every label ignored."""
+
+    indices: tuple[int, ...]
+    filler: bool = False
+
+
+def process_micro_batches(
+    order: Sequence[int], *, batch_size: int, processes: int, rank: int, filler: int = 0
+) -> list[MicroBatch]:
     """This process's micro-batches of an epoch: batch k of the epoch goes to process k mod `processes`.
 
-    With several processes the last round is completed by cycling through the epoch's batches from its start
-    (as often as needed: there may be fewer batches than processes), so every process gets exactly
-    `ceil(batches / processes)` of them, `StepPlan.micro_batches_per_epoch`; a process with nothing to do would
-    hang the others.
+    Every process gets `ceil(batches / processes)` of them, `StepPlan.micro_batches_per_epoch`; where the epoch has
+    no batch left for a process in the last round (there may be fewer batches than processes), it gets a filler of
+    example `filler` (the caller passes the shortest), so each example is still trained exactly once.
     """
-    batches = [list(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
+    batches = [tuple(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
     if not batches:
         return []
     padded = math.ceil(len(batches) / processes) * processes
-    return [batches[i % len(batches)] for i in range(rank, padded, processes)]
+    return [
+        MicroBatch(batches[i]) if i < len(batches) else MicroBatch((filler,), filler=True)
+        for i in range(rank, padded, processes)
+    ]
+
+
+def micro_batch_examples(examples: Sequence[TokenizedExample], micro: MicroBatch) -> list[TokenizedExample]:
+    """The examples of a micro-batch, ready to collate; a filler's labels are all ignored, so it trains nothing."""
+    chosen = [examples[i] for i in micro.indices]
+    if micro.filler:
+        return [dataclasses.replace(e, labels=(IGNORE_INDEX,) * e.length) for e in chosen]
+    return chosen
+
+
+def shortest_example(examples: Sequence[TokenizedExample]) -> int:
+    """The index of the shortest example (the first of equals): the cheapest filler."""
+    return min(range(len(examples)), key=lambda i: examples[i].length) if examples else 0
 
 
 def flattening_supported(requested: bool, attn_implementation: str | None) -> bool:

@@ -18,7 +18,15 @@ from typing import Any
 import torch
 
 from cotlab.api.podcontract import emit_progress
-from cotlab.trainer.finetune.batches import BUCKET_STEPS, StepPlan, bucket_by_length, epoch_order, process_micro_batches
+from cotlab.trainer.finetune.batches import (
+    BUCKET_STEPS,
+    StepPlan,
+    bucket_by_length,
+    epoch_order,
+    micro_batch_examples,
+    process_micro_batches,
+    shortest_example,
+)
 from cotlab.trainer.finetune.checkpoints import TrainingPosition, save_checkpoint
 from cotlab.trainer.finetune.data import IGNORE_INDEX, TokenizedExample
 
@@ -117,7 +125,11 @@ def run_loop(
             lengths = [e.length for e in examples]
             order = bucket_by_length(order, lengths, window=per_step * BUCKET_STEPS, seed=settings.seed, epoch=epoch)
         micro = process_micro_batches(
-            order, batch_size=settings.batch_size, processes=accelerator.num_processes, rank=accelerator.process_index
+            order,
+            batch_size=settings.batch_size,
+            processes=accelerator.num_processes,
+            rank=accelerator.process_index,
+            filler=shortest_example(examples),
         )
         if len(micro) != plan.micro_batches_per_epoch or skip >= len(micro):
             # Looping on would spin here while the other processes wait in a collective forever.
@@ -130,7 +142,7 @@ def run_loop(
             if step >= plan.total_steps:
                 break
             group = micro[first : first + settings.accumulation]
-            batches = [collate([examples[i] for i in indices]) for indices in group]
+            batches = [collate(micro_batch_examples(examples, m)) for m in group]
             loss, tokens = _train_step(accelerator, model, optimizer, scheduler, batches, settings.max_grad_norm)
             step += 1
             meter.tokens += int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum"))

@@ -1,7 +1,9 @@
 """The finetune stage: verify and tokenize the curated traces, train with accelerate, save the model, report.
 
 Order matters for fast failures: the spec, the dataset digest and every example's length are checked with the
-tokenizer alone, before the model is loaded. A restarted pod resumes from the newest complete checkpoint under
+tokenizer alone, before the model is loaded. A hub base model is loaded at the commit its revision names when the
+pod starts (`cotlab.trainer.core.revisions`), recorded with the dataset's digest in the summary ("pinned") and
+in the model directory's `cotlab.json`. A restarted pod resumes from the newest complete checkpoint under
 `<checkpointDir or output>/checkpoints/` and replays the same data order, provided that checkpoint was trained on
 the same dataset (digest) and the same training-relevant spec (`training_spec_digest`); otherwise it refuses.
 The summary is
@@ -11,22 +13,23 @@ The summary is
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from cotlab.api.finetunerun import FineTuneRunSpec, LoraSettings
-from cotlab.api.models import ModelSource
+from cotlab.api.finetunerun import FineTuneRunSpec, LoraSettings, training_spec_digest
+from cotlab.api.models import ModelSource, PinnedInput
 from cotlab.api.podcontract import PodSpecFile
 from cotlab.api.tracedataset import Artifact
 from cotlab.trainer.core import storage
 from cotlab.trainer.core.artifacts import directory_digest, read_verified
 from cotlab.trainer.core.errors import InvalidSpecError
 from cotlab.trainer.core.pretrained import generation_eos_ids, load_tokenizer
+from cotlab.trainer.core.revisions import HubResolver, hub_commit, pin_model
 from cotlab.trainer.finetune.accelerator import build_accelerator, prepare
 from cotlab.trainer.finetune.attention import register_segment_attention
 from cotlab.trainer.finetune.batches import StepPlan, flatten_batch, flattening_supported, pad_batch, plan_steps
@@ -105,33 +108,6 @@ def _tokenized_examples(
     return tokenized, end_ids
 
 
-# Where and how the pods run, not what they train: changing these never invalidates a checkpoint. The dataset
-# reference is left out too, as the dataset's digest stands for what it resolved to.
-_NOT_TRAINING_FIELDS = frozenset(
-    {
-        "suspend",
-        "max_retries",
-        "output",
-        "dataset_ref",
-        "resources",
-        "node_selector",
-        "tolerations",
-        "queue_name",
-        "image",
-        "service_account_name",
-        "pod_template_overrides",
-    }
-)
-
-
-def training_spec_digest(spec: FineTuneRunSpec) -> str:
-    """sha256 of the canonical JSON of the spec's training-relevant parts (base model, method, LoRA, training,
-    distributed), defaults filled in, so an explicit default and an omitted field digest alike."""
-    wire = spec.model_dump(mode="json", by_alias=True, exclude=set(_NOT_TRAINING_FIELDS))
-    canonical = json.dumps(wire, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
 def _resume(
     accelerator: Any, checkpoint_root: Path, plan: StepPlan, *, dataset_digest: str, spec_digest: str
 ) -> TrainingPosition:
@@ -148,7 +124,16 @@ def _resume(
     return position
 
 
-def run_finetune(pod: PodSpecFile) -> dict[str, Any]:
+PROVENANCE_FILE = "cotlab.json"
+"""In the saved model directory: what it was trained from (pinned base model and dataset), with which spec and seed."""
+
+
+def _is_first_process() -> bool:
+    """Rank 0 of the whole run (the one that reports), before accelerate has started: torchrun's RANK, else alone."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def run_finetune(pod: PodSpecFile, *, resolve: HubResolver = hub_commit) -> dict[str, Any]:
     """Run the finetune stage for `pod` and return the termination summary."""
     import torch
     from accelerate.utils import set_seed
@@ -158,7 +143,9 @@ def run_finetune(pod: PodSpecFile) -> dict[str, Any]:
         spec = FineTuneRunSpec.model_validate(pod.spec)
     except ValidationError as exc:
         raise InvalidSpecError(f"spec: {exc}") from None
-    training, source = spec.training, pod.inputs.model or spec.base_model
+    # Every process resolves the hub revision (the same commit: seconds apart); only rank 0 hashes a local model.
+    base = pin_model(pod.inputs.model or spec.base_model, "baseModel", resolve=resolve, digest=_is_first_process())
+    training, source = spec.training, base.source
     output = _local_dir(pod.output, "output")
     checkpoint_root = _local_dir(pod.checkpoint_dir or pod.output, "checkpointDir") / CHECKPOINTS_DIR
     tokenizer = load_tokenizer(source)
@@ -200,7 +187,8 @@ def run_finetune(pod: PodSpecFile) -> dict[str, Any]:
     if lora is not None:
         save_trainable_weights_only(accelerator)  # a LoRA checkpoint is its adapter, not a copy of the base
     dataset_digest = _dataset(pod).digest
-    spec_digest = training_spec_digest(spec)
+    # With the hub commit in place of the revision: a retry after `main` moved must not resume the old commit's run.
+    spec_digest = training_spec_digest(spec.model_copy(update={"base_model": base.source}))
     start = _resume(accelerator, checkpoint_root, plan, dataset_digest=dataset_digest, spec_digest=spec_digest)
     logger.info(
         "training",
@@ -244,7 +232,11 @@ def run_finetune(pod: PodSpecFile) -> dict[str, Any]:
             source=source,
             eos_token_ids=end_ids,
         )
+        dataset = _dataset(pod)
+        pinned = [base.record.to_wire(), PinnedInput(role="dataset", uri=dataset.uri, digest=dataset.digest).to_wire()]
+        provenance = {"pinned": pinned, "trainingSpecDigest": spec_digest, "trainingSeed": training.seed}
+        (model_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
         model_artifact = {"uri": _model_uri(pod.output, model_dir), "digest": directory_digest(model_dir)}
-        summary = {"stage": "finetune", "outputs": {"model": model_artifact}, "progress": last}
+        summary = {"stage": "finetune", "outputs": {"model": model_artifact}, "progress": last, "pinned": pinned}
     accelerator.wait_for_everyone()
     return summary

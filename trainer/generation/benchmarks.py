@@ -63,6 +63,12 @@ def benchmark_key(selection: BenchmarkSelection) -> str:
     return stem.split(".", 1)[0] or CUSTOM
 
 
+def hub_dataset(selection: BenchmarkSelection) -> tuple[str, str] | None:
+    """(repo, revision) when the selection's problems are read from the hub, else None (a file or package)."""
+    layout = _layout(selection)
+    return (layout.hub[0], layout.hub[3]) if layout.hub is not None else None
+
+
 def load_problems(selection: BenchmarkSelection) -> list[Problem]:
     """The selection's problems, in file order, cut to `limit` (after the registered count is checked)."""
     layout = _layout(selection)

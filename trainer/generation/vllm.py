@@ -12,6 +12,14 @@ params)`, `step()` and `has_unfinished_requests()` are what `LLM._run_engine` dr
 `examples/offline_inference/llm_engine_example.py` shows; `SamplingParams.update_from_generation_config` adds the
 model's generation-config EOS ids to `stop_token_ids`, which stop on token ids (stop strings are matched on text
 from which special tokens such as `<|im_end|>` were already removed, so they cannot stop on them).
+
+Batch invariance (`engine.batchInvariant`, on by default): vLLM reads `VLLM_BATCH_INVARIANT` from the environment
+(`vllm/envs.py`; docs/features/batch_invariance.md, beta since 0.11, on GPUs of compute capability 8.0 and up), so
+it is set before vLLM is imported and its workers, tensor-parallel ones included, inherit it. Then a sample's
+logits do not depend on which other requests share its batch, and its seed regenerates its text on the same GPU
+type, vLLM version, dtype and tensor-parallel size. Without it a seed fixes the sampling noise but not the
+numerics: continuous batching puts a request beside different others on another run, and a floating-point
+difference can flip a token, after which the text diverges.
 """
 
 from __future__ import annotations
@@ -36,6 +44,14 @@ FLUSH_SAMPLES = 256
 """Finished samples handed back at once: each hand-back is a grading call and an fsynced append."""
 FLUSH_SECONDS = 30.0
 """...or whatever has finished after this long, so a kill loses at most this much work."""
+
+
+BATCH_INVARIANT_ENV = "VLLM_BATCH_INVARIANT"
+
+
+def engine_environment(spec: EngineSpec) -> dict[str, str]:
+    """The environment vLLM must start with for this engine spec (read by vLLM and its workers at startup)."""
+    return {BATCH_INVARIANT_ENV: "1" if spec.batch_invariant else "0"}
 
 
 def model_arguments(source: ModelSource) -> dict[str, Any]:
@@ -108,6 +124,7 @@ class VllmEngine:
     @classmethod
     def load(cls, source: ModelSource, spec: EngineSpec, *, seed: int) -> VllmEngine:
         """Start vLLM on the model `source` names (imports vLLM; only the evaluator image has it)."""
+        os.environ.update(engine_environment(spec))  # before vLLM is imported: it reads them once
         try:
             from vllm import LLM
         except ImportError as exc:

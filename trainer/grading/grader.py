@@ -1,9 +1,12 @@
 """Grade model answers against gold answers: last `\\boxed{}`, fast exact rules, then Math-Verify.
 
-The order follows NeMo-Skills' `math_grader.math_equal`, which the study used:
+The order follows NeMo-Skills' `math_equal` at 0f7bd73, the commit the study cites
+(`code_execution/math_grader.py` there):
 
 1. no answer (nothing boxed) is wrong;
-2. integers (AIME's `073` vs `73`) are compared as numbers;
+2. integers are compared as numbers, so `073` is `73` (an AIME answer sheet writes it so), as 0f7bd73 graded it;
+   NeMo-Skills' later grader (`evaluation/math_grader.py`, since 11bdf490, 2025-05-08) compares digit strings
+   literally and grades `073` wrong, which can only lower a score;
 3. multiple-choice letters (`(B)`, `B`, `\\text{(B)}`) are compared as letters;
 4. answers that are identical after light normalisation are right;
 5. everything else goes to Math-Verify, gold first (`verify` is not symmetric), with both sides wrapped in
