@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 
 from cotlab.api.children import child_name
 from cotlab.cli.main import app
+from tests.child_signals import default_sigint
 from tests.unit.cli_state import sample_lines
 
 COTCTL = str(Path(sys.executable).parent / "cotctl")
@@ -44,9 +45,17 @@ def cotctl(kubeconfig: Path, namespace: str, *args: str) -> Any:
 
 
 def spawn(kubeconfig: Path, namespace: str, *args: str) -> subprocess.Popen[str]:
-    """cotctl as its own process, for the commands that keep running (--watch, logs -f)."""
+    """cotctl as its own process, for the commands that keep running (--watch, logs -f); SIGINT stops it even when
+    pytest was started with SIGINT ignored (tests/child_signals.py)."""
     argv = [COTCTL, *args, "--kubeconfig", str(kubeconfig), "-n", namespace]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=default_sigint,
+    )
 
 
 def apply_docs(kubeconfig: Path, namespace: str, tmp_path: Path, *docs: dict[str, Any]) -> Any:
@@ -81,7 +90,11 @@ def test_status_watch_shows_progress_moving_then_the_score(
                 break
     finally:
         os.killpg(watch.pid, signal.SIGINT)
-        watch.wait(timeout=30)
+        try:
+            watch.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(watch.pid, signal.SIGKILL)  # never left running; the test fails on the timeout
+            raise
     assert watch.returncode == 0, watch.stderr.read() if watch.stderr else ""
 
     phases = [v["phase"] for v in views]
@@ -364,3 +377,4 @@ def test_status_reads_without_the_kubernetes_client_and_exec_plugins_still_work(
     client = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True)
     assert client.stdout.split() == ["evalrun.cotlab.dev/listed"]
     assert "LOADED ['kubernetes'" in client.stderr  # (the client brings pydantic along)
+
