@@ -11,6 +11,7 @@ from .base import CamelModel, LocalObjectRef, ResourceRequirements, ShortStr, Ur
 from .conditions import Condition
 from .models import ModelSource
 from .tracedataset import Artifact
+from .tracking import Tracking
 from .workload import WORKLOAD_RULES, QueueStatus, WorkloadSpec
 
 Method = Literal["full", "lora"]
@@ -133,6 +134,7 @@ class FineTuneRunSpec(WorkloadSpec):
     suspend: bool = False
     max_retries: int = Field(default=3, ge=0, le=100)
     output: Output = Field(default_factory=Output)
+    tracking: Tracking | None = Field(default=None, description="An MLflow server for the training curves.")
 
     @model_validator(mode="after")
     def _lora_only_with_lora(self) -> Self:
@@ -162,6 +164,7 @@ class Progress(CamelModel):
 
 class FineTuneOutputs(CamelModel):
     model: Artifact | None = None
+    metrics: Uri | None = Field(default=None, description="The training curves: steps.jsonl and TensorBoard files.")
 
 
 class EndedAttempt(CamelModel):

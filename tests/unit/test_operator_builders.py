@@ -162,6 +162,14 @@ def _token(job: dict[str, Any]) -> None:
     _container(job)["env"].append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}})
 
 
+def _mlflow_credentials(job: dict[str, Any]) -> None:
+    # Only the Secret's name and keys reach the Job; the server and experiment travel in the spec file.
+    _container(job)["env"] += [
+        {"name": "MLFLOW_TRACKING_USERNAME", "valueFrom": {"secretKeyRef": {"name": "mlflow-auth", "key": "user"}}},
+        {"name": "MLFLOW_TRACKING_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "mlflow-auth", "key": "pass"}}},
+    ]
+
+
 def _two_nodes(job: dict[str, Any], *, attempt: int = 0) -> None:
     # One Job per attempt: any failed or disrupted rank fails it at once; the operator starts the next attempt.
     job["spec"].update(completionMode="Indexed", completions=2, parallelism=2, backoffLimit=0)
@@ -250,6 +258,24 @@ JOB_CASES = [
         "hub-token-by-reference",
         {"baseModel": {"hub": "Qwen/Qwen2.5-32B", "tokenSecretRef": {"name": "hf"}}},
         _token,
+    ),
+    (
+        "mlflow-credentials-by-reference",
+        {
+            "tracking": {
+                "mlflow": {
+                    "uri": "https://mlflow.example.com",
+                    "experiment": "teaching-reasoning",
+                    "credentials": {"secretName": "mlflow-auth", "usernameKey": "user", "passwordKey": "pass"},
+                }
+            }
+        },
+        _mlflow_credentials,
+    ),
+    (
+        "mlflow-without-credentials",
+        {"tracking": {"mlflow": {"uri": "http://mlflow.team-a.svc:5000", "experiment": "teaching-reasoning"}}},
+        lambda job: None,
     ),
 ]
 

@@ -120,7 +120,10 @@ def test_lora_memorises_and_merges_only_its_targets(
     model_dir = tmp_path / "out" / "model"
     assert summary == {
         "stage": "finetune",
-        "outputs": {"model": {"uri": model_dir.as_uri(), "digest": directory_digest(model_dir)}},
+        "outputs": {
+            "model": {"uri": model_dir.as_uri(), "digest": directory_digest(model_dir)},
+            "metrics": (tmp_path / "out" / "metrics").as_uri(),
+        },
         "progress": summary["progress"],
     }
     assert summary["progress"]["step"] == summary["progress"]["totalSteps"] == 60
