@@ -206,6 +206,15 @@ def table_rows(comparison: Comparison, *, fmt: TableFormat) -> list[dict[str, An
     return out
 
 
+def caption(comparison: Comparison) -> str:
+    """What the table's numbers are: the metrics, the baseline and how the intervals were made."""
+    return (
+        f"{comparison.metric} ± standard error, {comparison.majority or 'no maj@k'} (%; * best in column); "
+        f"Δ: difference from {comparison.baseline}, {100 * comparison.confidence:g}% paired bootstrap interval over "
+        "problems"
+    )
+
+
 def _arm(inventory: Inventory, run: EvalRun, store: ArtifactStore) -> Arm:
     fine_tune = traces = None
     ref = run.spec.model.fine_tune_run_ref
@@ -298,25 +307,44 @@ def compare(
         target = Target(kubeconfig, context, namespace, all_namespaces, request_timeout)
         inventory = open_inventory(local=local, root=root, target=target)
         store = ArtifactStore(artifacts_root)
-        runs = _select(inventory, names, selector)
-        if not runs:
-            raise CliError("no finished EvalRun to compare", "see where they are with: cotctl status evalrun")
-        arms = [_arm(inventory, run, store) for run in runs]
-        comparison = build_comparison(
-            arms, rows=rows, baseline=baseline, metric=metric, replicates=replicates, confidence=confidence,
-            seed=seed, store=store,
+        arms, comparison = comparison_of(
+            inventory, store, names, selector, rows=rows, baseline=baseline, metric=metric, replicates=replicates,
+            confidence=confidence, seed=seed,
         )  # fmt: skip
         flat = table_rows(comparison, fmt=output)
-        title = (
-            f"{metric} ± standard error, {comparison.majority or 'no maj@k'} (%; * best in column); "
-            f"Δ: difference from {comparison.baseline}, {100 * confidence:g}% paired bootstrap interval over problems"
-        )
+        title = caption(comparison)
         render(comparison.to_wire(), flat, output, title=title if output is TableFormat.table else None)
         if plot is not None:
             from .plot import draw_plot
 
             draw_plot(plot, arms, comparison, x=plot_x)
             note(f"wrote {plot}")
+
+
+def comparison_of(
+    inventory: Inventory,
+    store: ArtifactStore,
+    names: list[str],
+    selector: str | None,
+    *,
+    rows: str,
+    baseline: str | None,
+    metric: str,
+    replicates: int,
+    confidence: float,
+    seed: int,
+) -> tuple[list[Arm], Comparison]:
+    """What `cotctl compare` shows, for every view of it (the table, `cotctl report`): the finished EvalRuns named
+    or selected, as arms, and their comparison."""
+    runs = _select(inventory, names, selector)
+    if not runs:
+        raise CliError("no finished EvalRun to compare", "see where they are with: cotctl status evalrun")
+    arms = [_arm(inventory, run, store) for run in runs]
+    comparison = build_comparison(
+        arms, rows=rows, baseline=baseline, metric=metric, replicates=replicates, confidence=confidence, seed=seed,
+        store=store,
+    )  # fmt: skip
+    return arms, comparison
 
 
 def build_comparison(

@@ -23,6 +23,7 @@ COMMANDS = {
     "describe": ("describe", "describe"),
     "logs": ("logs", "logs"),
     "compare": ("compare", "compare"),
+    "report": ("report.command", "report"),
     "wait": ("wait", "wait"),
     "suspend": ("suspend", "suspend"),
     "resume": ("suspend", "resume"),

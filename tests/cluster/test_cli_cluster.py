@@ -242,6 +242,14 @@ def test_compare_two_finished_eval_runs_prints_the_right_differences(
     csv_out = cotctl(kubeconfig, namespace, "compare", "arm-a", "arm-b", "--artifacts-root", claims, "-o", "csv")
     assert "+25.0 [" in csv_out.stdout.splitlines()[2]
 
+    # The report over the same arms: compare's numbers, and per-problem outcomes from the claim's records.
+    page = tmp_path / "report.html"
+    made = cotctl(kubeconfig, namespace, "report", "-l", "cotlab.dev/experiment=cli", "--baseline", "arm-a",
+                  "--artifacts-root", claims, "-o", str(page))  # fmt: skip
+    assert made.exit_code == 0, made.output
+    html = page.read_text(encoding="utf-8")
+    assert html.count('id="heat-') == 2 * 4 and ">+25.0 [" in html  # two arms × four problems; compare's Δ
+
     # Without a copy of the claim the scores still compare; the differences say what is missing.
     blind = cotctl(kubeconfig, namespace, "compare", "arm-a", "arm-b", "-o", "json")
     assert blind.exit_code == 0 and "--artifacts-root" in blind.stderr

@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from cotlab.cli.inventory import Listed
 from cotlab.cli.main import app
 from cotlab.cli.status import status_row, table_rows
-
 from tests.child_signals import default_sigint, inherited_sigint
 
 from .cli_state import finished_eval, finished_traces, finished_tune, write_benchmark

@@ -1,5 +1,6 @@
 """A CPU dry run of the study's manifests on tiny models: every arm curates the same problems, and the qwq arm
-fine-tunes and evaluates on the study's registered benchmarks, with samples that stop at the end of the turn.
+fine-tunes and evaluates on the study's registered benchmarks, with samples that stop at the end of the turn; its
+TensorBoard files hold the loss markers, and `cotctl report` over the arms (qwq and the base model) writes one page.
 
 The manifests are read as they are; only what cannot exist here is swapped: the hub dataset for a local file in its
 format, Qwen2.5-32B for a tiny Qwen2 with Qwen2.5's tokenizer setup, NeMo-Skills' file for a small one in its
@@ -14,15 +15,22 @@ import hashlib
 import json
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy
 import pytest
 import torch
 import yaml
+from typer.testing import CliRunner
 
 from cotlab.api import benchmarks as registry
-from cotlab.api.podcontract import PodSpecFile
+from cotlab.api.podcontract import PodSpecFile, parse_marker
+from cotlab.api.summaries import succeeded_status
+from cotlab.api.validation import parse_resource
+from cotlab.cli.local_store import LocalStore
+from cotlab.cli.main import app
 from cotlab.trainer.curate.stage import run_curate
 from cotlab.trainer.evaluate.stage import run_evaluate
 from cotlab.trainer.finetune.stage import run_finetune
@@ -108,7 +116,28 @@ def comp_math_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
         yield
 
 
-def test_study_arms_dry_run(tmp_path: Path, base_model: Path, comp_math_sample: None) -> None:
+def stored(root: Path, doc: dict[str, Any], spec: dict[str, Any], summary: dict[str, Any]) -> None:
+    """Record a resource as the local runner would: its manifest with the spec it ran and the status its stage's
+    summary gives (the mapping the operator uses too)."""
+    resource = parse_resource({**doc, "spec": spec})
+    resource.metadata.generation = 1
+    resource.status = succeeded_status(resource, summary, now=datetime(2026, 12, 1, tzinfo=UTC))
+    LocalStore(root).save(resource)
+
+
+def tensorboard_losses(directory: Path) -> dict[int, float]:
+    """train/loss by step, read by TensorBoard's own EventAccumulator."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(directory), size_guidance={"scalars": 0})
+    events.Reload()
+    return {event.step: event.value for event in events.Scalars("train/loss")}
+
+
+def test_study_arms_dry_run(
+    tmp_path: Path, base_model: Path, comp_math_sample: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"  # the arms as `cotctl run --local` would record them, for `cotctl report`
     traces = tmp_path / "train.jsonl"
     traces.write_text("".join(json.dumps(r) + "\n" for r in released_rows()))
 
@@ -126,6 +155,7 @@ def test_study_arms_dry_run(tmp_path: Path, base_model: Path, comp_math_sample: 
         assert {e["stage"] for e in examples} == {stage}
         assert examples[0]["messages"][0] == {"role": "system", "content": ""}
         chosen[arm], artifacts[arm] = manifest["problems"], summary["artifact"]
+        stored(state, arm_documents(arm)["TraceDataset"], spec, summary)
     assert len(chosen["qwq"]) == 3 and all(problems == chosen["qwq"] for problems in chosen.values())
     missing_qwq = hashlib.sha256(b"What is 6 + 7?").hexdigest()[:16]
     assert missing_qwq not in chosen["qwq"]
@@ -138,8 +168,15 @@ def test_study_arms_dry_run(tmp_path: Path, base_model: Path, comp_math_sample: 
     spec["training"] |= {"maxSeqLength": 512, "precision": "fp32", "gradientCheckpointing": False}
     spec["distributed"] = {"nodes": 1, "gpusPerNode": 0, "strategy": "ddp"}
     spec["resources"] = {}  # a CPU run asks for no GPU (gpusPerNode must match the request)
+    capsys.readouterr()
     tuned = run_finetune(pod("finetune", "FineTuneRun", spec, tmp_path / "qwq" / "model", dataset=artifacts["qwq"]))
     model = tuned["outputs"]["model"]
+    stored(state, docs["FineTuneRun"], spec, tuned)
+    # Rank 0's TensorBoard files hold the loss of every step's progress marker (as float32, TensorBoard's type).
+    markers = [m for m in map(parse_marker, capsys.readouterr().out.splitlines()) if m and "loss" in m]
+    assert [m["step"] for m in markers] == list(range(1, 41))
+    metrics = Path(tuned["outputs"]["metrics"].removeprefix("file://"))
+    assert tensorboard_losses(metrics) == {m["step"]: float(numpy.float32(m["loss"])) for m in markers}
 
     # Evaluate it with the arm's EvalRun: the study's benchmarks by name, its prompt, sampling and vote.
     spec = copy.deepcopy(docs["EvalRun"]["spec"])
@@ -156,6 +193,7 @@ def test_study_arms_dry_run(tmp_path: Path, base_model: Path, comp_math_sample: 
             modelDigest=model["digest"],
         )
     )
+    stored(state, docs["EvalRun"], spec, summary)
 
     assert {k: v["problems"] for k, v in summary["scores"].items()} == SAMPLE_SIZES
     tokenizer = build_tokenizer()
@@ -171,3 +209,23 @@ def test_study_arms_dry_run(tmp_path: Path, base_model: Path, comp_math_sample: 
     stopped = [r for r in records if (r["finish_reason"], r["stop_reason"]) == ("stop", im_end)]
     assert len(stopped) >= 0.75 * len(records)
     assert not any("<|im_start|>" in r["text"] or "\nuser\n" in r["text"] for r in records)  # no invented turn
+
+    # The base model with the study's baseline EvalRun, so that the report compares two arms.
+    [base_doc] = [d for d in yaml.safe_load_all((EXAMPLES / "study" / "baselines.yaml").read_text())
+                  if d and d["metadata"]["labels"]["cotlab.dev/arm"] == "base"]  # fmt: skip
+    spec = copy.deepcopy(base_doc["spec"])
+    spec["model"] = {"source": {"uri": base_model.as_uri()}}
+    spec["sampling"] |= {"samples": 4, "maxTokens": 200}
+    spec["metrics"] = ["pass@1", "maj@4"]
+    spec["engine"] = {"name": "transformers", "dtype": "float32", "batchSize": 16}
+    spec.pop("resources")
+    stored(state, base_doc, spec, run_evaluate(pod("evaluate", "EvalRun", spec, tmp_path / "base" / "eval")))
+
+    # `cotctl report` over the study's arms: one HTML file, every arm and problem in it, the qwq run's curve.
+    out = tmp_path / "report.html"
+    arms = ["-l", "cotlab.dev/experiment=teaching-reasoning", "--rows", "label:cotlab.dev/arm", "--baseline", "base"]
+    made = CliRunner().invoke(app, ["report", "--local", "--root", str(state), *arms, "-o", str(out)])
+    assert made.exit_code == 0, made.output
+    html = out.read_text(encoding="utf-8")
+    assert html.count('id="heat-') == 2 * sum(SAMPLE_SIZES.values())  # base and qwq, every problem
+    assert "qwen2.5-32b-qwq (qwq)" in html and [p.name for p in tmp_path.glob("*.html")] == ["report.html"]
