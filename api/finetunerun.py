@@ -13,6 +13,7 @@ from .base import CamelModel, LocalObjectRef, ResourceRequirements, ShortStr, Ur
 from .conditions import Condition
 from .models import ModelSource, Pinned
 from .tracedataset import Artifact
+from .tracking import Tracking
 from .workload import WORKLOAD_RULES, QueueStatus, WorkloadSpec
 
 Method = Literal["full", "lora"]
@@ -135,6 +136,7 @@ class FineTuneRunSpec(WorkloadSpec):
     suspend: bool = False
     max_retries: int = Field(default=3, ge=0, le=100)
     output: Output = Field(default_factory=Output)
+    tracking: Tracking | None = Field(default=None, description="An MLflow server for the training curves.")
 
     @model_validator(mode="after")
     def _lora_only_with_lora(self) -> Self:
@@ -167,6 +169,7 @@ NOT_TRAINING_FIELDS = frozenset(
         "image",
         "service_account_name",
         "pod_template_overrides",
+        "tracking",
     }
 )
 
@@ -202,6 +205,7 @@ class Progress(CamelModel):
 
 class FineTuneOutputs(CamelModel):
     model: Artifact | None = None
+    metrics: Uri | None = Field(default=None, description="The training curves: steps.jsonl and TensorBoard files.")
 
 
 class EndedAttempt(CamelModel):

@@ -19,7 +19,7 @@ import typer
 
 from cotlab.api import EvalRun, FineTuneRun, Phase, TraceDataset
 
-from .arms import ROWS, Evaluation, group_arms
+from .arms import ROWS, Arm, Evaluation, group_arms
 from .artifacts import ArtifactStore
 from .comparison import Comparison, build_comparison
 from .completion import complete_evalrun
@@ -100,6 +100,12 @@ def table_rows(comparison: Comparison, *, fmt: TableFormat) -> list[dict[str, An
     return out
 
 
+def check_rows(rows: str) -> None:
+    """--rows names a row label compare knows."""
+    if rows not in ROWS and not rows.startswith("label:"):
+        raise UsageError(f"--rows: expected run, model, traces or label:KEY, got {rows!r}")
+
+
 def _evaluation(inventory: Inventory, run: EvalRun, store: ArtifactStore) -> Evaluation:
     fine_tune = traces = None
     ref = run.spec.model.fine_tune_run_ref
@@ -136,6 +142,33 @@ def _select(inventory: Inventory, names: list[str], selector: str | None) -> lis
             continue
         runs.append(run)
     return runs
+
+
+def comparison_of(
+    inventory: Inventory,
+    store: ArtifactStore,
+    names: list[str],
+    selector: str | None,
+    *,
+    rows: str,
+    baseline: str | None,
+    metric: str,
+    replicates: int,
+    confidence: float,
+    seed: int,
+    correction: Correction,
+) -> tuple[list[Arm], Comparison]:
+    """What `cotctl compare` shows, for every view of it (the table, `cotctl report`): the finished EvalRuns named
+    or selected, grouped into arms of training seeds, and their comparison."""
+    runs = _select(inventory, names, selector)
+    if not runs:
+        raise CliError("no finished EvalRun to compare", "see where they are with: cotctl status evalrun")
+    arms, notes = group_arms([_evaluation(inventory, run, store) for run in runs], rows)
+    comparison = build_comparison(
+        arms, baseline=baseline, metric=metric, replicates=replicates, confidence=confidence, seed=seed,
+        read=lambda run, benchmark: run_records(run, benchmark, store), correction=correction, notes=notes,
+    )  # fmt: skip
+    return arms, comparison
 
 
 def compare(
@@ -194,18 +227,13 @@ def compare(
             raise UsageError(
                 f"--metric: only pass@1 is bootstrapped (its samples are what the records hold), got {metric}"
             )
-        if rows not in ROWS and not rows.startswith("label:"):
-            raise UsageError(f"--rows: expected run, model, traces or label:KEY, got {rows!r}")
+        check_rows(rows)
         target = Target(kubeconfig, context, namespace, all_namespaces, request_timeout)
         inventory = open_inventory(local=local, root=root, target=target)
         store = ArtifactStore(artifacts_root)
-        runs = _select(inventory, names, selector)
-        if not runs:
-            raise CliError("no finished EvalRun to compare", "see where they are with: cotctl status evalrun")
-        arms, notes = group_arms([_evaluation(inventory, run, store) for run in runs], rows)
-        comparison = build_comparison(
-            arms, baseline=baseline, metric=metric, replicates=replicates, confidence=confidence, seed=seed,
-            read=lambda run, benchmark: run_records(run, benchmark, store), correction=correction, notes=notes,
+        arms, comparison = comparison_of(
+            inventory, store, names, selector, rows=rows, baseline=baseline, metric=metric, replicates=replicates,
+            confidence=confidence, seed=seed, correction=correction,
         )  # fmt: skip
         for line in comparison.notes:
             note(line)

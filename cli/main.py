@@ -23,6 +23,7 @@ COMMANDS = {
     "describe": ("describe", "describe"),
     "logs": ("logs", "logs"),
     "compare": ("compare", "compare"),
+    "report": ("report.command", "report"),
     "wait": ("wait", "wait"),
     "suspend": ("suspend", "suspend"),
     "resume": ("suspend", "resume"),
@@ -67,8 +68,14 @@ def __getattr__(name: str) -> typer.Typer:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# `kubectl cotlab ...` runs the first `kubectl-cotlab` on PATH (kubectl's plugin convention): the same entry point.
+PLUGIN = "kubectl-cotlab"
+COMPLETE_VAR = "_COTCTL_COMPLETE"  # typer's completion variable, f"_{prog_name}_COMPLETE", for both names
+
+
 def main() -> None:
     command = sys.argv[1] if len(sys.argv) > 1 else None
-    completing = "_COTCTL_COMPLETE" in os.environ  # typer's completion variable: f"_{prog_name}_COMPLETE"
+    completing = COMPLETE_VAR in os.environ
     known = command in COMMANDS.keys() | GROUPS.keys() and not completing
-    build_app(command if known else None)()
+    prog_name = "kubectl cotlab" if os.path.basename(sys.argv[0]) == PLUGIN else "cotctl"
+    build_app(command if known else None)(prog_name=prog_name, complete_var=COMPLETE_VAR)

@@ -174,6 +174,20 @@ def _token_ref(resource: Resource) -> dict[str, str] | None:
     return {"name": ref.name, "key": ref.key} if ref is not None else None
 
 
+def _tracking_env(resource: Resource) -> list[dict[str, Any]]:
+    """MLflow's credential variables from the Secret that spec.tracking.mlflow.credentials names, by reference."""
+    if not isinstance(resource, FineTuneRun) or resource.spec.tracking is None:
+        return []
+    mlflow = resource.spec.tracking.mlflow
+    if mlflow is None or mlflow.credentials is None:
+        return []
+    secret = mlflow.credentials.secret_name
+    return [
+        {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+        for variable, key in mlflow.credentials.secret_env().items()
+    ]
+
+
 def _resources(resource: Resource, settings: OperatorSettings) -> dict[str, Any]:
     wanted = resource.spec.resources
     if not wanted.requests and not wanted.limits:
@@ -204,6 +218,7 @@ def _env(resource: Resource, overrides: PodOverrides) -> list[dict[str, Any]]:
     token = _token_ref(resource)
     if token is not None:
         env.append({"name": HF_TOKEN_ENV, "valueFrom": {"secretKeyRef": token}})
+    env += _tracking_env(resource)
     for var in overrides.env:
         if var.value is not None:
             env.append({"name": var.name, "value": var.value})

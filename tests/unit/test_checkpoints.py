@@ -130,6 +130,7 @@ def _digest(**changes: Any) -> str:
         {"image": "cotlab:dev"},
         {"serviceAccountName": "trainer"},
         {"podTemplateOverrides": {"labels": {"a": "b"}}},
+        {"tracking": {"mlflow": {"uri": "http://mlflow:5000", "experiment": "study"}}},  # where curves go
         {"training": {"learningRate": 1e-4, "epochs": 2.0, "schedule": "cosine"}},  # explicit defaults
     ],
     ids=lambda c: next(iter(c)),

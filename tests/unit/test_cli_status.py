@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from cotlab.cli.inventory import Listed
 from cotlab.cli.main import app
 from cotlab.cli.status import StatusRow, status_row, table_rows
+from tests.child_signals import default_sigint, inherited_sigint
 
 from .cli_state import finished_eval, finished_traces, finished_tune, write_benchmark
 
@@ -189,11 +191,14 @@ def test_status_says_which_seed_of_its_arm_each_run_is(tmp_path: Path) -> None:
     )  # fmt: skip
 
 
-def test_watch_redraws_in_place_on_a_terminal_and_ends_on_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "inherited", [signal.SIG_DFL, signal.SIG_IGN], ids=["sigint-default", "sigint-ignored-as-in-a-background-job"]
+)
+def test_watch_redraws_in_place_on_a_terminal_and_ends_on_ctrl_c(tmp_path: Path, inherited: Any) -> None:
+    import contextlib
     import os
     import pty
     import select
-    import signal
     import sys
     import time
 
@@ -201,9 +206,11 @@ def test_watch_redraws_in_place_on_a_terminal_and_ends_on_ctrl_c(tmp_path: Path)
     finished_tune(root, "tune", "traces")
     argv = [str(Path(sys.executable).parent / "cotctl"), "status", "--local", "--root", str(root), "--watch",
             "--interval", "0.2"]  # fmt: skip
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: cotctl on a terminal
-        os.execv(argv[0], argv)
+    with inherited_sigint(inherited):  # what the shell that started pytest may have handed down
+        pid, fd = pty.fork()
+        if pid == 0:  # the child (never leaving this block): cotctl on a terminal, stoppable by Ctrl-C regardless
+            default_sigint()
+            os.execv(argv[0], argv)
     seen = b""
     deadline = time.monotonic() + 60
     # Wait for the first table and at least two redraws (cursor up + erase line: rich's in-place refresh).
@@ -212,6 +219,15 @@ def test_watch_redraws_in_place_on_a_terminal_and_ends_on_ctrl_c(tmp_path: Path)
         if ready:
             seen += os.read(fd, 65536)
     os.kill(pid, signal.SIGINT)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    # Not a bare waitpid: a child that ignored the signal would hang the test until pytest's timeout.
+    deadline = time.monotonic() + 30
+    while (ended := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        with contextlib.suppress(OSError):  # keep the terminal drained, so its last redraw never blocks
+            if select.select([fd], [], [], 0.05)[0]:
+                os.read(fd, 65536)
+    if ended[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("cotctl status --watch did not end on SIGINT within 30 s")
+    assert os.waitstatus_to_exitcode(ended[1]) == 0
     assert b"finetunerun/tune" in seen and seen.count(b"\x1b[1A") >= 2

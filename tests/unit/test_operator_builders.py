@@ -162,6 +162,14 @@ def _token(job: dict[str, Any]) -> None:
     _container(job)["env"].append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}})
 
 
+def _mlflow_credentials(job: dict[str, Any]) -> None:
+    # Only the Secret's name and keys reach the Job; the server and experiment travel in the spec file.
+    _container(job)["env"] += [
+        {"name": "MLFLOW_TRACKING_USERNAME", "valueFrom": {"secretKeyRef": {"name": "mlflow-auth", "key": "user"}}},
+        {"name": "MLFLOW_TRACKING_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "mlflow-auth", "key": "pass"}}},
+    ]
+
+
 def _two_nodes(job: dict[str, Any], *, attempt: int = 0) -> None:
     # One Job per attempt: any failed or disrupted rank fails it at once; the operator starts the next attempt.
     job["spec"].update(completionMode="Indexed", completions=2, parallelism=2, backoffLimit=0)
@@ -251,6 +259,24 @@ JOB_CASES = [
         {"baseModel": {"hub": "Qwen/Qwen2.5-32B", "tokenSecretRef": {"name": "hf"}}},
         _token,
     ),
+    (
+        "mlflow-credentials-by-reference",
+        {
+            "tracking": {
+                "mlflow": {
+                    "uri": "https://mlflow.example.com",
+                    "experiment": "teaching-reasoning",
+                    "credentials": {"secretName": "mlflow-auth", "usernameKey": "user", "passwordKey": "pass"},
+                }
+            }
+        },
+        _mlflow_credentials,
+    ),
+    (
+        "mlflow-without-credentials",
+        {"tracking": {"mlflow": {"uri": "http://mlflow.team-a.svc:5000", "experiment": "teaching-reasoning"}}},
+        lambda job: None,
+    ),
 ]
 
 
@@ -313,8 +339,8 @@ TEACHER = {"generate": {"teacher": {"hub": "Qwen/QwQ-32B-Preview"}, "problems": 
     [
         ("qwq-50", {}, SETTINGS.trainer_image),
         ("qwq-50", {"source": TEACHER}, SETTINGS.evaluator_image),  # teacher sampling runs on vLLM
-        ("qwen2.5-32b-qwq", {}, SETTINGS.trainer_image),
-        ("qwen2.5-32b-qwq-comp-math", {}, SETTINGS.evaluator_image),  # engine: vllm (the default)
+        ("qwen2.5-32b-qwq-50-s0", {}, SETTINGS.trainer_image),
+        ("qwen2.5-32b-qwq-50-s0-comp-math", {}, SETTINGS.evaluator_image),  # engine: vllm (the default)
         ("quickstart-after", {}, SETTINGS.trainer_image),  # engine: transformers, which the trainer image has
     ],
     ids=["curate", "curate-with-teacher", "finetune", "evaluate-vllm", "evaluate-transformers"],

@@ -49,7 +49,7 @@ def main(model_dir: str, out: str) -> None:
     model, optimizer = accelerator.prepare(model, optimizer)
     plan = ONE_BATCH if accelerator.num_processes == 1 else SPLIT
     batches = [pad_batch(group, pad_id=0) for group in plan[accelerator.process_index]]
-    loss, _ = _train_step(accelerator, model, optimizer, scheduler, batches, clip=1e9)
+    loss = _train_step(accelerator, model, optimizer, scheduler, batches, clip=1e9).loss
     if accelerator.is_main_process:
         after = dict(accelerator.unwrap_model(model).named_parameters())
         grads = {name: before[name] - after[name].detach() for name in before}

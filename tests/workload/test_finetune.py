@@ -125,7 +125,10 @@ def test_lora_memorises_and_merges_only_its_targets(
     ]
     assert summary == {
         "stage": "finetune",
-        "outputs": {"model": {"uri": model_dir.as_uri(), "digest": directory_digest(model_dir)}},
+        "outputs": {
+            "model": {"uri": model_dir.as_uri(), "digest": directory_digest(model_dir)},
+            "metrics": (tmp_path / "out" / "metrics").as_uri(),
+        },
         "progress": summary["progress"],
         "pinned": pinned,
     }

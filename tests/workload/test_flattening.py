@@ -123,7 +123,7 @@ def _one_step(model_dir: Path, attention: str, batches: list[dict[str, torch.Ten
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     model, optimizer = accelerator.prepare(model, optimizer)
-    loss, _ = _train_step(accelerator, model, optimizer, scheduler, batches, clip=1e9)
+    loss = _train_step(accelerator, model, optimizer, scheduler, batches, clip=1e9).loss
     after = dict(accelerator.unwrap_model(model).named_parameters())
     return loss, {name: before[name] - after[name].detach() for name in before}
 

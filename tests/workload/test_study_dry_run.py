@@ -1,6 +1,8 @@
 """A CPU dry run of the study's manifests on tiny models: every arm curates the same problems, the qwq arm
 fine-tunes and evaluates on the study's registered benchmarks, with samples that stop at the end of the turn, and
 the 20-trace headline arm trains and evaluates its three seeds, which `cotctl compare` sets against the base model.
+Rank 0's TensorBoard files hold the loss markers, and `cotctl report` over the arms (the headline arm's three seeds
+and the base model) writes one page.
 
 The manifests are read as they are; only what cannot exist here is swapped: the hub dataset for a local file in its
 format, Qwen2.5-32B for a tiny Qwen2 with Qwen2.5's tokenizer setup, NeMo-Skills' file for a small one in its
@@ -19,13 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy
 import pytest
 import torch
 import yaml
 from typer.testing import CliRunner
 
 from cotlab.api import benchmarks as registry
-from cotlab.api.podcontract import PodSpecFile
+from cotlab.api.podcontract import PodSpecFile, parse_marker
 from cotlab.api.summaries import succeeded_status
 from cotlab.api.validation import parse_resource
 from cotlab.cli.local_store import LocalStore
@@ -139,7 +142,18 @@ def on_cpu(spec: dict[str, Any], *, steps: int) -> dict[str, Any]:
     return spec
 
 
-def test_study_arms_dry_run(tmp_path: Path, base_model: Path, comp_math_sample: None) -> None:
+def tensorboard_losses(directory: Path) -> dict[int, float]:
+    """train/loss by step, read by TensorBoard's own EventAccumulator."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(directory), size_guidance={"scalars": 0})
+    events.Reload()
+    return {event.step: event.value for event in events.Scalars("train/loss")}
+
+
+def test_study_arms_dry_run(
+    tmp_path: Path, base_model: Path, comp_math_sample: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     traces = tmp_path / "train.jsonl"
     traces.write_text("".join(json.dumps(r) + "\n" for r in released_rows()))
 
@@ -163,8 +177,14 @@ def test_study_arms_dry_run(tmp_path: Path, base_model: Path, comp_math_sample: 
     docs = arm_documents("qwq")
     spec = on_cpu(docs["FineTuneRun"]["spec"], steps=40)
     spec["baseModel"] = {"uri": base_model.as_uri()}
+    capsys.readouterr()
     tuned = run_finetune(pod("finetune", "FineTuneRun", spec, tmp_path / "qwq" / "model", dataset=artifacts["qwq"]))
     model = tuned["outputs"]["model"]
+    # Rank 0's TensorBoard files hold the loss of every step's progress marker (as float32, TensorBoard's type).
+    markers = [m for m in map(parse_marker, capsys.readouterr().out.splitlines()) if m and "loss" in m]
+    assert [m["step"] for m in markers] == list(range(1, 41))
+    metrics = Path(tuned["outputs"]["metrics"].removeprefix("file://"))
+    assert tensorboard_losses(metrics) == {m["step"]: float(numpy.float32(m["loss"])) for m in markers}
 
     # Evaluate it with the arm's EvalRun: the study's benchmarks by name, its prompt, sampling and vote.
     spec = copy.deepcopy(docs["EvalRun"]["spec"])
@@ -209,7 +229,8 @@ def finished(doc: dict[str, Any], summary: dict[str, Any], root: Path) -> None:
 def test_the_headline_arm_trains_three_seeds_and_compare_averages_them(
     tmp_path: Path, base_model: Path, comp_math_sample: None
 ) -> None:
-    """qwq-20.yaml's three seeds and baselines.yaml's base model, through `cotctl compare` as the README runs it."""
+    """qwq-20.yaml's three seeds and baselines.yaml's base model, through `cotctl compare` as the README runs it,
+    and `cotctl report` over the same arms."""
     root = tmp_path / "state"
     traces = tmp_path / "train.jsonl"
     traces.write_text("".join(json.dumps(r) + "\n" for r in released_rows()))
@@ -259,3 +280,13 @@ def test_the_headline_arm_trains_three_seeds_and_compare_averages_them(
     table = CliRunner().invoke(app, args)
     assert "0,1,2" in table.stdout and "Holm (family-wise error) over 3 intervals" in table.stdout
     assert "problems paired across arms, training seeds within each arm" in table.stdout
+
+    # `cotctl report` over the same arms: one HTML file; every problem of each arm (the seeds' samples pooled into
+    # one heat-map row), each seed's training curve, the arm's training set.
+    out = tmp_path / "report.html"
+    made = CliRunner().invoke(app, ["report", *args[1:], "-o", str(out)])
+    assert made.exit_code == 0, made.output
+    html = out.read_text(encoding="utf-8")
+    assert html.count('id="heat-') == 2 * sum(SAMPLE_SIZES.values())  # base and qwq-20, every problem
+    assert all(f"qwen2.5-32b-qwq-20-s{seed} (qwq-20, seed {seed})" in html for seed in (0, 1, 2))
+    assert [p.name for p in tmp_path.glob("*.html")] == ["report.html"]

@@ -28,6 +28,7 @@ from cotlab.trainer.finetune.batches import (
     shortest_example,
 )
 from cotlab.trainer.finetune.checkpoints import TrainingPosition, save_checkpoint
+from cotlab.trainer.finetune.curves import TrainingCurves
 from cotlab.trainer.finetune.data import IGNORE_INDEX, TokenizedExample
 
 logger = logging.getLogger(__name__)
@@ -73,10 +74,21 @@ class ProgressMeter:
         }
 
 
+@dataclass(frozen=True)
+class StepResult:
+    """What one optimizer step did."""
+
+    loss: float  # mean token loss over the step's trained tokens, all processes
+    tokens: int  # tokens processed here (throughput)
+    trained_tokens: int  # label tokens of the step, all processes
+    grad_norm: float  # total norm before clipping
+    learning_rate: float  # the rate this update used
+
+
 def _train_step(
     accelerator: Any, model: Any, optimizer: Any, scheduler: Any, batches: list[dict[str, torch.Tensor]], clip: float
-) -> tuple[float, int]:
-    """One optimizer step over `batches`; returns (the step's mean token loss, tokens processed here)."""
+) -> StepResult:
+    """One optimizer step over `batches`."""
     device = accelerator.device
     local_items = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches)  # labels shift by one
     # At least 1: a step with no trained token anywhere then has loss 0 and no gradient instead of 0/0 = NaN.
@@ -95,11 +107,18 @@ def _train_step(
             loss = model(**inputs, num_items_in_batch=items, use_cache=False).loss
             accelerator.backward(loss * accelerator.num_processes)
         total += loss.detach()
-    accelerator.clip_grad_norm_(model.parameters(), clip)
+    grad_norm = accelerator.clip_grad_norm_(model.parameters(), clip)
+    learning_rate = scheduler.get_last_lr()[0]  # before stepping: the rate this update uses
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(accelerator.reduce(total, reduction="sum")), tokens
+    return StepResult(
+        loss=float(accelerator.reduce(total, reduction="sum")),
+        tokens=tokens,
+        trained_tokens=int(items),
+        grad_norm=float(grad_norm),
+        learning_rate=float(learning_rate),
+    )
 
 
 def run_loop(
@@ -113,8 +132,10 @@ def run_loop(
     plan: StepPlan,
     settings: LoopSettings,
     start: TrainingPosition,
+    curves: TrainingCurves | None = None,
 ) -> dict[str, Any] | None:
-    """Train from `start` to `plan.total_steps`; returns the last progress marker (None if nothing was left)."""
+    """Train from `start` to `plan.total_steps`; returns the last progress marker (None if nothing was left).
+    Rank 0 passes `curves`, which records each step beside its marker."""
     meter = ProgressMeter(plan, first_step=start.step, started=time.monotonic())
     step, epoch, skip = start.step, start.epoch, start.batch_in_epoch
     last: dict[str, Any] | None = None
@@ -143,12 +164,20 @@ def run_loop(
                 break
             group = micro[first : first + settings.accumulation]
             batches = [collate(micro_batch_examples(examples, m)) for m in group]
-            loss, tokens = _train_step(accelerator, model, optimizer, scheduler, batches, settings.max_grad_norm)
+            result = _train_step(accelerator, model, optimizer, scheduler, batches, settings.max_grad_norm)
             step += 1
-            meter.tokens += int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum"))
-            last = meter.marker(step, loss)
+            reduced = accelerator.reduce(torch.tensor(result.tokens, device=accelerator.device), reduction="sum")
+            meter.tokens += int(reduced)
+            last = meter.marker(step, result.loss)
             if accelerator.is_main_process:
                 emit_progress(**last)
+            if curves is not None:
+                curves.add_step(
+                    last,
+                    trained_tokens=result.trained_tokens,
+                    grad_norm=result.grad_norm,
+                    learning_rate=result.learning_rate,
+                )
             done = first + len(group)
             epoch_end = done >= len(micro)
             position = TrainingPosition(

@@ -6,8 +6,8 @@ pod starts (`cotlab.trainer.core.revisions`), recorded with the dataset's digest
 in the model directory's `cotlab.json`. A restarted pod resumes from the newest complete checkpoint under
 `<checkpointDir or output>/checkpoints/` and replays the same data order, provided that checkpoint was trained on
 the same dataset (digest) and the same training-relevant spec (`training_spec_digest`); otherwise it refuses.
-The summary is
-`{"stage": "finetune", "outputs": {"model": {"uri", "digest"}}, "progress": <last progress marker>}`.
+Rank 0 also writes the training curves (`curves.py`) under `<output>/metrics/`. The summary is
+`{"stage": "finetune", "outputs": {"model": {"uri", "digest"}, "metrics": URI}, "progress": <last marker>}`.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from cotlab.trainer.finetune.checkpoints import (
     latest_checkpoint,
     save_trainable_weights_only,
 )
+from cotlab.trainer.finetune.curves import TrainingCurves, metrics_dir
 from cotlab.trainer.finetune.data import (
     TokenizedExample,
     end_of_turn_ids,
@@ -73,6 +74,15 @@ def _model_uri(output_uri: str, model_dir: Path) -> str:
     if "://" in output_uri:
         return storage.join(output_uri, model_dir.name)
     return model_dir.resolve().as_uri()
+
+
+def _hyperparameters(spec: FineTuneRunSpec, dataset_digest: str, world_size: int) -> dict[str, Any]:
+    """What an MLflow run records as its parameters: the training settings, flat, and what was trained."""
+    params: dict[str, Any] = dict(spec.training.model_dump(mode="json", by_alias=True))
+    params |= {"method": spec.method, "datasetDigest": dataset_digest, "worldSize": world_size}
+    if spec.lora is not None:
+        params |= {f"lora.{k}": v for k, v in spec.lora.model_dump(mode="json", by_alias=True).items()}
+    return params
 
 
 def _attention_for(packing: bool) -> str | None:
@@ -205,17 +215,32 @@ def run_finetune(pod: PodSpecFile, *, resolve: HubResolver = hub_commit) -> dict
         spec_digest=spec_digest,
         bucket=not flatten,
     )
-    last = run_loop(
-        accelerator,
-        model,
-        optimizer,
-        scheduler,
-        examples=tokenized,
-        collate=collate,
-        plan=plan,
-        settings=settings,
-        start=start,
-    )
+    curves = None
+    if accelerator.is_main_process:  # one writer of the curves: rank 0
+        curves = TrainingCurves(
+            metrics_dir(output),
+            first_step=start.step,
+            mlflow=spec.tracking.mlflow if spec.tracking else None,
+            run_name=pod.resource.name,
+            params=_hyperparameters(spec, dataset_digest, accelerator.num_processes),
+        )
+    try:
+        last = run_loop(
+            accelerator,
+            model,
+            optimizer,
+            scheduler,
+            examples=tokenized,
+            collate=collate,
+            plan=plan,
+            settings=settings,
+            start=start,
+            curves=curves,
+        )
+    except BaseException:
+        if curves is not None:
+            curves.close(finished=False)
+        raise
     last = last or {"step": plan.total_steps, "totalSteps": plan.total_steps, "percent": 100.0}
 
     accelerator.wait_for_everyone()
@@ -237,6 +262,9 @@ def run_finetune(pod: PodSpecFile, *, resolve: HubResolver = hub_commit) -> dict
         provenance = {"pinned": pinned, "trainingSpecDigest": spec_digest, "trainingSeed": training.seed}
         (model_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
         model_artifact = {"uri": _model_uri(pod.output, model_dir), "digest": directory_digest(model_dir)}
-        summary = {"stage": "finetune", "outputs": {"model": model_artifact}, "progress": last, "pinned": pinned}
+        assert curves is not None
+        curves.close(finished=True)
+        outputs = {"model": model_artifact, "metrics": _model_uri(pod.output, curves.directory)}
+        summary = {"stage": "finetune", "outputs": outputs, "progress": last, "pinned": pinned}
     accelerator.wait_for_everyone()
     return summary
