@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
-from .base import CamelModel, LocalObjectRef, ShortStr, Uri
+from .base import CamelModel, LocalObjectRef, ShortStr, StatusModel, Uri
 from .benchmarks import BENCHMARK_NAMES, CUSTOM, FILE_BENCHMARK_NAMES, AnswerFormat, AnswerKind
 from .conditions import Condition
 from .metrics import DEFAULT_METRICS, METRIC_PATTERN, parse_metric
@@ -161,12 +161,12 @@ class EvalRunSpec(WorkloadSpec):
         return self
 
 
-class MetricValue(CamelModel):
+class MetricValue(StatusModel):
     value: float
     stderr: float | None = None
 
 
-class BenchmarkScore(CamelModel):
+class BenchmarkScore(StatusModel):
     problems: int
     problems_digest: ShortStr | None = Field(
         default=None, description="sha256 of the problems and gold answers scored: pins the data, whatever its source."
@@ -179,21 +179,22 @@ class BenchmarkScore(CamelModel):
     grader_timeouts: int = 0
 
 
-class EvalProgress(CamelModel):
+class EvalProgress(StatusModel):
     """The newest progress marker of an evaluate pod: samples done of the benchmark being generated."""
 
-    benchmark: ShortStr | None = None
+    # A custom benchmark is named after its file, which may be as long as a URI.
+    benchmark: Uri | None = None
     done: int = 0
     total: int | None = None
     percent: float | None = None
 
 
-class EvalOutputs(CamelModel):
+class EvalOutputs(StatusModel):
     samples: Uri | None = None
     scores: Uri | None = None
 
 
-class EvalRunStatus(CamelModel):
+class EvalRunStatus(StatusModel):
     phase: ShortStr | None = None
     conditions: Annotated[list[Condition], Field(max_length=16)] = Field(default_factory=list)
     observed_generation: int | None = None

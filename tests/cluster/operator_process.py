@@ -42,18 +42,37 @@ def kubectl() -> str:
     return str(path)
 
 
-def install_documents() -> list[dict[str, Any]]:
-    """manifests/install rendered by kustomize, without the Deployment."""
+SETTINGS_CONFIG_MAP = "cotlab-operator-settings"
+# The tests' operator settings: the install's, but for the file root. The pods are local processes that read the
+# tests' models and benchmarks where pytest put them (under /tmp, which is also a pod mount the executor rewrites),
+# so local files may be anywhere here; tests/cluster/test_policy.py runs its own operator and binding with a root.
+TEST_SETTINGS = {
+    "COTLAB_ARTIFACT_ROOT": "pvc://cotlab-artifacts/",
+    "COTLAB_FILE_ROOT": "/",
+    "COTLAB_ALLOWED_ANNOTATION_PREFIXES": "",
+    "COTLAB_ALLOWED_TOLERATIONS": "nvidia.com/gpu",
+    "COTLAB_ALLOWED_NODE_SELECTORS": "nvidia.com/gpu.product,nvidia.com/gpu.memory",
+}
+
+
+def install_documents(settings: Mapping[str, str] = TEST_SETTINGS) -> list[dict[str, Any]]:
+    """manifests/install rendered by kustomize, without the Deployment, its settings ConfigMap holding `settings`."""
     rendered = subprocess.run(
         [kubectl(), "kustomize", str(REPO / "manifests" / "install")], check=True, capture_output=True, text=True
     ).stdout
-    return [
+    docs = [
         d for d in yaml.safe_load_all(rendered) if d and d["kind"] not in ("Deployment", "CustomResourceDefinition")
     ]
+    for doc in docs:
+        if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == SETTINGS_CONFIG_MAP:
+            assert set(doc["data"]) == set(settings), f"the install's settings keys changed: {sorted(doc['data'])}"
+            doc["data"] = dict(settings)
+    return docs
 
 
 def install_operator_identity(plane: ControlPlane, api: kubernetes.client.ApiClient, workdir: Path) -> Path:
-    """Apply the install's namespace and RBAC; return a kubeconfig authenticating as the operator's account."""
+    """Apply the install's namespace, RBAC, settings and admission policy; return a kubeconfig authenticating as
+    the operator's account."""
     results = kube_apply.apply_manifests(api, install_documents())
     failed = [r for r in results if not r.ok]
     if failed:
@@ -98,7 +117,7 @@ class OperatorProcess:
             "KUBECONFIG": str(self.kubeconfig),
             "COTLAB_TRAINER_IMAGE": "ghcr.io/cotlab/trainer:test",
             "COTLAB_EVALUATOR_IMAGE": "ghcr.io/cotlab/evaluator:test",
-            "COTLAB_ARTIFACT_ROOT": "pvc://cotlab-artifacts/",
+            **TEST_SETTINGS,
             "COTLAB_RESYNC_SECONDS": "2",
             "COTLAB_PROGRESS_INTERVAL_SECONDS": "1",
             "COTLAB_METRICS_PORT": str(self.metrics_port),

@@ -306,10 +306,24 @@ def test_transition_times_move_only_when_a_condition_flips() -> None:
     assert times == {"Waiting": NOW, "Running": later, "Ready": later}
 
 
-def test_a_spec_that_no_longer_parses_fails_with_the_fields_named() -> None:
-    status = reduce_invalid("EvalRun", {"phase": "Running"}, 2, "spec.sampling.samples: must be >= 1", now=NOW)
-    assert status.phase == "Failed"
-    assert conditions_of(status) == {"Failed": ("True", "InvalidSpec", "spec.sampling.samples: must be >= 1")}
+def test_a_spec_that_no_longer_parses_fails_with_the_fields_named_and_keeps_the_rest_of_status() -> None:
+    # What a newer operator wrote (a field this version does not know, an output recorded before) stays as it was.
+    current = {"phase": "Running", "count": 20, "artifact": {"uri": "pvc://a/traces", "digest": DIGEST},
+               "newerField": {"kept": True}, "conditions": [{"type": "Running", "status": "True",
+               "reason": "PodRunning", "message": "", "lastTransitionTime": EARLIER}]}  # fmt: skip
+    status = reduce_invalid(current, 2, "spec.sampling.samples: must be >= 1", now=NOW)
+    assert status == {
+        **current,
+        "phase": "Failed",
+        "observedGeneration": 2,
+        "conditions": [
+            {"type": "Running", "status": "True", "reason": "PodRunning", "message": "",
+             "lastTransitionTime": EARLIER},
+            {"type": "Failed", "status": "True", "reason": "InvalidSpec",
+             "message": "spec.sampling.samples: must be >= 1", "lastTransitionTime": "2026-12-01T12:00:00Z",
+             "observedGeneration": 2},
+        ],
+    }  # fmt: skip
 
 
 def _indexed(pod: dict[str, Any], index: int) -> dict[str, Any]:
