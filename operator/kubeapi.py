@@ -110,6 +110,11 @@ class Permission(Enum):
     PATCH_WORKLOADS = (KUEUE_GROUP, "workloads", "patch")
 
 
+# Not a request, but what one needs: children carry ownerReferences with blockOwnerDeletion, which the
+# OwnerReferencesPermissionEnforcement admission plugin (where it is on) allows only with update on the owner's
+# finalizers (`builders.owner_reference`).
+OWNER_FINALIZERS = tuple((GROUP, f"{kind.plural}/finalizers", "update") for kind in KINDS_BY_NAME.values())
+
 # What creating a child needs: create it, and read it back when it exists already (409).
 _CREATE = {
     "Job": (Permission.CREATE_JOBS, Permission.GET_JOBS),

@@ -76,13 +76,13 @@ def _overrides(resource: Resource, settings: OperatorSettings) -> Iterator[Refus
                 Reason.OVERRIDE_NOT_ALLOWED, "spec.podTemplateOverrides.annotations",
                 f"key {key!r} is not under an allowed prefix (COTLAB_ALLOWED_ANNOTATION_PREFIXES: {_listed(prefixes)})",
             )  # fmt: skip
-    for index, toleration in enumerate(spec.tolerations):
+    for toleration in spec.tolerations:
         key = toleration.key or ""
         value = None if toleration.operator == "Exists" else (toleration.value or "")
         if not key or not _entry_allowed(key, value, settings.allowed_tolerations):
             shown = f"{key or '<every taint>'}{'' if value is None else '=' + value}"
             yield _refused(
-                Reason.OVERRIDE_NOT_ALLOWED, f"spec.tolerations[{index}]",
+                Reason.OVERRIDE_NOT_ALLOWED, "spec.tolerations",
                 f"{shown!r} is not allowed (COTLAB_ALLOWED_TOLERATIONS: {_listed(settings.allowed_tolerations)})",
             )  # fmt: skip
     for key, value in sorted(spec.node_selector.items()):

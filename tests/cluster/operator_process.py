@@ -100,7 +100,10 @@ def install_operator_identity(plane: ControlPlane, api: kubernetes.client.ApiCli
 class OperatorProcess:
     """One operator process watching one namespace; its output goes to `log`."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, log: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, kubeconfig: Path, namespace: str | None, log: Path, env: Mapping[str, str] | None = None
+    ) -> None:
+        """`namespace` None: the operator watches every namespace (`--all-namespaces`)."""
         self.kubeconfig, self.namespace, self.log = kubeconfig, namespace, log
         self.extra_env = dict(env or {})
         self.metrics_port = free_port()
@@ -125,7 +128,8 @@ class OperatorProcess:
         }
         argv = [
             "timeout", "--signal=KILL", str(PROCESS_TIMEOUT_SECONDS),
-            sys.executable, "-m", "cotlab.operator", "--namespace", self.namespace,
+            sys.executable, "-m", "cotlab.operator",
+            *(["--namespace", self.namespace] if self.namespace else ["--all-namespaces"]),
             "--liveness", f"http://127.0.0.1:{self.liveness_port}/healthz",
         ]  # fmt: skip
         with self.log.open("ab") as out:
