@@ -140,8 +140,9 @@ def test_each_refused_override_is_refused_by_the_api_server_and_cotctl_validate(
         # Without the settings, the same manifest is a valid spec: the limits are the cluster's, not the API's.
         assert subprocess.run(cotctl, capture_output=True, timeout=60).returncode == 0, case_id
 
-    allowed = eval_run("fine", podTemplateOverrides={"annotations": {"prometheus.io/scrape": "true"}},
-                       tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists"}],
+    # What both bindings allow passes (the session's allows no annotations at all).
+    allowed = eval_run("fine", tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists"}],
+                       nodeSelector={"nvidia.com/gpu.product": "H200"},
                        model={"source": {"uri": "file:///data/models/qwen"}})  # fmt: skip
     assert _create(kube_api, namespace, allowed)["metadata"]["name"] == "fine"
 
