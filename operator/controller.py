@@ -350,8 +350,8 @@ class Controller:
         """Count a failure of `key` and hold it for its exponential backoff (with jitter); returns the delay."""
         failures = self._failures.get(key, 0) + 1
         self._failures[key] = failures
-        delay: float = min(self.settings.retry_seconds * 2.0 ** (failures - 1), self.settings.retry_max_seconds)
-        delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not cryptography
+        delay: float = self.settings.retry_seconds * 2.0 ** (failures - 1) * random.uniform(0.8, 1.2)  # noqa: S311
+        delay = min(delay, self.settings.retry_max_seconds)  # jittered: keys that failed together retry apart
         self.queue.retry_later(key, delay)
         return delay
 
@@ -380,6 +380,8 @@ class Controller:
         with self._kueue_lock:
             now = time.monotonic()
             if self._kueue is None or now - self._kueue[0] > _KUEUE_CHECK_SECONDS:
+                known = self._kueue[1] if self._kueue else None
+                self._kueue = (now, known)  # a failed check is not repeated sooner than a successful one
                 self._kueue = (now, self.api.kueue_version())
             version = self._kueue[1]
             if version is not None and self._workloads_watched != version:
@@ -463,7 +465,10 @@ class Controller:
                 # suspended by Kueue itself, so the two never fight over the Job's suspend field.
                 meta = workload["metadata"]
                 self.api.set_workload_active(version, meta["namespace"], meta["name"], not suspended(resource))
-        return Observed(job=job, pods=pods, marker=self._marker(resource, pods), workload=workload)
+        current = all(i.healthy for i in self._informers if i.watched.kind == "Pod")
+        return Observed(
+            job=job, pods=pods, marker=self._marker(resource, pods), workload=workload, pods_current=current
+        )
 
     def _make_children(
         self,

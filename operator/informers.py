@@ -149,6 +149,7 @@ class Informer:
     ) -> None:
         self.api, self.watched, self.namespace, self.sink, self.stopping = api, watched, namespace, sink, stopping
         self.synced = threading.Event()  # set once the first list has been delivered
+        self.healthy = False  # listed or watching now; False from a failure until the next list or watch works
         self._response: Any = None
         where = namespace or "all namespaces"
         self._thread = threading.Thread(target=self._run, name=f"watch {watched.kind} in {where}", daemon=True)
@@ -176,12 +177,13 @@ class Informer:
             except _Relist:
                 version = None
             except Exception as err:  # noqa: BLE001 - any failure: back off, then resume (or re-list)
+                self.healthy = False
                 if self.stopping.is_set():
                     return
                 failures += 1
                 settings = self.api.settings
-                delay = min(settings.watch_retry_seconds * 2 ** (failures - 1), settings.retry_max_seconds)
-                delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not cryptography
+                delay = settings.watch_retry_seconds * 2 ** (failures - 1) * random.uniform(0.8, 1.2)  # noqa: S311
+                delay = min(delay, settings.retry_max_seconds)  # jittered, so that watches do not retry in step
                 status = err.status if isinstance(err, ApiException) else type(err).__name__
                 logger.warning(
                     "%s watch failed (%s); retrying in %.1f s", self.watched.kind, status, delay,
@@ -208,6 +210,7 @@ class Informer:
             if token is None:
                 self.sink.replace(watched.kind, self.namespace, bodies)
                 self.synced.set()
+                self.healthy = True
                 return str((page.get("metadata") or {}).get("resourceVersion") or "")
 
     def _watch(self, version: str) -> str:
@@ -215,6 +218,7 @@ class Informer:
         watched = self.watched
         self._response = self.api.watch(watched.watch_permission, watched.api, self.namespace, watched.selector,
                                         version)  # fmt: skip
+        self.healthy = True  # resumed from `version`: what it missed arrives first
         try:
             for line in iter_resp_lines(self._response):  # type: ignore[no-untyped-call]
                 event = json.loads(line)

@@ -20,6 +20,7 @@ from enum import Enum
 from typing import Any
 
 import kubernetes.client
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from cotlab.api import GROUP, VERSION
@@ -350,4 +351,11 @@ def default_api(metrics: OperatorMetrics, settings: OperatorSettings) -> KubeApi
         kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     # A connection per watch stream (up to 9 per namespace) plus the workers': more than urllib3's default 10.
     configuration.connection_pool_maxsize = 64
+    # No retries hidden in urllib3 (by default up to 3 more tries of a 429, each after its Retry-After): the
+    # informers' and the work queue's backoff decide when to ask again, and the throttle counts every request.
+    # A connection that could not be made is tried again at once (nothing reached the server).
+    configuration.retries = urllib3.Retry(
+        total=None, connect=2, read=0, redirect=0, status=0, other=0, respect_retry_after_header=False,
+        raise_on_status=False,
+    )  # fmt: skip
     return KubeApi(kubernetes.client.ApiClient(configuration), metrics, settings)

@@ -29,6 +29,10 @@ from .builders import nodes_of
 from .policy import Refusal
 
 _KEPT_ATTEMPTS = 100  # status.endedAttempts keeps the newest (disruptions restart without limit)
+# How long after its Job finished a pod's final status may still be on its way (another watch stream, a watch
+# resuming after an outage). A finished result is recorded once, so it is decided only on the pods' own word, or,
+# when they never show it (deleted first), this long after the Job said it finished, with the pod watch up.
+POD_STATUS_GRACE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class Observed:
     refusal: Refusal | None = None
     workload: dict[str, Any] | None = None  # Kueue's Workload of a queued Job
     retry: bool = False  # the reconcile could not finish (a child was rejected): try again after a backoff
+    pods_current: bool = True  # the pod watch is up: `pods` are what the API server has, give or take an event
 
 
 def _job_condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
@@ -191,6 +196,24 @@ def _restarting(conditions: _Conditions, status: FineTuneRunStatus) -> None:
     conditions.put(ConditionType.RUNNING, True, Reason.RESTARTING, message)
 
 
+def _pods_show_the_end(resource: Resource, observed: Observed, finished: dict[str, Any], *, now: datetime) -> bool:
+    """Whether the pods in view show how the finished Job ended: for a complete Job, its rank-0 pod exited 0; for
+    a failed one, a pod exited non-zero. Otherwise only once the Job has been finished POD_STATUS_GRACE_SECONDS
+    (by its condition's transition time) with the pod watch up: the pods are gone, not late."""
+    stage = STAGE_BY_KIND[resource.kind]
+    codes = [int(t.get("exitCode", 0)) for t in (_terminated(p, stage) for p in observed.pods) if t is not None]
+    if finished.get("type") == "Complete":
+        ranks0 = [_terminated(p, stage) for p in observed.pods if _completion_index(p) == "0"]
+        if any(t is not None and int(t.get("exitCode", 1)) == 0 for t in ranks0):
+            return True
+    elif any(code != 0 for code in codes):
+        return True
+    if not observed.pods_current:
+        return False
+    since = _timestamp(finished.get("lastTransitionTime"))
+    return since is None or (now - since).total_seconds() >= POD_STATUS_GRACE_SECONDS
+
+
 def _completion_index(pod: dict[str, Any]) -> str:
     return str((pod["metadata"].get("annotations") or {}).get("batch.kubernetes.io/job-completion-index", "0"))
 
@@ -271,7 +294,12 @@ def _reduce_job(resource: Resource, conditions: _Conditions, job: dict[str, Any]
     restartable = status if nodes_of(resource) > 1 and isinstance(status, FineTuneRunStatus) else None
     if restartable is not None:
         restartable.attempts = restartable.restarts + 1
-    if _job_condition(job, "Complete") is not None:
+    complete, failed = _job_condition(job, "Complete"), _job_condition(job, "Failed")
+    if (complete or failed) and not _pods_show_the_end(
+        resource, observed, complete or failed or {}, now=conditions.now
+    ):
+        return  # Running until the pods' final statuses are in view: what they say is recorded for good
+    if complete is not None:
         summary = _summary(resource, observed.pods)
         if summary is None:
             conditions.put(ConditionType.RUNNING, False, Reason.NO_SUMMARY)
@@ -284,7 +312,7 @@ def _reduce_job(resource: Resource, conditions: _Conditions, job: dict[str, Any]
         conditions.status = finished
         conditions.put(ConditionType.WAITING, False, Reason.SUCCEEDED)
         return
-    if _job_condition(job, "Failed") is not None:
+    if failed is not None:
         if restartable is not None and isinstance(resource, FineTuneRun):
             ended = ended_attempt(resource, job, observed.pods, restartable, conditions.now)
             if ended is not None:

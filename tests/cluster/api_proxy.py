@@ -115,7 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
-        except OSError:  # a cut stream, or the client went away: end this connection
+        except (OSError, ValueError, http.client.HTTPException):  # a cut stream, or the client went away
             self.close_connection = True
         finally:
             proxy._track(conn, False)

@@ -12,6 +12,7 @@ import json
 import re
 import ssl
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,10 @@ from operator_process import OperatorProcess
 from test_operator import apply, eval_run, jobs_of, wait_phase, write_benchmark
 
 OUTAGE_SECONDS = 60
-# What backing off allows in 60 s: seven informers retrying after 1, 2, 4, 8, 16, 32 s (about 7 tries each), a few
-# reconcile retries, and the progress log read once per resync (2 s here). Retrying at once, the same informers
-# alone would send thousands (the client-side limit, 20 a second, caps it at 1,200).
-MOST_REFUSED = 200
+# What backing off allows in 60 s: seven informers retrying after about 1, 2, 4, 8, 16, 32 s (7 tries each), the
+# progress log read once per resync (2 s here, 30 tries), Kueue discovery every 30 s. Measured: 67 and 68. Retrying
+# at once, the informers alone would send thousands (the client-side limit, 20 a second, caps it at 1,200).
+MOST_REFUSED = 120
 
 
 @pytest.fixture
@@ -84,7 +85,8 @@ def test_an_api_server_answering_errors_for_60_s(
     survived = wait_phase(kube_api, namespace, "EvalRun", "disturbed", "Succeeded")
 
     # It noticed, and backed off instead of hammering.
-    print(f"{status} for {OUTAGE_SECONDS} s: the operator sent {len(outage)} requests into it")
+    paths = Counter(re.sub(r"/namespaces/[^/]+", "/namespaces/NS", path.split("?")[0]) for _, _, path in outage)
+    print(f"{status} for {OUTAGE_SECONDS} s: the operator sent {len(outage)} requests into it: {paths.most_common()}")
     assert 0 < len(outage) <= MOST_REFUSED, f"{len(outage)} requests refused in {OUTAGE_SECONDS} s"
     metrics = proxied_operator.metrics()
     failures = sum(float(v) for v in re.findall(r"^cotlab_operator_watch_failures_total\{.*\} (\S+)$", metrics, re.M))

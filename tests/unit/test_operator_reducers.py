@@ -495,3 +495,34 @@ def test_status_fields_this_version_does_not_know_are_kept() -> None:
 )
 def test_finished_means_ready_or_failed(conditions: list[tuple[str, str]], finished: bool) -> None:
     assert is_finished(conditions) is finished
+
+
+def _completed(at: str) -> dict[str, Any]:
+    job = make_job("quickstart-after-evaluate", conditions=("Complete",), succeeded=1)
+    job["status"]["conditions"][0]["lastTransitionTime"] = at
+    return job
+
+
+@pytest.mark.parametrize(
+    ("completed", "pods", "current", "phase"),
+    [
+        ("2026-12-01T11:59:50Z", [make_pod("p", "Running", container="evaluate")], True, "Running"),
+        ("2026-12-01T11:50:00Z", [make_pod("p", "Running", container="evaluate")], False, "Running"),
+        ("2026-12-01T11:50:00Z", [], True, "Failed"),
+        ("2026-12-01T11:59:50Z", [make_pod("p", "Succeeded", container="evaluate", exit_code=0)], True, "Failed"),
+    ],
+    ids=["pod-status-late", "pod-watch-down", "pods-gone-after-the-grace", "pod-says-no-summary"],
+)
+def test_a_finished_job_is_recorded_only_on_its_pods_word(
+    completed: str, pods: list[dict[str, Any]], current: bool, phase: str
+) -> None:
+    """The Job's Complete can arrive before its pod's final status (another watch, or one resuming after an
+    outage); a result is recorded once, so the operator waits for the pod, unless it is truly gone."""
+    run = example("quickstart-after")
+    running = reduce_status(run, Observed(job=make_job("quickstart-after-evaluate", active=1),
+                                          pods=[make_pod("p", "Running", container="evaluate")]), now=NOW)  # fmt: skip
+    run = run.model_copy(update={"status": running})
+    status = reduce_status(run, Observed(job=_completed(completed), pods=pods, pods_current=current), now=NOW)
+    assert status.phase == phase
+    if phase == "Failed":
+        assert conditions_of(status)["Failed"][1] == "NoSummary"
