@@ -1,4 +1,4 @@
-"""manifests/install renders with kustomize, keeps the operator least-privileged and non-root, and agrees with the code."""
+"""manifests/install renders with kustomize, keeps the operator least-privileged and non-root, agrees with the code."""
 
 from __future__ import annotations
 

@@ -233,7 +233,10 @@ JOB_CASES = [
                 "annotations": {"note": "a"},
                 "env": [
                     {"name": "NCCL_DEBUG", "value": "INFO"},
-                    {"name": "NCCL_SOCKET_IFNAME", "valueFrom": {"configMapKeyRef": {"name": "fabric", "key": "interface"}}},
+                    {
+                        "name": "NCCL_SOCKET_IFNAME",
+                        "valueFrom": {"configMapKeyRef": {"name": "fabric", "key": "interface"}},
+                    },
                 ],
                 "volumes": [
                     {

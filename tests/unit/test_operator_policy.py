@@ -42,7 +42,8 @@ CASES: list[tuple[str, str, dict[str, Any], OperatorSettings, list[Refusal]]] = 
         "no-annotations-by-default", "quickstart-lora", overrides(annotations={"prometheus.io/scrape": "true"}),
         SETTINGS,
         [refused("OverrideNotAllowed", "spec.podTemplateOverrides.annotations",
-                 "key 'prometheus.io/scrape' is not under an allowed prefix (COTLAB_ALLOWED_ANNOTATION_PREFIXES: none)")],
+                 "key 'prometheus.io/scrape' is not under an allowed prefix "
+                 "(COTLAB_ALLOWED_ANNOTATION_PREFIXES: none)")],
     ),
     (
         "tolerations", "quickstart-lora",
@@ -55,7 +56,8 @@ CASES: list[tuple[str, str, dict[str, Any], OperatorSettings, list[Refusal]]] = 
         ]},
         OPEN,
         [refused("OverrideNotAllowed", "spec.tolerations", f"'{shown}' is not allowed (COTLAB_ALLOWED_TOLERATIONS: "
-                 "nvidia.com/gpu, dedicated=research)") for shown in ("dedicated=finance", "dedicated", "<every taint>")],
+                 "nvidia.com/gpu, dedicated=research)")
+         for shown in ("dedicated=finance", "dedicated", "<every taint>")],
     ),
     (
         "node-selectors", "quickstart-lora",
