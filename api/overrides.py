@@ -99,7 +99,7 @@ class EnvVar(CamelModel):
                 {
                     "rule": f"self.name in {_cel_list(ALLOWED_ENV)}",
                     "message": ENV_NOT_ALLOWED_MESSAGE,
-                    "messageExpression": f"\"'\" + self.name + \"' {ENV_NOT_ALLOWED_MESSAGE}\"",
+                    "messageExpression": f'"\'" + self.name + "\' {ENV_NOT_ALLOWED_MESSAGE}"',
                     "fieldPath": ".name",
                 },
             ]
