@@ -195,3 +195,9 @@ def test_operator_token_is_refused_secrets_for_real(kube_api: Any, installed: No
     assert raised.value.status == 403
     jobs = kubernetes.client.BatchV1Api(impersonating).list_job_for_all_namespaces()
     assert jobs.items is not None
+
+
+def test_the_network_policy_example_is_accepted(kube_api: Any, namespace: str) -> None:
+    docs = [yaml.safe_load((REPO / "manifests" / "network" / "finetune-ranks.yaml").read_text())]
+    results = apply_manifests(kube_api, docs, namespace=namespace, dry_run=True)
+    assert [(r.kind, r.ok) for r in results] == [("NetworkPolicy", True)], results
