@@ -307,6 +307,16 @@ class Controller:
         for job in jobs:
             self._queue_owner(job)
 
+    def _remember(self, kind: str, body: dict[str, Any]) -> None:
+        """Cache a child this worker just made, before its watch event comes (which may be after the next
+        reconcile). Only the cache: the queue belongs to the event loop's thread."""
+        meta = body["metadata"]
+        with self.cache.lock:
+            if kind == "Job":
+                self.cache.jobs[(meta["namespace"], meta["name"])] = body
+            else:
+                self.cache.objects[(kind, meta["namespace"], meta["name"])] = body
+
     def _queue_owner(self, child: dict[str, Any]) -> None:
         ref = _controller_ref(child)
         if ref is not None and ref.get("kind") in STAGE_BY_KIND:
@@ -507,7 +517,7 @@ class Controller:
                 stored = self.api.create(child)
                 if controller_uid(stored) != resource.metadata.uid:
                     return Observed(blocked=_name_taken(resource, {**stored, "kind": child["kind"]}))
-                self.observe(child["kind"], None, _slimmed(child["kind"], stored))  # seen before its watch event
+                self._remember(child["kind"], _slimmed(child["kind"], stored))
                 logger.info("%s: created %s %s", _ref(resource), child["kind"], child["metadata"]["name"])
                 if child["kind"] == "Job":
                     job = stored

@@ -27,7 +27,7 @@ from test_operator import apply, eval_run, jobs_of, wait_phase, write_benchmark
 OUTAGE_SECONDS = 60
 # What backing off allows in 60 s: seven informers retrying after about 1, 2, 4, 8, 16, 32 s (7 tries each), the
 # progress log read once per resync (2 s here, 30 tries), Kueue discovery every 30 s. Measured: 67 and 68. Retrying
-# at once, the informers alone would send thousands (the client-side limit, 20 a second, caps it at 1,200).
+# at once, the informers alone would send thousands (the client-side limit, 100 a second, caps it at 6,000).
 MOST_REFUSED = 120
 
 
