@@ -27,91 +27,42 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from cotlab.api import Condition, Phase, Reason, Resource
-from cotlab.api.children import JOB_NAME_LABEL, QUEUE_NAME_LABEL, WORKLOAD_JOB_UID_LABEL, child_name
-from cotlab.api.conditions import phase_condition
+from cotlab.api import Phase, Reason, Resource
+from cotlab.api.children import QUEUE_NAME_LABEL, child_name
 from cotlab.api.dependencies import Blocked, resolve_inputs
 from cotlab.api.phases import is_finished
-from cotlab.api.podcontract import STAGE_BY_KIND, parse_marker
+from cotlab.api.podcontract import STAGE_BY_KIND
 from cotlab.api.validation import format_loc, parse_resource
 
 from .builders import build_children, job_name, nodes_of, suspended
+from .cache import Cache, Key, controller_ref, controller_uid
 from .informers import WATCHED, Informer, watched_workloads
 from .kubeapi import KUEUE_WORKLOAD_CRD, ChildRejected, KubeApi, default_api
 from .metrics import OperatorMetrics
 from .policy import refusal
+from .progress import ProgressReader
 from .reducers import Observed, reduce_invalid, reduce_status
 from .settings import OperatorSettings
+from .status_writer import StatusWriter
 from .workqueue import WorkQueue
 
 logger = logging.getLogger(__name__)
 
-Key = tuple[str, str, str]  # (kind, namespace, name)
 _KUEUE_CHECK_SECONDS = 30.0  # how long "Kueue is (not) installed" is believed before asking again
 _SYNC_POLL_SECONDS = 0.1
-
-
-@dataclass
-class _Progress:
-    """Per resource: when its pod's log was last read, and the newest marker found."""
-
-    uid: str | None = None
-    read_at: float = 0.0
-    pod: str | None = None
-    marker: dict[str, Any] | None = None
-
-
-@dataclass
-class Cache:
-    """The newest slimmed bodies the informers delivered; written on the event loop, read by workers under the lock."""
-
-    resources: dict[Key, dict[str, Any]] = field(default_factory=dict)
-    jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    pods: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)  # by (namespace, job)
-    objects: dict[Key, dict[str, Any]] = field(default_factory=dict)  # ConfigMaps and Services
-    workloads: dict[str, dict[str, Any]] = field(default_factory=dict)  # by the Job uid Kueue labels them with
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class Requeue(Exception):
     """Status says why the reconcile could not finish (e.g. ChildRejected); try again after the key's backoff."""
 
 
-def controller_uid(body: dict[str, Any]) -> str | None:
-    """The uid in the object's controller owner reference: whose it is."""
-    for ref in body["metadata"].get("ownerReferences") or []:
-        if ref.get("controller"):
-            return str(ref.get("uid"))
-    return None
-
-
-def _controller_ref(body: dict[str, Any]) -> dict[str, Any] | None:
-    for ref in body["metadata"].get("ownerReferences") or []:
-        if ref.get("controller"):
-            return dict(ref)
-    return None
-
-
-def _rank0(pods: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """The newest running pod of completion index 0 (or of no index): the one whose log carries progress."""
-    running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
-    first = [
-        p
-        for p in running
-        if (p["metadata"].get("annotations") or {}).get("batch.kubernetes.io/job-completion-index", "0") == "0"
-    ]
-    return max(first, key=lambda p: p["metadata"].get("creationTimestamp") or "", default=None)
-
-
 def _name_taken(resource: Resource, child: dict[str, Any]) -> Blocked:
-    owner = _controller_ref(child)
+    owner = controller_ref(child)
     held = f"{owner.get('kind')} with uid {owner.get('uid')}" if owner else "no controller"
     return Blocked(
         Reason.CHILD_NAME_TAKEN,
@@ -147,7 +98,8 @@ class Controller:
         self.clock = clock
         self.cache = Cache()
         self.queue: WorkQueue[Key] = WorkQueue()
-        self._progress: dict[Key, _Progress] = {}
+        self.status: StatusWriter | None = None
+        self.progress: ProgressReader | None = None
         self._failures: dict[Key, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._informers: list[Informer] = []
@@ -163,6 +115,8 @@ class Controller:
         self._loop = asyncio.get_running_loop()
         if self.api is None:
             self.api = self._api_factory(self.metrics, self.settings)
+        self.status = StatusWriter(self.api, self.cache, self.metrics, self.clock)
+        self.progress = ProgressReader(self.api, self.settings)
         self.metrics.serve(self.settings.metrics_port)
         for watched in WATCHED:
             self._start_informers(watched)
@@ -205,136 +159,19 @@ class Controller:
 
     def observe(self, kind: str, event_type: str | None, body: dict[str, Any]) -> None:
         """One object changed (or was deleted): update the cache and queue whom it concerns."""
-        if kind in STAGE_BY_KIND:
-            self.observe_resource(kind, event_type, body)
-        elif kind == "Job":
-            self.observe_job(event_type, body)
-        elif kind == "Pod":
-            self.observe_pod(event_type, body)
-        elif kind == "Workload":
-            self.observe_workload(event_type, body)
-        else:
-            self.observe_object(kind, event_type, body)
+        if kind in STAGE_BY_KIND and event_type == "DELETED":
+            key = (kind, body["metadata"]["namespace"], body["metadata"]["name"])
+            if self.progress is not None:
+                self.progress.forget(key)
+            self._failures.pop(key, None)
+            self.queue.forget(key)
+        for key in self.cache.observe(kind, event_type, body):
+            self.queue.add(key)
 
     def _replace(self, kind: str, namespace: str | None, bodies: list[dict[str, Any]]) -> None:
         """A (re-)list of `kind` in `namespace` (None: all): what it no longer returns was deleted meanwhile."""
-        listed = {(b["metadata"].get("namespace", ""), b["metadata"]["name"]) for b in bodies}
-        for old in self._cached(kind, namespace):
-            if (old["metadata"].get("namespace", ""), old["metadata"]["name"]) not in listed:
-                self.observe(kind, "DELETED", old)
-        for body in bodies:
-            self.observe(kind, None, body)
-
-    def _cached(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
-        with self.cache.lock:
-            if kind in STAGE_BY_KIND:
-                found = [b for k, b in self.cache.resources.items() if k[0] == kind]
-            elif kind == "Job":
-                found = list(self.cache.jobs.values())
-            elif kind == "Pod":
-                found = [p for pods in self.cache.pods.values() for p in pods.values()]
-            elif kind == "Workload":
-                found = list(self.cache.workloads.values())
-            else:
-                found = [b for k, b in self.cache.objects.items() if k[0] == kind]
-        return [b for b in found if namespace is None or b["metadata"].get("namespace") == namespace]
-
-    def observe_resource(self, kind: str, event_type: str | None, body: dict[str, Any]) -> None:
-        meta = body["metadata"]
-        key = (kind, meta["namespace"], meta["name"])
-        with self.cache.lock:
-            if event_type == "DELETED":
-                self.cache.resources.pop(key, None)
-            else:
-                self.cache.resources[key] = body
-        if event_type == "DELETED":
-            self._progress.pop(key, None)
-            self._failures.pop(key, None)
-            self.queue.forget(key)
-        else:
+        for key in self.cache.replace(kind, namespace, bodies):
             self.queue.add(key)
-        for dependant in self._dependants(kind, meta["namespace"], meta["name"]):
-            self.queue.add(dependant)
-
-    def observe_job(self, event_type: str | None, body: dict[str, Any]) -> None:
-        meta = body["metadata"]
-        with self.cache.lock:
-            if event_type == "DELETED":
-                self.cache.jobs.pop((meta["namespace"], meta["name"]), None)
-            else:
-                self.cache.jobs[(meta["namespace"], meta["name"])] = body
-        self._queue_owner(body)
-
-    def observe_pod(self, event_type: str | None, body: dict[str, Any]) -> None:
-        meta = body["metadata"]
-        job = (meta.get("labels") or {}).get(JOB_NAME_LABEL)
-        if job is None:
-            return
-        with self.cache.lock:
-            pods = self.cache.pods.setdefault((meta["namespace"], job), {})
-            if event_type == "DELETED":
-                pods.pop(meta["name"], None)
-                if not pods:
-                    del self.cache.pods[(meta["namespace"], job)]
-            else:
-                pods[meta["name"]] = body
-            owner = self.cache.jobs.get((meta["namespace"], job))
-        if owner is not None:
-            self._queue_owner(owner)
-
-    def observe_object(self, kind: str, event_type: str | None, body: dict[str, Any]) -> None:
-        """A spec ConfigMap or rendezvous Service: a deleted one is made again while its Job runs."""
-        meta = body["metadata"]
-        with self.cache.lock:
-            if event_type == "DELETED":
-                self.cache.objects.pop((kind, meta["namespace"], meta["name"]), None)
-            else:
-                self.cache.objects[(kind, meta["namespace"], meta["name"])] = body
-        if event_type == "DELETED":
-            self._queue_owner(body)
-
-    def observe_workload(self, event_type: str | None, body: dict[str, Any]) -> None:
-        meta = body["metadata"]
-        job_uid = (meta.get("labels") or {}).get(WORKLOAD_JOB_UID_LABEL)
-        if not job_uid:
-            return
-        with self.cache.lock:
-            if event_type == "DELETED":
-                self.cache.workloads.pop(job_uid, None)
-            else:
-                self.cache.workloads[job_uid] = body
-            jobs = [j for j in self.cache.jobs.values() if j["metadata"].get("uid") == job_uid]
-        for job in jobs:
-            self._queue_owner(job)
-
-    def _remember(self, kind: str, body: dict[str, Any]) -> None:
-        """Cache a child this worker just made, before its watch event comes (which may be after the next
-        reconcile). Only the cache: the queue belongs to the event loop's thread."""
-        meta = body["metadata"]
-        with self.cache.lock:
-            if kind == "Job":
-                self.cache.jobs[(meta["namespace"], meta["name"])] = body
-            else:
-                self.cache.objects[(kind, meta["namespace"], meta["name"])] = body
-
-    def _queue_owner(self, child: dict[str, Any]) -> None:
-        ref = _controller_ref(child)
-        if ref is not None and ref.get("kind") in STAGE_BY_KIND:
-            self.queue.add((ref["kind"], child["metadata"]["namespace"], ref["name"]))
-
-    def _dependants(self, kind: str, namespace: str, name: str) -> list[Key]:
-        wanted = {"TraceDataset": "FineTuneRun", "FineTuneRun": "EvalRun"}.get(kind)
-        if wanted is None:
-            return []
-        with self.cache.lock:
-            candidates = [(k, b) for k, b in self.cache.resources.items() if k[0] == wanted and k[1] == namespace]
-        found = []
-        for key, body in candidates:
-            spec = body.get("spec") or {}
-            ref = spec.get("datasetRef") if wanted == "FineTuneRun" else (spec.get("model") or {}).get("fineTuneRunRef")
-            if (ref or {}).get("name") == name:
-                found.append(key)
-        return found
 
     # -- workers and resync (event loop) -----------------------------------------------------------
 
@@ -404,7 +241,7 @@ class Controller:
     def reconcile(self, key: Key) -> None:
         """Make `key`'s children exist and its status say what they show, unless it has finished."""
         kind, namespace, name = key
-        assert self.api is not None
+        assert self.api is not None and self.status is not None, "start() first"
         self.metrics.reconciles.labels(kind).inc()
         with self.cache.lock:
             body = self.cache.resources.get(key)
@@ -414,25 +251,19 @@ class Controller:
             return
         status = body.get("status") or {}
         if is_finished((c.get("type"), c.get("status")) for c in status.get("conditions") or []):
-            self._keep_finished(body)
+            self.status.keep_finished(body)
             return
         now = self.clock()
         try:
             resource = parse_resource(body)
         except ValidationError as err:
             errors = "; ".join(f"{format_loc(e['loc'])}: {e['msg']}" for e in err.errors())
-            self._write_status(body, reduce_invalid(status, body["metadata"].get("generation"), errors, now=now))
+            self.status.write(body, reduce_invalid(status, body["metadata"].get("generation"), errors, now=now))
             return
         observed = self._observe(resource, upstream)
-        self._write_status(body, reduce_status(resource, observed, now=now).to_wire())
+        self.status.write(body, reduce_status(resource, observed, now=now).to_wire())
         if observed.retry:
             raise Requeue(observed.blocked.message if observed.blocked else "retry")
-
-    def _keep_finished(self, body: dict[str, Any]) -> None:
-        """A finished resource's status stays as recorded; only observedGeneration follows a spec.suspend edit."""
-        generation = body["metadata"].get("generation")
-        if generation is not None and (body.get("status") or {}).get("observedGeneration") != generation:
-            self._write_status(body, {**body["status"], "observedGeneration": generation})
 
     def _children(self, resource: Resource) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """The current attempt's Job and every other child by name, as cached (whoever owns them)."""
@@ -447,7 +278,7 @@ class Controller:
 
     def _observe(self, resource: Resource, upstream: dict[str, Any] | None) -> Observed:
         """Create what is missing and read what reducing needs: the Job, its pods, the newest marker."""
-        assert self.api is not None
+        assert self.api is not None and self.progress is not None
         uid = resource.metadata.uid
         job, others = self._children(resource)
         taken = next((c for c in [job, *others] if c is not None and controller_uid(c) != uid), None)
@@ -477,7 +308,7 @@ class Controller:
                 self.api.set_workload_active(version, meta["namespace"], meta["name"], not suspended(resource))
         current = all(i.healthy for i in self._informers if i.watched.kind == "Pod")
         return Observed(
-            job=job, pods=pods, marker=self._marker(resource, pods), workload=workload, pods_current=current
+            job=job, pods=pods, marker=self.progress.newest(resource, pods), workload=workload, pods_current=current
         )
 
     def _make_children(
@@ -517,7 +348,7 @@ class Controller:
                 stored = self.api.create(child)
                 if controller_uid(stored) != resource.metadata.uid:
                     return Observed(blocked=_name_taken(resource, {**stored, "kind": child["kind"]}))
-                self._remember(child["kind"], _slimmed(child["kind"], stored))
+                self.cache.remember(child["kind"], _slimmed(child["kind"], stored))
                 logger.info("%s: created %s %s", _ref(resource), child["kind"], child["metadata"]["name"])
                 if child["kind"] == "Job":
                     job = stored
@@ -528,78 +359,6 @@ class Controller:
             return Observed(blocked=Blocked(Reason.CHILD_REJECTED, str(err)), retry=True)
         assert job is not None
         return job
-
-    def _marker(self, resource: Resource, pods: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """The newest progress marker of the rank-0 pod, its log read at most every progress_interval_seconds."""
-        assert self.api is not None
-        key = (resource.kind, resource.metadata.namespace or "default", resource.metadata.name)
-        progress = self._progress.get(key)
-        if progress is None or progress.uid != resource.metadata.uid:
-            progress = self._progress[key] = _Progress(uid=resource.metadata.uid)
-        pod = _rank0(pods)
-        if pod is None:
-            return progress.marker
-        name = pod["metadata"]["name"]
-        if name == progress.pod and time.monotonic() - progress.read_at < self.settings.progress_interval_seconds:
-            return progress.marker
-        progress.read_at, progress.pod = time.monotonic(), name
-        try:
-            lines = self.settings.progress_tail_lines
-            text = self.api.log_tail(pod["metadata"]["namespace"], name, STAGE_BY_KIND[resource.kind], lines)
-        except Exception:  # noqa: BLE001 - a log that cannot be read yet only delays progress
-            logger.debug("log not readable", extra={"pod": name})
-            return progress.marker
-        for line in reversed(text.splitlines()):
-            marker = parse_marker(line)
-            if marker is not None:
-                progress.marker = marker
-                break
-        return progress.marker
-
-    def _write_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
-        """Patch status if it changed (keys that vanished are removed); post an Event when the phase moved."""
-        assert self.api is not None
-        old = dict(body.get("status") or {})
-        if old == status:
-            return
-        patch: dict[str, Any] = {**{k: None for k in old if k not in status}, **status}
-        meta = body["metadata"]
-        try:
-            self.api.patch_status(body["kind"], meta["namespace"], meta["name"], patch)
-        except ApiException as err:
-            if err.status == 404:  # deleted meanwhile: its watch event will drop it
-                return
-            raise
-        key = (body["kind"], meta["namespace"], meta["name"])
-        with self.cache.lock:  # write-through: a reconcile before the watch delivers this must not undo it
-            if key in self.cache.resources:
-                self.cache.resources[key] = {**self.cache.resources[key], "status": status}
-        before, after = old.get("phase") or Phase.PENDING, status.get("phase") or Phase.PENDING
-        if before != after:
-            self._transition(body, status, after)
-        ended = status.get("endedAttempts") or []
-        if len(ended) > len(old.get("endedAttempts") or []):  # Running before and after: no phase event says it
-            last = ended[-1]
-            message = f"attempt {last['attempt']} ended ({last['reason']}): {last.get('message', '')}"
-            self.api.post_event(body, "Warning", Reason.RESTARTING, message)
-
-    def _transition(self, body: dict[str, Any], status: dict[str, Any], phase: str) -> None:
-        assert self.api is not None
-        conditions = [_condition(c) for c in status.get("conditions") or []]
-        deciding = phase_condition([c for c in conditions if c is not None])
-        reason = deciding.reason if deciding else phase
-        message = deciding.message if deciding else ""
-        warning = phase == Phase.FAILED
-        self.api.post_event(body, "Warning" if warning else "Normal", reason, message or f"phase {phase}")
-        created = body["metadata"].get("creationTimestamp")
-        if created:
-            age = (self.clock() - datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds()
-            if phase == Phase.RUNNING:
-                self.metrics.to_running.labels(body["kind"]).observe(age)
-            elif phase == Phase.SUCCEEDED:
-                self.metrics.to_ready.labels(body["kind"]).observe(age)
-        meta = body["metadata"]
-        logger.info("%s/%s/%s: %s (%s) %s", body["kind"], meta["namespace"], meta["name"], phase, reason, message)
 
 
 def _slimmed(kind: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -629,13 +388,6 @@ def _parsed(body: dict[str, Any] | None) -> Resource | None:
 
 def _queued(job: dict[str, Any]) -> bool:
     return QUEUE_NAME_LABEL in (job["metadata"].get("labels") or {})
-
-
-def _condition(raw: dict[str, Any]) -> Condition | None:
-    try:
-        return Condition.model_validate(raw)
-    except ValidationError:
-        return None
 
 
 def _ref(resource: Resource) -> str:
