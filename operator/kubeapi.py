@@ -71,6 +71,15 @@ RESOURCE_APIS = {kind.kind: ApiKind(GROUP, VERSION, kind.plural) for kind in KIN
 CHILD_APIS = {"Job": JOBS, "ConfigMap": CONFIG_MAPS, "Service": SERVICES}
 
 
+def workload_version(crd: dict[str, Any]) -> str | None:
+    """The version of a Workload CRD to speak: the storage version when it is served (no conversion webhook on the
+    way: Kueue serves older versions through one), else the first served; None when none is served."""
+    versions = [v for v in (crd.get("spec") or {}).get("versions") or [] if v.get("served")]
+    stored = [v for v in versions if v.get("storage")]
+    chosen = (stored or versions or [{}])[0].get("name")
+    return str(chosen) if chosen else None
+
+
 def kueue_workloads(version: str) -> ApiKind:
     """Kueue's Workloads at `version` (discovered from the CRD: `KubeApi.kueue_version`)."""
     return ApiKind(KUEUE_GROUP, version, "workloads")
@@ -287,10 +296,7 @@ class KubeApi:
             if err.status == 404:
                 return None
             raise
-        versions = [v for v in crd.get("spec", {}).get("versions") or [] if v.get("served")]
-        stored = [v for v in versions if v.get("storage")]
-        chosen = (stored or versions or [{}])[0].get("name")
-        return str(chosen) if chosen else None
+        return workload_version(crd)
 
     def set_workload_active(self, version: str, namespace: str, name: str, active: bool) -> None:
         """Deactivate (or reactivate) a Workload: Kueue's own way to suspend a queued Job."""
