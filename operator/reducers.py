@@ -335,7 +335,10 @@ def _reduce_job(resource: Resource, conditions: _Conditions, job: dict[str, Any]
     if (job.get("spec") or {}).get("suspend"):
         if user_suspended:
             reason = Reason.DEACTIVATED_IN_KUEUE if queue else Reason.SUSPENDED_BY_USER
-            where = "its Kueue Workload is deactivated" if queue else f"Job {name} is suspended"
+            where = f"Job {name} is suspended"
+            if queue:  # the operator deactivates the Workload once Kueue has made it, and says which it is
+                inactive = observed.workload is not None and not (observed.workload.get("spec") or {}).get("active")
+                where = "its Kueue Workload is deactivated" if inactive else "its Kueue Workload is being deactivated"
             conditions.put(ConditionType.RUNNING, False, reason)
             conditions.put(ConditionType.SUSPENDED, True, reason, f"spec.suspend is true: {where}")
         elif queue:
