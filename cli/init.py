@@ -6,6 +6,9 @@
     DIR/experiment/<arm>.yaml      per arm: TraceDataset -> FineTuneRun -> EvalRun
     DIR/argocd/application.yaml    an Argo CD Application for this repository (set its repoURL)
     DIR/argocd/health-checks.yaml  Argo CD health checks for the three kinds (merge into argocd-cm)
+    DIR/.github/workflows/validate.yml  CI: `cotctl validate -k .` on every pull request, `cotctl diff -k .` too
+                                   when the repository has a kubeconfig secret
+    DIR/ci/diff-access.yaml        the least-privilege identity for that kubeconfig
 
 The manifests are built as data and checked against the API models before anything is written, so a fresh
 repository always validates. Every resource carries `cotlab.dev/experiment` and `cotlab.dev/arm` labels, which
@@ -15,6 +18,7 @@ is what `cotctl status -l` and `cotctl compare -l` select on.
 from __future__ import annotations
 
 import re
+from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,7 +30,7 @@ from cotlab.api.validation import validate_document
 
 from .errors import UsageError, reported
 from .output import stdout
-from .scaffold import application, argocd_health, readme
+from .scaffold import application, argocd_health, ci_access, readme, workflow
 
 EXPERIMENT_LABEL = "cotlab.dev/experiment"
 ARM_LABEL = "cotlab.dev/arm"
@@ -126,6 +130,8 @@ def experiment_files(
     kinds = [k.kind for k in RESOURCE_KINDS]
     files["argocd/health-checks.yaml"] = argocd_health(kinds)
     files["argocd/application.yaml"] = application(experiment, namespace)
+    files[".github/workflows/validate.yml"] = workflow(version("cotlab"))  # CI installs the cotctl that wrote it
+    files["ci/diff-access.yaml"] = ci_access(namespace)
     files["README.md"] = readme(experiment, [a for a, _ in arms], base_model, namespace)
     return files
 

@@ -47,6 +47,8 @@ class ClusterError(CliError):
     def __init__(self, message: str, hint: str | None = None, *, not_found: bool = False) -> None:
         super().__init__(message, hint)
         self.not_found = not_found  # the object does not exist (its kind does)
+        self.http_status: int | None = None  # the API server's answer, when it answered
+        self.server_message = ""  # the API server's own words (its Status message)
 
 
 def _status_body(body: str | bytes | None) -> dict[str, Any] | None:
@@ -68,6 +70,15 @@ def explain_api_error(
     status: int, body: str | bytes | None, *, verb: str, resource: str, namespace: str | None, name: str | None
 ) -> ClusterError:
     """The one-line error for an HTTP error of `verb` on `resource` (e.g. "evalruns.cotlab.dev"); pure, tested."""
+    err = _explain(status, body, verb=verb, resource=resource, namespace=namespace, name=name)
+    err.http_status = status
+    err.server_message = str((_status_body(body) or {}).get("message") or "").strip()
+    return err
+
+
+def _explain(
+    status: int, body: str | bytes | None, *, verb: str, resource: str, namespace: str | None, name: str | None
+) -> ClusterError:
     server = _status_body(body) or {}
     said = str(server.get("message") or "").strip()
     target = f'{resource} "{name}"' if name else resource
@@ -291,6 +302,30 @@ class Cluster:
                 _request_timeout=self.timeout,
                 **options,
             )
+            return _json(response)
+
+    def replace_resource(self, body: dict[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        """PUT `body` (with the stored resourceVersion) over the resource: the whole spec becomes `body`'s."""
+        kind, meta = body["kind"], body["metadata"]
+        plural = KIND_NAMES_BY_KIND[kind].plural
+        options: dict[str, Any] = {"field_manager": FIELD_MANAGER} | ({"dry_run": "All"} if dry_run else {})
+        with self._calling("update", f"{plural}.{GROUP}", meta["namespace"], meta["name"]):
+            response = self._api("CustomObjectsApi").replace_namespaced_custom_object(
+                GROUP, VERSION, meta["namespace"], plural, meta["name"], body,
+                _preload_content=False, _request_timeout=self.timeout, **options,
+            )  # fmt: skip
+            return _json(response)
+
+    def create_resource(self, body: dict[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        """POST `body` into its namespace (`metadata.generateName` works: the server picks the name)."""
+        kind, meta = body["kind"], body["metadata"]
+        plural = KIND_NAMES_BY_KIND[kind].plural
+        options: dict[str, Any] = {"field_manager": FIELD_MANAGER} | ({"dry_run": "All"} if dry_run else {})
+        with self._calling("create", f"{plural}.{GROUP}", meta["namespace"], meta.get("name")):
+            response = self._api("CustomObjectsApi").create_namespaced_custom_object(
+                GROUP, VERSION, meta["namespace"], plural, body,
+                _preload_content=False, _request_timeout=self.timeout, **options,
+            )  # fmt: skip
             return _json(response)
 
     def find_resource(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:

@@ -28,6 +28,7 @@ COMMANDS = {
     "resume": ("suspend", "resume"),
     "delete": ("delete", "delete"),
     "apply": ("apply", "apply"),
+    "diff": ("diff", "diff"),
     "init": ("init", "init"),
 }
 GROUPS = {"operator": ("operator", "operator_app")}

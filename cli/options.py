@@ -54,6 +54,22 @@ FilesOpt = Annotated[
         help="Manifest file or directory (multi-document YAML); '-' reads standard input. Repeatable.",
     ),
 ]
+OptionalFilesOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--filename",
+        "-f",
+        help="Manifest file or directory (multi-document YAML); '-' reads standard input. Repeatable.",
+    ),
+]
+KustomizeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--kustomize",
+        "-k",
+        help="A folder with a kustomization.yaml: use what kustomize renders from it (what Argo CD applies).",
+    ),
+]
 
 # -- where the resources are ---------------------------------------------------------------------------------
 

@@ -288,9 +288,21 @@ def _security(settings: OperatorSettings) -> tuple[dict[str, Any], dict[str, Any
     return pod, container
 
 
+def uses_vllm(resource: Resource) -> bool:
+    """Whether the pod generates with vLLM: an EvalRun on the vLLM engine, or a TraceDataset sampling a teacher
+    (the curate stage's teacher runs on vLLM wherever it is installed)."""
+    if isinstance(resource, EvalRun):
+        return resource.spec.engine.name == "vllm"
+    return isinstance(resource, TraceDataset) and resource.spec.source.generate is not None
+
+
 def image_of(resource: Resource, settings: OperatorSettings) -> str:
-    """The spec's image (if the settings allow it: see `policy`), else the stage's image."""
-    return resource.spec.image or settings.image_for(STAGE_BY_KIND[resource.kind])
+    """The spec's image (if the settings allow it: see `policy`), else the image of the pod's engine: the
+    evaluator image (vLLM, with its own torch) for vLLM generation, the trainer image for everything else
+    (curation, fine-tuning, and evaluation with the transformers engine, which the trainer image has)."""
+    if resource.spec.image:
+        return resource.spec.image
+    return settings.evaluator_image if uses_vllm(resource) else settings.trainer_image
 
 
 def max_retries(resource: Resource, settings: OperatorSettings) -> int:

@@ -12,6 +12,9 @@ from typing import Any
 
 import kopf
 
+from cotlab.api import GROUP
+from cotlab.api.resources import RESOURCE_KINDS
+
 from .controller import Controller
 
 registry = kopf.OperatorRegistry()
@@ -28,13 +31,19 @@ def login(**kwargs: Any) -> Any:
 
 
 @kopf.on.startup(registry=registry)
-async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+async def start(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    controller = _controller(memo)
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.last-handled-configuration")
     settings.persistence.finalizer = "cotlab.dev/unused"  # never added: no handler needs one (see the module doc)
     settings.posting.level = 100  # kopf posts no events of its own: the controller posts one per transition
     settings.scanning.disabled = True  # no resource handlers: nothing to discover (nor RBAC to list namespaces)
-    await _controller(memo).start()
+    await controller.start()
+    # kopf says nothing at INFO about what it watches; this line is what an admin checks after an install.
+    kinds = ", ".join(f"{k.plural}.{GROUP}" for k in RESOURCE_KINDS)
+    named = [n for n in controller.namespaces if n is not None]
+    scope = f"namespaces {', '.join(named)}" if named else "all namespaces"
+    logger.info(f"watching {kinds} in {scope}")
 
 
 @kopf.on.cleanup(registry=registry)

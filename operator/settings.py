@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cotlab.api.podcontract import Stage
-
 DEFAULT_RESOURCES: dict[str, dict[str, dict[str, Any]]] = {
     # Asked for when a spec names no resources: enough for the CPU path, never a GPU by surprise.
     "curate": {"requests": {"cpu": "1", "memory": "4Gi"}},
@@ -25,10 +23,12 @@ DEFAULT_RESOURCES: dict[str, dict[str, dict[str, Any]]] = {
 @dataclass(frozen=True)
 class OperatorSettings:
     trainer_image: str = "ghcr.io/cotlab/trainer:0.1.0"
-    """Image of the curate and finetune pods (torch, transformers, peft, accelerate)."""
+    """Image of the curate and finetune pods, and of evaluations with the transformers engine (torch,
+    transformers, peft, accelerate)."""
 
     evaluator_image: str = "ghcr.io/cotlab/evaluator:0.1.0"
-    """Image of the evaluate pods (vLLM brings its own torch, so it is a separate image)."""
+    """Image of the pods that generate with vLLM: evaluations on the vLLM engine and teacher sampling (vLLM brings
+    its own torch, so it is a separate image)."""
 
     artifact_root: str = "pvc://cotlab-artifacts/"
     """Where outputs and checkpoints go when a spec names none: `pvc://CLAIM/prefix` (the claim, in each
@@ -127,9 +127,6 @@ class OperatorSettings:
     def __post_init__(self) -> None:
         if not self.file_root.startswith("/"):  # unset in a pod would mean "anywhere"
             raise ValueError(f"COTLAB_FILE_ROOT={self.file_root!r}: must be an absolute directory, e.g. /data")
-
-    def image_for(self, stage: Stage) -> str:
-        return self.evaluator_image if stage == "evaluate" else self.trainer_image
 
     def image_allowed(self, image: str) -> bool:
         return any(fnmatch.fnmatchcase(image, pattern) for pattern in self.allowed_images)

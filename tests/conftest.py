@@ -1,16 +1,20 @@
 """Shared test data: the example manifests, the invalid-manifest table (used by unit and cluster tests), a small
-file in the format of NeMo-Skills' comp-math-24-25 and a loopback HTTP server to fetch it from."""
+file in the format of NeMo-Skills' comp-math-24-25 and a loopback HTTP server to fetch it from; and `actionlint`,
+the GitHub Actions workflow linter, as a fixture."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import http.server
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,3 +58,21 @@ def http_server(directory: Path) -> Iterator[str]:
         finally:
             server.shutdown()
             thread.join(timeout=5)
+
+
+ACTIONLINT = "github.com/rhysd/actionlint/cmd/actionlint@v1.7.12"
+
+
+@pytest.fixture(scope="session")
+def actionlint() -> Path:
+    """actionlint, built once from the Go module proxy by scripts/go-tool.sh and cached (15 s cold on 2 cores).
+    Without Go it is skipped on a developer's machine and fails in CI."""
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "go-tool.sh"), ACTIONLINT], capture_output=True, text=True, timeout=900
+    )
+    if done.returncode != 0:
+        message = f"cannot build {ACTIONLINT}: {done.stderr.strip()[-400:]}"
+        if os.environ.get("CI") or os.environ.get("COTLAB_REQUIRE_CLUSTER") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return Path(done.stdout.splitlines()[-1])

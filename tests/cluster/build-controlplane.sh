@@ -18,13 +18,11 @@
 #   COTLAB_BUILD_TIMING=1 run the build under /usr/bin/time -v (peak memory)
 set -euo pipefail
 
-K8S_VERSION=v1.37.2
-# The date of the v1.37.2 tag as the module proxy reports it; used as the build
-# date so the binaries are reproducible.
-K8S_BUILD_DATE=2026-10-27T12:01:04Z
 BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# K8S_VERSION, K8S_BUILD_DATE and k8s_ldflags, shared with build-node.sh.
+source "$here/k8s-version.sh"
 module="$here/controlplane"
 hash="$(cat "$module/go.mod" "$module/go.sum" | sha256sum | cut -c1-12)"
 dest="${COTLAB_CACHE:-$HOME/.cache/cotlab}/controlplane/${K8S_VERSION}-${hash}"
@@ -52,16 +50,7 @@ fi
 
 command -v go >/dev/null || { echo "build-controlplane: go is not installed" >&2; exit 1; }
 
-major="${K8S_VERSION#v}"; major="${major%%.*}"
-minor="${K8S_VERSION#v*.}"; minor="${minor%%.*}"
-ldflags="-s -w"
-# Both version packages: component-base is what the servers report (/version,
-# --version); client-go's is what their clients send in User-Agent.
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$K8S_VERSION"
-    ldflags+=" -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
-    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$K8S_BUILD_DATE"
-done
+ldflags="$(k8s_ldflags)"
 ldflags+=" -X go.etcd.io/etcd/api/v3/version.GitSHA=module-proxy"
 
 staging="$dest/bin.tmp.$$"

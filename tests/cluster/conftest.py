@@ -15,6 +15,8 @@ Fixtures:
     tiny_model_dir (session) a random tiny Qwen2 saved to disk, for the pods to load
     artifact_claim (function) the namespace's `cotlab-artifacts` PersistentVolumeClaim
     operator (function)      `python -m cotlab.operator` watching the test's namespace, as its ServiceAccount
+    real_cluster (session)   a second control plane with a real node (kubelet, containerd, CNI, kube-proxy,
+                             CoreDNS, a registry holding the operator and trainer images); needs root
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import re
 import secrets
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +39,7 @@ import kube_controlplane  # noqa: E402
 import kube_wait  # noqa: E402
 import operator_process  # noqa: E402
 import pod_executor as pod_executor_module  # noqa: E402
+import real_cluster as real_cluster_module  # noqa: E402
 
 _HERE = Path(__file__).resolve().parent
 
@@ -191,3 +195,36 @@ def operator(
     yield process
     process.stop()
     print(f"--- operator log ({process.log}) ---\n{process.tail(200)}")  # shown by pytest for a failed test
+
+
+# -- the real node -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def real_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[real_cluster_module.RealCluster]:
+    """Its own control plane, so that the fake GPU nodes and the pod executor never take its pods."""
+    problem = None
+    bin_dir = kube_controlplane.controlplane_bin_dir()
+    if bin_dir is None:
+        problem = "control-plane binaries not built: run `bash tests/cluster/build-controlplane.sh`"
+    elif os.geteuid() != 0:
+        problem = "the real node needs root (kubelet, containerd, bridges and iptables rules)"
+    if problem is not None:
+        if cluster_required():
+            pytest.fail(problem, pytrace=False)
+        pytest.skip(problem)
+    assert bin_dir is not None
+    began = time.monotonic()
+    try:
+        cluster = real_cluster_module.RealCluster.start(bin_dir, tmp_path_factory.mktemp("real-node"))
+    except Exception as err:
+        pytest.fail(f"the real node did not start: {err}", pytrace=False)
+    _report(
+        request.config,
+        f"\nreal node up in {time.monotonic() - began:.1f}s (node {cluster.node.startup_seconds:.1f}s, "
+        f"images pushed: {', '.join(cluster.images.values())})",
+    )
+    yield cluster
+    cluster.stop()

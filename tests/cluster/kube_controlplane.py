@@ -10,9 +10,10 @@ an admin kubeconfig, waits for `/readyz`, installs the CRDs in
 kills every process group it started, also when start-up fails half way.
 
 Run it by hand (binaries from the cache, fake GPU nodes and the pod executor
-included unless --no-executor):
+included unless --no-executor; --real-node for a real kubelet and containerd
+instead, see real_node.py):
 
-    python tests/cluster/kube_controlplane.py up --dir /tmp/cp
+    python tests/cluster/kube_controlplane.py up --dir /tmp/cp [--real-node]
     python tests/cluster/kube_controlplane.py down --dir /tmp/cp
 """
 
@@ -126,6 +127,9 @@ class ControlPlane:
     # later only at its 30 s resync, so a deleted Job's Workload would linger with its quota.
     early_crd_dir: Path | None = None
     apiserver_port: int = 0
+    # A real node's IP (real_node.RealNode): the apiserver listens on it too and advertises it, so pods reach it
+    # through the `kubernetes` Service (kube-proxy) as in-cluster clients do.
+    node_ip: str | None = None
     kubeconfig: Path = field(init=False)
     pki: Path = field(init=False)
     startup_seconds: float = field(init=False, default=0.0)
@@ -181,10 +185,14 @@ class ControlPlane:
         ])  # fmt: skip
         self._wait_http(f"http://127.0.0.1:{etcd_client}/health", deadline, "etcd")
         pki = self.pki
+        if self.node_ip is None:
+            # A loopback address cannot back the `kubernetes` Service endpoints.
+            address = ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"]
+        else:
+            address = ["--bind-address=0.0.0.0", f"--advertise-address={self.node_ip}"]
         self._spawn("kube-apiserver", [
             f"--etcd-servers=http://127.0.0.1:{etcd_client}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            *address,
             f"--secure-port={self.apiserver_port}",
             f"--cert-dir={self.workdir / 'apiserver-certs'}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -204,8 +212,6 @@ class ControlPlane:
             # TaintNodesByCondition would taint new nodes not-ready, and only the
             # (disabled) node-lifecycle controller lifts that taint.
             "--disable-admission-plugins=TaintNodesByCondition",
-            # A loopback address cannot back the `kubernetes` Service endpoints.
-            "--endpoint-reconciler-type=none",
             "--allow-privileged=true",
             "--profiling=false",
             "--v=1",
@@ -284,7 +290,7 @@ class ControlPlane:
             ca, self.pki, "apiserver", common_name="kube-apiserver", server=True,
             dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                        "kubernetes.default.svc.cluster.local"),
-            ip_addresses=("127.0.0.1", "10.96.0.1"),
+            ip_addresses=("127.0.0.1", "10.96.0.1", *([self.node_ip] if self.node_ip else [])),
         )  # fmt: skip
         # system:masters for the components too: RBAC still applies to every
         # other identity (the operator's ServiceAccount is what the tests check).
@@ -461,10 +467,17 @@ def _cmd_up(args: argparse.Namespace) -> int:
     if bin_dir is None:
         print(f"binaries missing: run `bash {BUILD_SCRIPT}` first", file=sys.stderr)
         return 1
-    plane = ControlPlane(bin_dir=bin_dir, workdir=Path(args.dir))
-    plane.start()
+    if args.real_node:
+        import real_cluster
+
+        cluster = real_cluster.RealCluster.start(bin_dir, Path(args.dir))
+        plane, stop_node = cluster.plane, cluster.node.stop
+        print(f"real node up; images: {', '.join(cluster.images.values())}", file=sys.stderr)
+    else:
+        plane, stop_node = ControlPlane(bin_dir=bin_dir, workdir=Path(args.dir)), None
+        plane.start()
     executor = None
-    if not args.no_executor:
+    if not args.no_executor and not args.real_node:
         import pod_executor
 
         api = new_api_client(plane.kubeconfig)
@@ -489,6 +502,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         time.sleep(0.2)
     if executor is not None:
         executor.stop()
+    if stop_node is not None:
+        stop_node()
     plane.stop()
     (plane.workdir / "up.pid").unlink(missing_ok=True)
     return 0
@@ -519,6 +534,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--dir", required=True, help="working directory (PKI, etcd data, logs, kubeconfig)")
     up.add_argument("--bin-dir", help="directory with the four binaries (default: the build cache)")
     up.add_argument("--no-executor", action="store_true", help="no fake GPU nodes and no pod executor")
+    up.add_argument(
+        "--real-node",
+        action="store_true",
+        help="instead of the fake nodes: a real node (kubelet, containerd, CNI, kube-proxy, CoreDNS) and a registry"
+        " on localhost:5000 holding the operator and trainer images (needs root; see real_node.py)",
+    )
     down = sub.add_parser("down", help="stop a control plane started with `up --dir`")
     down.add_argument("--dir", required=True)
     args = parser.parse_args(argv)

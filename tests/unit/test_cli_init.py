@@ -23,8 +23,9 @@ def test_repository_validates_and_renders(tmp_path: Path) -> None:
     )
     assert made.exit_code == 0, made.output
     assert sorted(str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file()) == [
-        "README.md", "argocd/application.yaml", "argocd/health-checks.yaml", "experiment/baseline.yaml",
-        "experiment/h1.yaml", "experiment/qwq.yaml", "kustomization.yaml",
+        ".github/workflows/validate.yml", "README.md", "argocd/application.yaml", "argocd/health-checks.yaml",
+        "ci/diff-access.yaml", "experiment/baseline.yaml", "experiment/h1.yaml", "experiment/qwq.yaml",
+        "kustomization.yaml",
     ]  # fmt: skip
     checked = runner.invoke(app, ["validate", "-f", str(repo / "experiment"), "-o", "json"])
     assert checked.exit_code == 0 and json.loads(checked.stdout)["valid"] is True
@@ -47,7 +48,7 @@ def test_repository_validates_and_renders(tmp_path: Path) -> None:
 
     readme = (repo / "README.md").read_text()
     assert "cotctl compare -n lab -l cotlab.dev/experiment=study --rows label:cotlab.dev/arm --baseline base" in readme
-    assert "cotctl apply -f experiment/ -n lab --dry-run=server" in readme
+    assert "cotctl diff -k . -n lab " in readme and "cotctl validate -k . " in readme
 
 
 def test_argocd_health_checks_cover_the_three_kinds(tmp_path: Path) -> None:
@@ -62,6 +63,15 @@ def test_argocd_health_checks_cover_the_three_kinds(tmp_path: Path) -> None:
         assert f'hs.status = "{status}"' in lua and f'found["{condition}"]' in lua
     app_doc = yaml.safe_load((tmp_path / "x" / "argocd" / "application.yaml").read_text())
     assert app_doc["spec"]["source"]["path"] == "." and app_doc["metadata"]["name"] == "cotlab-x"
+    # Runs are immutable: never Replace (refused like any update) or Force (deletes a finished run), never prune
+    # on its own; the README says why, option by option.
+    assert app_doc["spec"]["syncPolicy"] == {
+        "automated": {"prune": False, "selfHeal": False},
+        "syncOptions": ["ServerSideApply=true", "FailOnSharedResource=true"],
+    }
+    readme = (tmp_path / "x" / "README.md").read_text()
+    for option in ("No `Replace=true`", "`ServerSideApply=true`", "No automatic prune", "`FailOnSharedResource=true`"):
+        assert f"- **{option}" in readme
 
 
 def test_refuses_a_folder_that_is_not_empty_and_bad_arms(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -144,3 +145,27 @@ def test_the_admission_policy_checks_every_uri_field_of_the_models() -> None:
         spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
         missing = [f for f in sorted(_uri_fields(spec, "spec")) if f"'{f}'" not in policy]
         assert missing == [], f"{kind}: not checked by admission-policy.yaml"
+
+
+def test_one_images_list_moves_the_operator_and_the_images_it_starts_pods_with(tmp_path: Path) -> None:
+    """What the release workflow (digests) and an overlay (a registry) rely on: kustomize's `images:` rewrites the
+    Deployment's image and the operator's COTLAB_*_IMAGE settings, and nothing else."""
+    digest = "sha256:" + "0" * 64
+    overlay = {
+        "resources": [os.path.relpath(REPO / "manifests" / "install", tmp_path)],  # kustomize takes no absolute root
+        "images": [
+            {"name": f"ghcr.io/cotlab/{name}", "newName": f"registry.example/cotlab/{name}", "digest": digest}
+            for name in ("operator", "trainer", "evaluator")
+        ],
+    }
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+    out = subprocess.run([KUBECTL, "kustomize", str(tmp_path)], check=True, capture_output=True, text=True).stdout
+    [deployment] = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"registry.example/cotlab/operator@{digest}"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["COTLAB_TRAINER_IMAGE"] == f"registry.example/cotlab/trainer@{digest}"
+    assert env["COTLAB_EVALUATOR_IMAGE"] == f"registry.example/cotlab/evaluator@{digest}"
+    [original] = [d for d in DOCS.values() if d["kind"] == "Deployment"]
+    before = {e["name"]: e.get("value") for e in original["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert {k: v for k, v in env.items() if "IMAGE" not in k} == {k: v for k, v in before.items() if "IMAGE" not in k}

@@ -88,7 +88,7 @@ QUICKSTART_LORA_JOB: dict[str, Any] = {
                         {"name": "HF_HOME", "value": "/cache/huggingface"},
                         {"name": "PYTHONUNBUFFERED", "value": "1"},
                     ],
-                    "resources": {"requests": {"cpu": "2", "memory": "8Gi"}},
+                    "resources": {"requests": {"cpu": "1", "memory": "8Gi"}},
                     "volumeMounts": [
                         {"name": "spec", "mountPath": "/etc/cotlab", "readOnly": True},
                         {"name": "tmp", "mountPath": "/tmp"},
@@ -309,12 +309,32 @@ def test_spec_configmap_carries_the_pod_spec_file_with_inputs_and_stable_paths()
     assert claims_of(pod) == ["cotlab-artifacts", "datasets"]
 
 
-def test_evaluate_runs_in_the_evaluator_image_and_no_spec_value_reaches_the_command_line() -> None:
+TEACHER = {"generate": {"teacher": {"hub": "Qwen/QwQ-32B-Preview"}, "problems": {"benchmark": "math500"}}}
+
+
+@pytest.mark.parametrize(
+    ("name", "spec", "image"),
+    [
+        ("qwq-50", {}, SETTINGS.trainer_image),
+        ("qwq-50", {"source": TEACHER}, SETTINGS.evaluator_image),  # teacher sampling runs on vLLM
+        ("qwen2.5-32b-qwq", {}, SETTINGS.trainer_image),
+        ("qwen2.5-32b-qwq-comp-math", {}, SETTINGS.evaluator_image),  # engine: vllm (the default)
+        ("quickstart-after", {}, SETTINGS.trainer_image),  # engine: transformers, which the trainer image has
+    ],
+    ids=["curate", "curate-with-teacher", "finetune", "evaluate-vllm", "evaluate-transformers"],
+)
+def test_the_image_follows_the_pods_engine(name: str, spec: dict[str, Any], image: str) -> None:
+    resource = example(name, **spec)
+    job = build_job(resource, build_pod_spec_file(resource, Inputs(), SETTINGS), SETTINGS)
+    assert _container(job)["image"] == image
+
+
+def test_no_spec_value_of_an_evalrun_reaches_the_command_line() -> None:
     resource = example("quickstart-after")
     pod = build_pod_spec_file(resource, Inputs(), SETTINGS)
     job = build_job(resource, pod, SETTINGS)
     container = _container(job)
-    assert container["image"] == SETTINGS.evaluator_image and container["name"] == "evaluate"
+    assert container["name"] == "evaluate"
     assert container["command"] + container["args"] == [
         "python", "-m", "cotlab.trainer", "evaluate", "--spec", "/etc/cotlab/spec.json"
     ]  # fmt: skip

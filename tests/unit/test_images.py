@@ -1,0 +1,62 @@
+"""images/Dockerfile against pyproject.toml: the image copies exactly the folders the package installs (and the
+build context lets exactly those through), and each image's requirements are its extra's, nested extras included."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import pytest
+
+from tests.conftest import REPO
+
+DOCKERFILE = (REPO / "images" / "Dockerfile").read_text()
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def copied_source_folders() -> set[str]:
+    """The folders the `package` stage copies into /src (COPY <folder> /src/<folder>)."""
+    stage = DOCKERFILE.split("AS package\n", 1)[1].split("\nFROM ", 1)[0]
+    return {src for src, dest in re.findall(r"^COPY (\S+) /src/(\S+)$", stage, re.MULTILINE) if src == dest}
+
+
+def test_the_image_copies_the_folders_the_package_installs_and_no_other() -> None:
+    package_dirs = PYPROJECT["tool"]["setuptools"]["package-dir"]
+    assert copied_source_folders() == set(package_dirs.values())
+    # Every package pyproject lists lives in one of them, so nothing it installs is missing from the image.
+    for package in PYPROJECT["tool"]["setuptools"]["packages"]:
+        top = ".".join(package.split(".")[:2])
+        assert top in package_dirs, f"{package}: its folder is not mapped, so the image would not copy it"
+
+
+def test_the_build_context_lets_through_exactly_what_the_dockerfile_copies() -> None:
+    allowed = {
+        line[1:].rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines() if line.startswith("!")
+    }
+    copied = {
+        path for line in re.findall(r"^COPY (?!--from)(.+)$", DOCKERFILE, re.MULTILINE) for path in line.split()[:-1]
+    }
+    assert allowed == copied
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("operator", {"kopf", "kubernetes", "prometheus-client"}),
+        ("train", {"torch", "transformers", "peft", "accelerate", "math-verify"}),  # math-verify via cotlab[grade]
+        ("eval", {"vllm", "math-verify"}),
+    ],
+    ids=["operator", "trainer", "evaluator"],
+)
+def test_each_images_requirements_are_its_extra_with_nested_extras_expanded(extra: str, expected: set[str]) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("image_requirements", REPO / "images" / "requirements.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    found = module.requirements(PYPROJECT, extra)
+    names = {re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0] for r in found}
+    assert expected <= names and "cotlab" not in names
+    assert set(PYPROJECT["project"]["dependencies"]) <= set(found)  # the base dependencies in every image
+    assert len(found) == len(set(found))
