@@ -41,6 +41,13 @@ class CamelModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True)
 
 
+class StatusModel(CamelModel):
+    """Base for status and what it holds: a field this version does not know (written by a newer operator) is
+    kept and written back as it was, never an error (a spec's unknown field still is one)."""
+
+    model_config = CamelModel.model_config | {"extra": "allow"}
+
+
 class ObjectMeta(BaseModel):
     """The part of metadata cotlab reads; the rest of Kubernetes' metadata passes through."""
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import CamelModel
+from .base import StatusModel
 from .phases import PHASE_BY_CONDITION, ConditionType, Phase, Reason, deciding_type
 
 __all__ = [  # the vocabulary lives in phases.py (no pydantic); this module adds the Condition model
@@ -30,7 +30,7 @@ __all__ = [  # the vocabulary lives in phases.py (no pydantic); this module adds
 MAX_MESSAGE_LENGTH = 32 * 1024  # the apiserver's limit for metav1.Condition.message
 
 
-class Condition(CamelModel):
+class Condition(StatusModel):
     """A condition in the Kubernetes (metav1.Condition) shape."""
 
     type: str = Field(max_length=316)

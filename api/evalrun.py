@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import Field, model_validator
 
-from .base import CamelModel, LocalObjectRef, ShortStr, Uri
+from .base import CamelModel, LocalObjectRef, ShortStr, StatusModel, Uri
 from .benchmarks import BENCHMARK_NAMES, CUSTOM, FILE_BENCHMARK_NAMES, AnswerFormat, AnswerKind
 from .conditions import Condition
 from .metrics import DEFAULT_METRICS, METRIC_PATTERN, parse_metric
@@ -196,12 +196,12 @@ def protocol_fields(spec: EvalRunSpec) -> dict[str, Any]:
     return fields
 
 
-class MetricValue(CamelModel):
+class MetricValue(StatusModel):
     value: float
     stderr: float | None = None
 
 
-class BenchmarkScore(CamelModel):
+class BenchmarkScore(StatusModel):
     problems: int
     problems_digest: ShortStr | None = Field(
         default=None, description="sha256 of the problems and gold answers scored: pins the data, whatever its source."
@@ -235,21 +235,22 @@ class ScoresFile(CamelModel):
         return cls(scores={name: BenchmarkScore.model_validate(value) for name, value in raw.items()})
 
 
-class EvalProgress(CamelModel):
+class EvalProgress(StatusModel):
     """The newest progress marker of an evaluate pod: samples done of the benchmark being generated."""
 
-    benchmark: ShortStr | None = None
+    # A custom benchmark is named after its file, which may be as long as a URI.
+    benchmark: Uri | None = None
     done: int = 0
     total: int | None = None
     percent: float | None = None
 
 
-class EvalOutputs(CamelModel):
+class EvalOutputs(StatusModel):
     samples: Uri | None = None
     scores: Uri | None = None
 
 
-class EvalRunStatus(CamelModel):
+class EvalRunStatus(StatusModel):
     phase: ShortStr | None = None
     conditions: Annotated[list[Condition], Field(max_length=16)] = Field(default_factory=list)
     observed_generation: int | None = None

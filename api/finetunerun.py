@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, model_validator
 
-from .base import CamelModel, LocalObjectRef, ResourceRequirements, ShortStr, Uri
+from .base import CamelModel, LocalObjectRef, ResourceRequirements, ShortStr, StatusModel, Uri
 from .conditions import Condition
 from .models import ModelSource, Pinned
 from .tracedataset import Artifact
@@ -193,7 +193,7 @@ def recipe_fields(spec: FineTuneRunSpec) -> dict[str, Any]:
     return fields
 
 
-class Progress(CamelModel):
+class Progress(StatusModel):
     step: int = 0
     total_steps: int | None = None
     epoch: float | None = None
@@ -203,12 +203,12 @@ class Progress(CamelModel):
     eta_seconds: float | None = None
 
 
-class FineTuneOutputs(CamelModel):
+class FineTuneOutputs(StatusModel):
     model: Artifact | None = None
     metrics: Uri | None = Field(default=None, description="The training curves: steps.jsonl and TensorBoard files.")
 
 
-class EndedAttempt(CamelModel):
+class EndedAttempt(StatusModel):
     """An attempt of a multi-node run that ended before the run did: every rank was stopped and started again."""
 
     attempt: int = Field(ge=1)
@@ -218,7 +218,7 @@ class EndedAttempt(CamelModel):
     ended_at: datetime | None = None
 
 
-class FineTuneRunStatus(CamelModel):
+class FineTuneRunStatus(StatusModel):
     phase: ShortStr | None = None
     conditions: Annotated[list[Condition], Field(max_length=16)] = Field(default_factory=list)
     observed_generation: int | None = None
@@ -235,3 +235,8 @@ class FineTuneRunStatus(CamelModel):
         description="Multi-node runs: how often every rank was restarted (the Job's cotlab.dev/restart-attempt).",
     )
     ended_attempts: Annotated[list[EndedAttempt], Field(max_length=128)] = Field(default_factory=list)
+    failed_attempts: int = Field(
+        default=0,
+        description="Multi-node runs: attempts ended by a failed rank, all of them (endedAttempts keeps the newest);"
+        " the run fails when they reach spec.maxRetries.",
+    )

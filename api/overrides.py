@@ -1,16 +1,18 @@
 """What a spec may change in its pods: an explicit allow-list, because a spec becomes a pod.
 
-Labels, annotations, environment variables (values, or keys of a Secret or ConfigMap by reference) and extra
-volumes of four safe kinds (PersistentVolumeClaim, ConfigMap, Secret, emptyDir), each with its mount. No host
-paths, no privileges, no other service account: those are not expressible. The same rules are CEL on the CRD
-(the API server refuses a bad spec) and checked again by the operator's builder before it builds a pod.
+Labels, annotations, environment variables from `ALLOWED_ENV` (values, or keys of a Secret or ConfigMap by
+reference) and extra volumes of four safe kinds (PersistentVolumeClaim, ConfigMap, Secret, emptyDir), each with its
+mount. No host paths, no privileges, no other service account: those are not expressible. The same rules are CEL on
+the CRD (the API server refuses a bad spec) and pydantic validators (`cotctl validate`). What depends on the
+cluster (annotation prefixes, tolerations, node selectors, where files and outputs may be) is the operator's
+settings: its ValidatingAdmissionPolicy and `cotlab.operator.policy` check those.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import CamelModel, ConfigMapKeyRef, Name, SecretKeyRef, ShortStr
 
@@ -23,9 +25,31 @@ RESERVED_MOUNT_PATHS = ("/etc/cotlab", "/tmp", "/cache", "/dev/shm", "/mnt/pvc")
 # Volume names cotlab's pods use; artifact claims are mounted as `pvc-<n>`.
 RESERVED_VOLUME_NAMES = ("spec", "tmp", "cache", "dshm")
 RESERVED_VOLUME_PREFIX = "pvc-"
-# Variables the operator sets: the pod contract, the hub token (by tokenSecretRef only) and the rendezvous.
-RESERVED_ENV_PREFIX = "COTLAB_"
-RESERVED_ENV = ("HF_TOKEN", "HF_HOME", "HOME", "TMPDIR", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK")
+# Environment variables a spec may set: an allow-list of knobs that tune threads, collectives, logging and the
+# hub client's offline mode, and never name code, a library, a path or an endpoint. A deny-list cannot keep up:
+# besides PYTHONPATH and LD_PRELOAD, PYTHONWARNINGS imports a module, GCONV_PATH loads a library, NCCL_NET_PLUGIN
+# and TORCHINDUCTOR_CACHE_DIR load compiled code from a mounted volume, PATH picks the `python` that runs, and
+# HF_ENDPOINT, HTTPS_PROXY or AWS_ENDPOINT_URL send the hub token or the store's credentials elsewhere.
+ALLOWED_ENV = (
+    # threads and memory
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TOKENIZERS_PARALLELISM",
+    "PYTORCH_CUDA_ALLOC_CONF", "CUDA_LAUNCH_BLOCKING", "CUDA_DEVICE_MAX_CONNECTIONS", "CUBLAS_WORKSPACE_CONFIG",
+    # collectives
+    "NCCL_DEBUG", "NCCL_DEBUG_SUBSYS", "NCCL_SOCKET_IFNAME", "NCCL_IB_DISABLE", "NCCL_IB_HCA", "NCCL_IB_GID_INDEX",
+    "NCCL_IB_TIMEOUT", "NCCL_IB_RETRY_CNT", "NCCL_P2P_DISABLE", "NCCL_P2P_LEVEL", "NCCL_SHM_DISABLE",
+    "NCCL_NET_GDR_LEVEL", "NCCL_CROSS_NIC", "NCCL_NVLS_ENABLE", "NCCL_ALGO", "NCCL_PROTO", "NCCL_MIN_NCHANNELS",
+    "NCCL_MAX_NCHANNELS", "NCCL_BUFFSIZE", "GLOO_SOCKET_IFNAME", "TORCH_NCCL_ASYNC_ERROR_HANDLING",
+    "TORCH_NCCL_BLOCKING_WAIT", "TORCH_NCCL_TRACE_BUFFER_SIZE", "TORCH_DISTRIBUTED_DEBUG", "TORCH_CPP_LOG_LEVEL",
+    "TORCH_SHOW_CPP_STACKTRACES",
+    # libraries' logging and offline switches (the hub's endpoint and token are the operator's)
+    "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS",
+    "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_DOWNLOAD_TIMEOUT", "HF_HUB_ETAG_TIMEOUT", "HF_HUB_ENABLE_HF_TRANSFER",
+    "TRANSFORMERS_VERBOSITY", "VLLM_LOGGING_LEVEL", "VLLM_ATTENTION_BACKEND", "VLLM_WORKER_MULTIPROC_METHOD",
+    "VLLM_ENGINE_ITERATION_TIMEOUT_S",
+    # the object store's region (its endpoint and credentials come from the operator's artifact Secret)
+    "AWS_REGION", "AWS_DEFAULT_REGION",
+    "TZ",
+)  # fmt: skip
 
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 LabelKey = Annotated[str, Field(min_length=1, max_length=253)]
@@ -59,20 +83,24 @@ class EnvSource(CamelModel):
         return self
 
 
-ENV_RESERVED_MESSAGE = f"is set by cotlab ({RESERVED_ENV_PREFIX}*, {', '.join(RESERVED_ENV)})"
+ENV_NOT_ALLOWED_MESSAGE = (
+    "is not a variable a spec may set (names that choose code, libraries, paths or endpoints are refused); "
+    f"allowed: {', '.join(ALLOWED_ENV)}"
+)
 
 
 class EnvVar(CamelModel):
-    """An environment variable: a plain value or a reference."""
+    """An environment variable from the allow-list: a plain value or a reference."""
 
     model_config = CamelModel.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
                 {"rule": "has(self.value) != has(self.valueFrom)", "message": "set exactly one of value or valueFrom"},
                 {
-                    "rule": f"!self.name.startsWith('{RESERVED_ENV_PREFIX}') "
-                    f"&& !(self.name in {_cel_list(RESERVED_ENV)})",
-                    "message": f"name {ENV_RESERVED_MESSAGE}",
+                    "rule": f"self.name in {_cel_list(ALLOWED_ENV)}",
+                    "message": ENV_NOT_ALLOWED_MESSAGE,
+                    "messageExpression": f'"\'" + self.name + "\' {ENV_NOT_ALLOWED_MESSAGE}"',
+                    "fieldPath": ".name",
                 },
             ]
         }
@@ -82,12 +110,17 @@ class EnvVar(CamelModel):
     value: Annotated[str, Field(max_length=4096)] | None = None
     value_from: EnvSource | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _allowed(cls, name: str) -> str:
+        if name not in ALLOWED_ENV:
+            raise ValueError(f"{name!r} {ENV_NOT_ALLOWED_MESSAGE}")
+        return name
+
     @model_validator(mode="after")
     def _checked(self) -> Self:
         if (self.value is None) == (self.value_from is None):
             raise ValueError("set exactly one of value or valueFrom")
-        if self.name.startswith(RESERVED_ENV_PREFIX) or self.name in RESERVED_ENV:
-            raise ValueError(f"name {ENV_RESERVED_MESSAGE}")
         return self
 
 

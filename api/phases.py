@@ -34,6 +34,8 @@ class Reason:
     QUEUED = "Queued"
     PREEMPTED = "Preempted"
     KUEUE_NOT_INSTALLED = "KueueNotInstalled"
+    CHILD_NAME_TAKEN = "ChildNameTaken"  # a child's name is held by another resource's child (a deleted one's)
+    CHILD_REJECTED = "ChildRejected"  # the API server refused a child (quota 403, admission 422): retried
     # Running
     POD_RUNNING = "PodRunning"
     POD_PENDING = "PodPending"
@@ -57,6 +59,8 @@ class Reason:
     DEPENDENCY_FAILED = "DependencyFailed"
     IMAGE_NOT_ALLOWED = "ImageNotAllowed"
     SERVICE_ACCOUNT_NOT_ALLOWED = "ServiceAccountNotAllowed"
+    OVERRIDE_NOT_ALLOWED = "OverrideNotAllowed"  # annotations, tolerations, nodeSelector outside the settings
+    LOCATION_NOT_ALLOWED = "LocationNotAllowed"  # a file:// outside COTLAB_FILE_ROOT, an output outside its prefix
     NO_SUMMARY = "NoSummary"
     DEADLINE_EXCEEDED = "DeadlineExceeded"
 
@@ -84,3 +88,12 @@ def deciding_type(conditions: Iterable[tuple[str, str]]) -> ConditionType | None
     """The type of the condition that decides the phase, from (type, status) pairs; None while Pending."""
     true = {type_ for type_, status in conditions if status == "True"}
     return next((t for t in PHASE_BY_CONDITION if t in true), None)
+
+
+# A resource whose status has one of these true has finished: its result is recorded once and kept.
+FINISHED = (ConditionType.READY, ConditionType.FAILED)
+
+
+def is_finished(conditions: Iterable[tuple[str, str]]) -> bool:
+    """Whether (type, status) pairs say the resource finished (Ready or Failed): nothing is made or re-derived."""
+    return any(type_ in FINISHED and status == "True" for type_, status in conditions)

@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
-from .base import CamelModel, ConfigMapKeyRef, LongStr, SecretKeyRef, ShortStr, Uri
+from .base import CamelModel, ConfigMapKeyRef, LongStr, SecretKeyRef, ShortStr, StatusModel, Uri
 from .benchmarks import AnswerFormat
 from .conditions import Condition
 from .models import ModelSource, Pinned, Prompt, Sampling
@@ -211,19 +211,19 @@ class TraceDatasetSpec(WorkloadSpec):
     output: Uri | None = Field(default=None, description="Where the artifact goes; the operator's store if unset.")
 
 
-class Artifact(CamelModel):
+class Artifact(StatusModel):
     uri: Uri
     digest: ShortStr = Field(pattern=r"^sha256:[0-9a-f]{64}$")
 
 
-class TokenStats(CamelModel):
+class TokenStats(StatusModel):
     min: int
     p50: int
     p90: int
     max: int
 
 
-class TraceStats(CamelModel):
+class TraceStats(StatusModel):
     tokens: TokenStats | None = None
     correct_rate: float | None = None
     stages: dict[str, int] = Field(default_factory=dict)
@@ -234,7 +234,7 @@ class TraceStats(CamelModel):
     )
 
 
-class TraceDatasetStatus(CamelModel):
+class TraceDatasetStatus(StatusModel):
     phase: ShortStr | None = None
     conditions: Annotated[list[Condition], Field(max_length=16)] = Field(default_factory=list)
     observed_generation: int | None = None

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import Field, model_validator
 
-from .base import CamelModel, Name, ResourceRequirements, ShortStr, Toleration
+from .base import CamelModel, Name, ResourceRequirements, ShortStr, StatusModel, Toleration
 from .overrides import PodOverrides
 
 # CEL rules of every spec. A subclass that sets its own json_schema_extra replaces these: it must list them too.
@@ -42,7 +42,7 @@ class WorkloadSpec(CamelModel):
         return self
 
 
-class QueueStatus(CamelModel):
+class QueueStatus(StatusModel):
     """What Kueue did with the resource's Job: where it was admitted, and how often it was evicted."""
 
     local_queue: Name | None = None

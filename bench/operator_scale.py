@@ -1,6 +1,8 @@
-"""How fast the operator turns many resources into Jobs, against a plain client making the same children.
+"""How fast the operator turns many resources into Jobs, against a plain client making the same children; and what
+a busy cluster costs it.
 
     python bench/operator_scale.py [--resources N]
+    python bench/operator_scale.py --busy [--resources N] [--unrelated-pods 5000] [--unrelated-jobs 1000]
 
 On the from-source control plane of the cluster tests (no pod executor, so pods never start):
 
@@ -12,8 +14,12 @@ On the from-source control plane of the cluster tests (no pod executor, so pods 
   its Job. The operator runs as a process, as its ServiceAccount, watching the namespace.
 
 Prints both times, their ratio (the figure; target under 3), the operator's peak RSS (target under 300 MB) and
-the API requests its reconciles sent per resource (creates, status patches, events; kopf's watch streams are
-not counted).
+the API requests it sent per resource (creates, status patches, events, and its informers' lists and watches).
+
+`--busy` measures the operator watching every namespace (`-A`), first on a quiet cluster, then (a fresh process, a
+fresh namespace, the same N EvalRuns) after `--unrelated-pods` pods and `--unrelated-jobs` suspended Jobs were
+made in ten other namespaces, none of them the operator's: the baseline is the quiet run. Targets: peak RSS
+within 50 MB of the quiet run's, and no more API requests per resource.
 """
 
 from __future__ import annotations
@@ -85,12 +91,21 @@ def plain_client(api: kubernetes.client.ApiClient, namespace: str, count: int) -
 
 
 def operator_run(
-    plane: kube_controlplane.ControlPlane, api: Any, namespace: str, count: int, workdir: Path
+    plane: kube_controlplane.ControlPlane,
+    api: Any,
+    namespace: str,
+    count: int,
+    workdir: Path,
+    *,
+    everywhere: bool = False,
 ) -> dict[str, float]:
+    """Seconds until `count` EvalRuns each have their Job, and what the operator spent on it. `everywhere`: the
+    operator watches every namespace, as the install's Deployment does."""
     kubeconfig = operator_process.install_operator_identity(plane, api, workdir)
     # The operator's production timings (the test fixture resyncs every 2 s, 100 reconciles a second here).
     defaults = {"COTLAB_RESYNC_SECONDS": "10", "COTLAB_PROGRESS_INTERVAL_SECONDS": "15"}
-    process = operator_process.OperatorProcess(kubeconfig, namespace, workdir / "operator.log", env=defaults)
+    log = workdir / f"operator-{namespace}.log"
+    process = operator_process.OperatorProcess(kubeconfig, None if everywhere else namespace, log, env=defaults)
     process.start()
     try:
         custom = kubernetes.client.CustomObjectsApi(api)
@@ -112,6 +127,49 @@ def operator_run(
         process.stop()
 
 
+def make_unrelated(api: kubernetes.client.ApiClient, pods: int, jobs: int, namespaces: int = 10) -> float:
+    """`pods` pods and `jobs` suspended Jobs, none of them cotlab's, spread over `namespaces` namespaces; seconds.
+
+    The pods are bound to a node that does not exist (`nodeName`), so no scheduler or kubelet works on them; the
+    Jobs are suspended, so the Job controller makes no pods. Both look like what a busy cluster holds: labels,
+    an owner-less pod spec with env and resources, a few KB each on the wire.
+    """
+    core, batch = kubernetes.client.CoreV1Api(api), kubernetes.client.BatchV1Api(api)
+    names = [f"unrelated-{i}" for i in range(namespaces)]
+    for name in names:
+        make_namespace(api, name)
+    container = {
+        "name": "app", "image": "registry.example.com/team/app:1.2.3", "command": ["/app", "--serve"],
+        "env": [{"name": f"SETTING_{i}", "value": "x" * 40} for i in range(12)],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+    }  # fmt: skip
+    start = time.monotonic()
+    for i in range(pods):
+        pod = {"metadata": {"name": f"pod-{i:05d}", "labels": {"app": "unrelated", "team": f"t{i % 7}"}},
+               "spec": {"nodeName": "nowhere", "containers": [container]}}  # fmt: skip
+        core.create_namespaced_pod(names[i % namespaces], pod, _preload_content=False)  # type: ignore[arg-type]
+    for i in range(jobs):
+        job = {
+            "metadata": {"name": f"job-{i:05d}", "labels": {"app": "unrelated"}},
+            "spec": {"suspend": True, "template": {"spec": {"restartPolicy": "Never", "containers": [container]}}},
+        }
+        batch.create_namespaced_job(names[i % namespaces], job, _preload_content=False)  # type: ignore[arg-type]
+    return time.monotonic() - start
+
+
+def delete_runs(api: kubernetes.client.ApiClient, namespace: str) -> None:
+    """Delete a finished measurement's EvalRuns and wait until they and their Jobs are gone."""
+    custom, batch = kubernetes.client.CustomObjectsApi(api), kubernetes.client.BatchV1Api(api)
+    custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, "evalruns")
+    deadline = time.monotonic() + 300
+    while custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "evalruns")["items"] or (
+        batch.list_namespaced_job(namespace, limit=1).items
+    ):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{namespace}: EvalRuns or Jobs still there after 300 s")
+        time.sleep(1)
+
+
 def peak_rss_mb(process: operator_process.OperatorProcess) -> float:
     """VmHWM (peak resident set) of the Python process under the `timeout` wrapper."""
     assert process.popen is not None
@@ -121,9 +179,33 @@ def peak_rss_mb(process: operator_process.OperatorProcess) -> float:
     return kib / 1024
 
 
+def busy(args: argparse.Namespace, plane: kube_controlplane.ControlPlane, api: Any, workdir: Path) -> None:
+    n = args.resources
+    make_namespace(api, "bench-quiet")
+    quiet = operator_run(plane, api, "bench-quiet", n, workdir, everywhere=True)
+    delete_runs(api, "bench-quiet")
+    made = make_unrelated(api, args.unrelated_pods, args.unrelated_jobs)
+    make_namespace(api, "bench-busy")
+    loud = operator_run(plane, api, "bench-busy", n, workdir, everywhere=True)
+    print(f"{n} EvalRuns, the operator watching every namespace (-A)")
+    print(f"  made {args.unrelated_pods} unrelated pods and {args.unrelated_jobs} suspended Jobs in 10 other "
+          f"namespaces in {made:.0f} s")  # fmt: skip
+    print("                                    quiet cluster   busy cluster")
+    print(f"  seconds until every Job exists  : {quiet['seconds']:13.2f}   {loud['seconds']:12.2f}")
+    print(f"  operator peak RSS (MB)          : {quiet['peak_rss_mb']:13.0f}   {loud['peak_rss_mb']:12.0f}"
+          f"   (busy - quiet: {loud['peak_rss_mb'] - quiet['peak_rss_mb']:+.0f} MB; target within 50)")  # fmt: skip
+    print(
+        f"  API requests per resource       : {quiet['requests'] / n:13.2f}   {loud['requests'] / n:12.2f}"
+        "   (target: no more)"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resources", type=int, default=200)
+    parser.add_argument("--busy", action="store_true", help="compare a quiet cluster with a busy one (see above)")
+    parser.add_argument("--unrelated-pods", type=int, default=5000)
+    parser.add_argument("--unrelated-jobs", type=int, default=1000)
     args = parser.parse_args()
     bin_dir = kube_controlplane.controlplane_bin_dir()
     if bin_dir is None:
@@ -135,6 +217,9 @@ def main() -> int:
             kube_controlplane.ControlPlane(bin_dir=bin_dir, workdir=workdir / "plane") as plane,
             plane.api_client() as api,
         ):
+            if args.busy:
+                busy(args, plane, api, workdir)
+                return 0
             make_namespace(api, "baseline")
             make_namespace(api, "bench")
             baseline = plain_client(api, "baseline", args.resources)

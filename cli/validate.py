@@ -3,15 +3,21 @@
 A GitOps repository holds other kinds beside cotlab's (a kustomization, an Argo CD Application, ConfigMaps, CI
 workflows): those are skipped, said in one line on stderr (listed with -v, and under "skipped" in -o json), and
 fail only with --strict. `-k DIR` checks what kustomize renders from DIR, which is what Argo CD applies.
+
+With `--operator-settings FILE` (the operator's settings ConfigMap, as `kubectl get configmap -n cotlab-system
+cotlab-operator-settings -o yaml` prints it) a manifest is also checked against what that cluster's operator lets a
+spec reach (`cotlab.operator.policy`): the checks its API server makes with the same ConfigMap.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 
-from cotlab.api.validation import FieldError, validate_document
+from cotlab.api.validation import FieldError, parse_resource, validate_document
 
 from .errors import CliError, reported
 from .kustomize import files_left_out, read_inputs
@@ -23,6 +29,14 @@ StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Fail on documents that are not cotlab resources instead of skipping them.")
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List the documents that were skipped.")]
+SettingsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--operator-settings",
+        help="The operator's settings ConfigMap (YAML): also check what it lets a spec reach (files, outputs, "
+        "annotations, tolerations, node selectors, images).",
+    ),
+]
 
 
 def document_rows(results: list[tuple[str, str, list[FieldError]]]) -> list[dict[str, object]]:
@@ -33,17 +47,46 @@ def document_rows(results: list[tuple[str, str, list[FieldError]]]) -> list[dict
     ]
 
 
+def read_operator_settings(path: Path) -> Any:
+    """OperatorSettings from a ConfigMap manifest's data (the COTLAB_* variables the operator reads)."""
+    from cotlab.operator.settings import settings_from
+
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise CliError(f"--operator-settings {path}: {err}") from None
+    if not isinstance(doc, dict) or doc.get("kind") != "ConfigMap":
+        raise CliError(f"--operator-settings {path}: expected a ConfigMap manifest")
+    try:
+        return settings_from({str(k): str(v) for k, v in (doc.get("data") or {}).items()})
+    except ValueError as err:
+        raise CliError(f"--operator-settings {path}: {err}") from None
+
+
+def policy_errors(doc: dict[str, Any], source: str, settings: Any) -> list[FieldError]:
+    """What the operator with `settings` refuses in a valid document, each naming its field."""
+    from cotlab.operator.policy import refusals
+
+    resource = parse_resource(doc)
+    name = f"{resource.kind}/{resource.metadata.name}"
+    return [
+        FieldError(source, name, r.path, r.message.removeprefix(f"{r.path}: ")) for r in refusals(resource, settings)
+    ]
+
+
 def validate(
     files: OptionalFilesOpt = None,
     kustomize: KustomizeOpt = None,
     strict: StrictOpt = False,
     verbose: VerboseOpt = False,
     output: OutputOpt = OutputFormat.table,
+    operator_settings: SettingsOpt = None,
 ) -> None:
     """Validate cotlab manifests (TraceDataset, FineTuneRun, EvalRun): exit 1 if any is invalid.
 
     Other kinds are skipped (--strict: they fail). With -k DIR, what kustomize renders from DIR is checked."""
     with reported():
+        settings = read_operator_settings(operator_settings) if operator_settings is not None else None
         try:
             documents = read_inputs(files, kustomize)
         except ManifestError as exc:
@@ -53,6 +96,8 @@ def validate(
         for source, doc in documents:
             if strict or is_cotlab_document(doc):
                 errors = validate_document(doc, source)
+                if not errors and settings is not None:
+                    errors = policy_errors(doc, source, settings)
                 results.append((source, errors[0].document if errors else describe_document(doc), errors))
             else:
                 skipped.append((source, describe_document(doc)))

@@ -52,6 +52,7 @@ from .settings import OperatorSettings
 
 PVC_MOUNT_ROOT = "/mnt/pvc"  # `pvc://CLAIM/path` is read at /mnt/pvc/CLAIM/path (cotlab.trainer.core.storage)
 PVC_ROOT_ENV = "COTLAB_PVC_ROOT"
+FILE_ROOT_ENV = "COTLAB_FILE_ROOT"  # cotlab.trainer.core.storage: `file://` and plain paths stay under it
 SCRATCH, CACHE, SHM = "/tmp", "/cache", "/dev/shm"
 # Resources Kubernetes lets a container ask for without a limit; any other (nvidia.com/gpu) needs limit == request.
 _OVERCOMMITTABLE = ("cpu", "memory", "ephemeral-storage")
@@ -206,10 +207,11 @@ def _resources(resource: Resource, settings: OperatorSettings) -> dict[str, Any]
     return out
 
 
-def _env(resource: Resource, overrides: PodOverrides) -> list[dict[str, Any]]:
+def _env(resource: Resource, overrides: PodOverrides, settings: OperatorSettings) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": TERMINATION_LOG_ENV, "value": TERMINATION_LOG},
         {"name": PVC_ROOT_ENV, "value": PVC_MOUNT_ROOT},
+        {"name": FILE_ROOT_ENV, "value": settings.file_root},
         {"name": "HOME", "value": SCRATCH},
         {"name": "TMPDIR", "value": SCRATCH},
         {"name": "HF_HOME", "value": f"{CACHE}/huggingface"},
@@ -287,6 +289,9 @@ def _security(settings: OperatorSettings) -> tuple[dict[str, Any], dict[str, Any
         "runAsUser": uid,
         "runAsGroup": uid,
         "fsGroup": uid,
+        # Re-own a volume's files only when its root is not already ours: a large checkpoint claim would
+        # otherwise be walked file by file on every pod start (and every retry).
+        "fsGroupChangePolicy": "OnRootMismatch",
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     container = {
@@ -400,7 +405,7 @@ def build_job(resource: Resource, pod: PodSpecFile, settings: OperatorSettings) 
     stage = pod.stage
     overrides = spec.pod_template_overrides or PodOverrides()
     volumes, mounts = _volumes(pod, resource, overrides)
-    env = _env(resource, overrides)
+    env = _env(resource, overrides, settings)
     pod_security, container_security = _security(settings)
     container: dict[str, Any] = {
         "name": stage,

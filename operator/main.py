@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("kubernetes.client.rest").setLevel(logging.WARNING)
     if not args.verbose:  # kopf logs every watch event's handler at INFO: the controller logs what matters
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    memo = kopf.Memo(controller=Controller(settings), namespaced=bool(args.namespace), namespaces=args.namespace)
+    memo = kopf.Memo(controller=Controller(settings, namespaces=args.namespace))
     asyncio.run(
         kopf.operator(
             registry=registry,

@@ -21,7 +21,16 @@ class OperatorMetrics:
             "cotlab_operator_reconcile_errors", "Reconciles that raised", ["kind"], registry=self.registry
         )
         self.api_requests = Counter(
-            "cotlab_operator_api_requests", "Requests the reconciles sent", ["verb", "resource"], registry=self.registry
+            "cotlab_operator_api_requests",
+            "Requests sent, by RBAC verb and resource",
+            ["verb", "resource"],
+            registry=self.registry,
+        )
+        self.watch_failures = Counter(
+            "cotlab_operator_watch_failures",
+            "Lists and watches that failed (retried with backoff)",
+            ["kind"],
+            registry=self.registry,
         )
         self.resources = Gauge(
             "cotlab_operator_resources", "Resources by phase", ["kind", "phase"], registry=self.registry

@@ -1,8 +1,9 @@
 """From what the cluster shows to the resource's status: pure functions of the resource, its children and `now`.
 
-Status is re-derived on every reconcile from the Job, its pods (exit codes, termination messages) and the newest
-progress marker, so an operator restarted at any moment converges to the same status. A finished stage's summary
-is mapped by `cotlab.api.summaries`, the code the local runner uses too.
+Until a resource finishes, its status is re-derived on every reconcile from the Job, its pods (exit codes,
+termination messages) and the newest progress marker, so an operator restarted at any moment converges to the same
+status. Once it is Ready or Failed the controller no longer calls these: the result was recorded once. A finished
+stage's summary is mapped by `cotlab.api.summaries`, the code the local runner uses too.
 """
 
 from __future__ import annotations
@@ -15,26 +16,23 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cotlab.api import ConditionType, EvalRun, FineTuneRun, Reason, Resource, derive_phase, set_condition
+from cotlab.api import Condition, ConditionType, EvalRun, FineTuneRun, Reason, Resource, derive_phase, set_condition
 from cotlab.api.children import QUEUE_NAME_LABEL
 from cotlab.api.dependencies import Blocked
 from cotlab.api.evalrun import EvalProgress, EvalRunStatus
 from cotlab.api.finetunerun import EndedAttempt, FineTuneRunStatus, Progress
 from cotlab.api.podcontract import PERMANENT_EXIT_CODES, STAGE_BY_KIND, decode_summary
 from cotlab.api.summaries import Status, empty_status, failure_reason, succeeded_status
-from cotlab.api.tracedataset import TraceDatasetStatus
 from cotlab.api.workload import QueueStatus
 
 from .builders import nodes_of
 from .policy import Refusal
 
 _KEPT_ATTEMPTS = 100  # status.endedAttempts keeps the newest (disruptions restart without limit)
-
-STATUS_BY_KIND: dict[str, type[Status]] = {
-    "TraceDataset": TraceDatasetStatus,
-    "FineTuneRun": FineTuneRunStatus,
-    "EvalRun": EvalRunStatus,
-}
+# How long after its Job finished a pod's final status may still be on its way (another watch stream, a watch
+# resuming after an outage). A finished result is recorded once, so it is decided only on the pods' own word, or,
+# when they never show it (deleted first), this long after the Job said it finished, with the pod watch up.
+POD_STATUS_GRACE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -47,6 +45,8 @@ class Observed:
     blocked: Blocked | None = None
     refusal: Refusal | None = None
     workload: dict[str, Any] | None = None  # Kueue's Workload of a queued Job
+    retry: bool = False  # the reconcile could not finish (a child was rejected): try again after a backoff
+    pods_current: bool = True  # the pod watch is up: `pods` are what the API server has, give or take an event
 
 
 def _job_condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
@@ -172,12 +172,18 @@ def ended_attempt(
     _, message = _failure(resource, job, pods, attempts=attempt)
     if _disrupted(pods):
         reason = Reason.DISRUPTED
-    elif sum(1 for a in status.ended_attempts if a.reason == Reason.RANK_FAILED) >= resource.spec.max_retries:
+    elif failed_attempts(status) >= resource.spec.max_retries:
         return None
     else:
         reason = Reason.RANK_FAILED
     last_step = status.progress.step if status.progress is not None else None
     return EndedAttempt(attempt=attempt, reason=reason, message=message[:4096], last_step=last_step, ended_at=now)
+
+
+def failed_attempts(status: FineTuneRunStatus) -> int:
+    """Attempts ended by a failed rank, all of them: endedAttempts keeps only the newest (disruptions restart
+    without limit), so the count lives in its own field; a status from before that field counts its list."""
+    return max(status.failed_attempts, sum(1 for a in status.ended_attempts if a.reason == Reason.RANK_FAILED))
 
 
 def _restarting(conditions: _Conditions, status: FineTuneRunStatus) -> None:
@@ -188,6 +194,24 @@ def _restarting(conditions: _Conditions, status: FineTuneRunStatus) -> None:
         message = f"attempt {last.attempt} ended ({last.reason}): {last.message}; {message}"
     conditions.put(ConditionType.WAITING, False, Reason.RESTARTING)
     conditions.put(ConditionType.RUNNING, True, Reason.RESTARTING, message)
+
+
+def _pods_show_the_end(resource: Resource, observed: Observed, finished: dict[str, Any], *, now: datetime) -> bool:
+    """Whether the pods in view show how the finished Job ended: for a complete Job, its rank-0 pod exited 0; for
+    a failed one, a pod exited non-zero. Otherwise only once the Job has been finished POD_STATUS_GRACE_SECONDS
+    (by its condition's transition time) with the pod watch up: the pods are gone, not late."""
+    stage = STAGE_BY_KIND[resource.kind]
+    codes = [int(t.get("exitCode", 0)) for t in (_terminated(p, stage) for p in observed.pods) if t is not None]
+    if finished.get("type") == "Complete":
+        ranks0 = [_terminated(p, stage) for p in observed.pods if _completion_index(p) == "0"]
+        if any(t is not None and int(t.get("exitCode", 1)) == 0 for t in ranks0):
+            return True
+    elif any(code != 0 for code in codes):
+        return True
+    if not observed.pods_current:
+        return False
+    since = _timestamp(finished.get("lastTransitionTime"))
+    return since is None or (now - since).total_seconds() >= POD_STATUS_GRACE_SECONDS
 
 
 def _completion_index(pod: dict[str, Any]) -> str:
@@ -214,12 +238,13 @@ def _with_progress(status: Status, marker: dict[str, Any] | None) -> None:
     elif isinstance(status, EvalRunStatus) and "done" in marker:
         total = marker.get("total")
         done = int(marker.get("done") or 0)
-        status.progress = EvalProgress(
-            benchmark=marker.get("benchmark"),
-            done=done,
-            total=total,
-            percent=round(100.0 * done / total, 2) if isinstance(total, int) and total > 0 else None,
-        )
+        with contextlib.suppress(ValidationError):  # a marker this version cannot read never freezes status
+            status.progress = EvalProgress(
+                benchmark=marker.get("benchmark"),
+                done=done,
+                total=total,
+                percent=round(100.0 * done / total, 2) if isinstance(total, int) and total > 0 else None,
+            )
 
 
 def _aliases(model: type[Progress]) -> set[str]:
@@ -269,7 +294,12 @@ def _reduce_job(resource: Resource, conditions: _Conditions, job: dict[str, Any]
     restartable = status if nodes_of(resource) > 1 and isinstance(status, FineTuneRunStatus) else None
     if restartable is not None:
         restartable.attempts = restartable.restarts + 1
-    if _job_condition(job, "Complete") is not None:
+    complete, failed = _job_condition(job, "Complete"), _job_condition(job, "Failed")
+    if (complete or failed) and not _pods_show_the_end(
+        resource, observed, complete or failed or {}, now=conditions.now
+    ):
+        return  # Running until the pods' final statuses are in view: what they say is recorded for good
+    if complete is not None:
         summary = _summary(resource, observed.pods)
         if summary is None:
             conditions.put(ConditionType.RUNNING, False, Reason.NO_SUMMARY)
@@ -282,10 +312,12 @@ def _reduce_job(resource: Resource, conditions: _Conditions, job: dict[str, Any]
         conditions.status = finished
         conditions.put(ConditionType.WAITING, False, Reason.SUCCEEDED)
         return
-    if _job_condition(job, "Failed") is not None:
+    if failed is not None:
         if restartable is not None and isinstance(resource, FineTuneRun):
             ended = ended_attempt(resource, job, observed.pods, restartable, conditions.now)
             if ended is not None:
+                if ended.reason == Reason.RANK_FAILED:
+                    restartable.failed_attempts = failed_attempts(restartable) + 1
                 restartable.ended_attempts = [*restartable.ended_attempts, ended][-_KEPT_ATTEMPTS:]
                 restartable.restarts += 1
                 restartable.attempts = restartable.restarts + 1
@@ -303,7 +335,10 @@ def _reduce_job(resource: Resource, conditions: _Conditions, job: dict[str, Any]
     if (job.get("spec") or {}).get("suspend"):
         if user_suspended:
             reason = Reason.DEACTIVATED_IN_KUEUE if queue else Reason.SUSPENDED_BY_USER
-            where = "its Kueue Workload is deactivated" if queue else f"Job {name} is suspended"
+            where = f"Job {name} is suspended"
+            if queue:  # the operator deactivates the Workload once Kueue has made it, and says which it is
+                inactive = observed.workload is not None and not (observed.workload.get("spec") or {}).get("active")
+                where = "its Kueue Workload is deactivated" if inactive else "its Kueue Workload is being deactivated"
             conditions.put(ConditionType.RUNNING, False, reason)
             conditions.put(ConditionType.SUSPENDED, True, reason, f"spec.suspend is true: {where}")
         elif queue:
@@ -329,21 +364,29 @@ def _reduce_job(resource: Resource, conditions: _Conditions, job: dict[str, Any]
     _with_progress(status, observed.marker)
 
 
-def reduce_invalid(
-    kind: str, current: dict[str, Any] | None, generation: int | None, message: str, *, now: datetime
-) -> Status:
-    """Status of a resource whose stored spec does not parse (e.g. written under an older CRD): Failed, saying why."""
-    model = STATUS_BY_KIND[kind]
-    try:
-        status = model.model_validate(current or {})
-    except ValidationError:
-        status = model()
-    status.conditions, _ = set_condition(
-        status.conditions, ConditionType.FAILED, True, Reason.INVALID_SPEC, message, now=now, generation=generation
+def reduce_invalid(current: dict[str, Any], generation: int | None, message: str, *, now: datetime) -> dict[str, Any]:
+    """Status of a resource whose stored spec does not parse (e.g. written under an older CRD): Failed, saying why.
+
+    Everything else in status is kept as it is, whether this version can read it or not (a newer operator's
+    fields, an artifact recorded before): only the Failed condition, the phase and observedGeneration change.
+    """
+    conditions = [c for c in (_parsed_condition(raw) for raw in current.get("conditions") or []) if c is not None]
+    conditions, _ = set_condition(
+        conditions, ConditionType.FAILED, True, Reason.INVALID_SPEC, message, now=now, generation=generation
     )
-    status.phase = derive_phase(status.conditions)
-    status.observed_generation = generation
-    return status
+    return {
+        **current,
+        "conditions": [c.to_wire() for c in conditions],
+        "phase": str(derive_phase(conditions)),
+        "observedGeneration": generation,
+    }
+
+
+def _parsed_condition(raw: Any) -> Condition | None:
+    try:
+        return Condition.model_validate(raw)
+    except ValidationError:
+        return None
 
 
 def queue_status(local_queue: str, workload: dict[str, Any] | None) -> QueueStatus:

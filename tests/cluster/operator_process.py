@@ -44,13 +44,32 @@ def kubectl() -> str:
     return str(path)
 
 
-def install_documents() -> list[dict[str, Any]]:
-    """manifests/install rendered by kustomize, without the Deployment."""
-    return [d for d in rendered_install() if d["kind"] not in ("Deployment", "CustomResourceDefinition")]
+SETTINGS_CONFIG_MAP = "cotlab-operator-settings"
+# The tests' operator settings: the install's, but for the file root. The pods are local processes that read the
+# tests' models and benchmarks where pytest put them (under /tmp, which is also a pod mount the executor rewrites),
+# so local files may be anywhere here; tests/cluster/test_policy.py runs its own operator and binding with a root.
+TEST_SETTINGS = {
+    "COTLAB_ARTIFACT_ROOT": "pvc://cotlab-artifacts/",
+    "COTLAB_FILE_ROOT": "/",
+    "COTLAB_ALLOWED_ANNOTATION_PREFIXES": "",
+    "COTLAB_ALLOWED_TOLERATIONS": "nvidia.com/gpu",
+    "COTLAB_ALLOWED_NODE_SELECTORS": "nvidia.com/gpu.product,nvidia.com/gpu.memory",
+}
+
+
+def install_documents(settings: Mapping[str, str] = TEST_SETTINGS) -> list[dict[str, Any]]:
+    """manifests/install rendered by kustomize, without the Deployment, its settings ConfigMap holding `settings`."""
+    docs = [d for d in rendered_install() if d["kind"] not in ("Deployment", "CustomResourceDefinition")]
+    for doc in docs:
+        if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == SETTINGS_CONFIG_MAP:
+            assert set(doc["data"]) == set(settings), f"the install's settings keys changed: {sorted(doc['data'])}"
+            doc["data"] = dict(settings)
+    return docs
 
 
 def install_operator_identity(plane: ControlPlane, api: kubernetes.client.ApiClient, workdir: Path) -> Path:
-    """Apply the install's namespace and RBAC; return a kubeconfig authenticating as the operator's account."""
+    """Apply the install's namespace, RBAC, settings and admission policy; return a kubeconfig authenticating as
+    the operator's account."""
     results = kube_apply.apply_manifests(api, install_documents())
     failed = [r for r in results if not r.ok]
     if failed:
@@ -78,7 +97,8 @@ def install_operator_identity(plane: ControlPlane, api: kubernetes.client.ApiCli
 class OperatorProcess:
     """One operator process watching one namespace; its output goes to `log`.
 
-    With `image`, the operator image runs instead of this checkout's code: the install's Deployment pod template
+    `namespace` None: it watches every namespace (`--all-namespaces`). With `image`, the operator image runs
+    instead of this checkout's code: the install's Deployment pod template
     (command, environment, uid, read-only root, dropped capabilities) under podman, on the host's network so it
     reaches the test control plane, with the kubeconfig mounted read-only.
     """
@@ -86,7 +106,7 @@ class OperatorProcess:
     def __init__(
         self,
         kubeconfig: Path,
-        namespace: str,
+        namespace: str | None,
         log: Path,
         env: Mapping[str, str] | None = None,
         image: str | None = None,
@@ -107,13 +127,14 @@ class OperatorProcess:
         settings = {
             "COTLAB_TRAINER_IMAGE": "ghcr.io/cotlab/trainer:test",
             "COTLAB_EVALUATOR_IMAGE": "ghcr.io/cotlab/evaluator:test",
-            "COTLAB_ARTIFACT_ROOT": "pvc://cotlab-artifacts/",
+            **TEST_SETTINGS,  # what the Deployment takes from the settings ConfigMap (envFrom)
             "COTLAB_RESYNC_SECONDS": "2",
             "COTLAB_PROGRESS_INTERVAL_SECONDS": "1",
             "COTLAB_METRICS_PORT": str(self.metrics_port),
             **self.extra_env,
         }
-        flags = ["--namespace", self.namespace, "--liveness", f"http://127.0.0.1:{self.liveness_port}/healthz"]
+        scope = ["--namespace", self.namespace] if self.namespace else ["--all-namespaces"]
+        flags = [*scope, "--liveness", f"http://127.0.0.1:{self.liveness_port}/healthz"]
         if self.image is None:
             env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **settings}
             argv = [

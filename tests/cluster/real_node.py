@@ -45,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build-node.sh"
-BINARIES = ("kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "coredns", "registry", "pause")
 NODE_NAME = "cotlab-node"
 POD_CIDR = "10.244.0.0/24"
 BRIDGE = "cotlab0"

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from kube_apply import apply_manifests
 from kubernetes.client.exceptions import ApiException
-from operator_process import kubectl
+from operator_process import SETTINGS_CONFIG_MAP, TEST_SETTINGS, kubectl
 
 from cotlab.api import GROUP, KINDS_BY_NAME, VERSION
 from tests.conftest import REPO, example_documents, invalid_cases
@@ -121,7 +121,11 @@ def _install_docs() -> list[dict[str, Any]]:
     rendered = subprocess.run(
         [kubectl(), "kustomize", str(REPO / "manifests" / "install")], check=True, capture_output=True, text=True
     ).stdout
-    return [d for d in yaml.safe_load_all(rendered) if d]
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    for doc in docs:  # the session's settings (any local file), as the operator tests install them
+        if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == SETTINGS_CONFIG_MAP:
+            doc["data"] = dict(TEST_SETTINGS)
+    return docs
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +144,13 @@ RBAC_CASES = [
     ("get", "", "pods", "log", "team-a", True),
     ("create", "", "events", "", "team-a", True),
     ("update", GROUP, "evalruns", "finalizers", "team-a", True),
-    ("get", "", "pods", "", "team-a", True),
+    ("list", "", "pods", "", "team-a", True),
+    ("watch", "", "configmaps", "", "", True),
+    ("get", "batch", "jobs", "", "team-a", True),
+    ("get", "", "pods", "", "team-a", False),  # pods come from the watch; only their logs are read one by one
+    ("get", GROUP, "evalruns", "", "team-a", False),
+    ("patch", GROUP, "evalruns", "", "team-a", False),
+    ("get", "apiextensions.k8s.io", "customresourcedefinitions", "", "", False),  # only Kueue's Workload CRD
     ("get", "", "secrets", "", "", False),
     ("list", "", "secrets", "", "team-a", False),
     ("delete", "batch", "jobs", "", "team-a", False),
@@ -185,3 +195,9 @@ def test_operator_token_is_refused_secrets_for_real(kube_api: Any, installed: No
     assert raised.value.status == 403
     jobs = kubernetes.client.BatchV1Api(impersonating).list_job_for_all_namespaces()
     assert jobs.items is not None
+
+
+def test_the_network_policy_example_is_accepted(kube_api: Any, namespace: str) -> None:
+    docs = [yaml.safe_load((REPO / "manifests" / "network" / "finetune-ranks.yaml").read_text())]
+    results = apply_manifests(kube_api, docs, namespace=namespace, dry_run=True)
+    assert [(r.kind, r.ok) for r in results] == [("NetworkPolicy", True)], results

@@ -223,8 +223,18 @@ def test_suspend_on_a_queued_run_goes_through_kueue(
     held = wait_phase(kueue_api, queue, "EvalRun", "held", "Suspended", timeout=60)
     assert reason(held, "Suspended") == "DeactivatedInKueue"
     custom = kubernetes.client.CustomObjectsApi(kueue_api)
-    [workload] = custom.list_namespaced_custom_object("kueue.x-k8s.io", "v1beta2", queue, "workloads")["items"]
-    assert workload["spec"]["active"] is False
+
+    def deactivated() -> bool:  # once Kueue has made the Workload (its watch event), the operator deactivates it
+        found = custom.list_namespaced_custom_object("kueue.x-k8s.io", "v1beta2", queue, "workloads")["items"]
+        return len(found) == 1 and found[0]["spec"]["active"] is False
+
+    wait_for(deactivated, timeout=30, what="the Workload to be deactivated")
+
+    def says_so() -> bool:
+        said = (condition(get(kueue_api, queue, "EvalRun", "held"), "Suspended") or {}).get("message")
+        return "its Kueue Workload is deactivated" in str(said)
+
+    wait_for(says_so, timeout=30, what="status to say the Workload is deactivated")
 
     kubernetes.client.CustomObjectsApi(kueue_api).patch_namespaced_custom_object(
         "cotlab.dev", "v1alpha1", queue, "evalruns", "held", {"spec": {"suspend": False}}

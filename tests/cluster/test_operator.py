@@ -361,7 +361,7 @@ def test_image_and_service_account_the_settings_do_not_allow_fail_with_a_reason(
     account = condition(wait_phase(kube_api, namespace, "EvalRun", "own-account", "Failed", timeout=30), "Failed")
     assert image is not None and image["reason"] == "ImageNotAllowed" and "spec.image" in image["message"]
     assert account is not None and account["reason"] == "ServiceAccountNotAllowed"
-    assert "spec.serviceAccountName 'cluster-admin-sa'" in account["message"]
+    assert "spec.serviceAccountName: 'cluster-admin-sa'" in account["message"]
     assert jobs_of(kube_api, namespace, "own-image") == jobs_of(kube_api, namespace, "own-account") == []
 
 

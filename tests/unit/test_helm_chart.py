@@ -46,8 +46,16 @@ ApiServerYaml.add_implicit_resolver(
 )
 
 
+# Cluster-scoped kinds kustomize does not know (its `namespace:` stamps them too); the API server ignores a namespace
+# on them, and the chart does not write one.
+CLUSTER_SCOPED = {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+
+
 def by_key(text: str) -> dict[Key, dict[str, Any]]:
     docs = [d for d in yaml.load_all(text, Loader=ApiServerYaml) if d]
+    for doc in docs:
+        if doc["kind"] in CLUSTER_SCOPED:
+            doc["metadata"].pop("namespace", None)
     found = {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]): d for d in docs}
     assert len(found) == len(docs), "two objects with one kind, namespace and name"
     return found
@@ -122,12 +130,35 @@ def _pinned(docs: dict[Key, dict[str, Any]]) -> None:
     _env(docs, "COTLAB_TRAINER_IMAGE", "ghcr.io/cotlab/trainer:0.2.0")
 
 
+SETTINGS: Key = ("ConfigMap", "cotlab-system", "cotlab-operator-settings")
+
+
 def _settings(docs: dict[Key, dict[str, Any]]) -> None:
-    _env(docs, "COTLAB_ARTIFACT_ROOT", "s3://bucket/cotlab")
-    _env(docs, "COTLAB_ARTIFACT_SECRET", "s3-credentials")
-    _env(docs, "COTLAB_ALLOWED_IMAGES", "ghcr.io/team/*,ghcr.io/lab/*")
-    _env(docs, "COTLAB_RESYNC_SECONDS", "30")
-    _env(docs, "COTLAB_WORKERS", "8")
+    # Every setting but the metrics port goes to the ConfigMap the Deployment reads with envFrom (and the admission
+    # policy reads as its params); the Deployment's own env is unchanged.
+    docs[SETTINGS]["data"] |= {
+        "COTLAB_ARTIFACT_ROOT": "s3://bucket/cotlab",
+        "COTLAB_ARTIFACT_SECRET": "s3-credentials",
+        "COTLAB_ALLOWED_IMAGES": "ghcr.io/team/*,ghcr.io/lab/*",
+        "COTLAB_RESYNC_SECONDS": "30",
+        "COTLAB_WORKERS": "8",
+        "COTLAB_API_QPS": "50",
+        "COTLAB_WORKLOAD_SELECTOR": "app.kubernetes.io/managed-by",
+    }
+
+
+def _policy_settings(docs: dict[Key, dict[str, Any]]) -> None:
+    docs[SETTINGS]["data"] |= {
+        "COTLAB_FILE_ROOT": "/mnt/data",
+        "COTLAB_ALLOWED_ANNOTATION_PREFIXES": "team.example/,prometheus.io/",
+        "COTLAB_ALLOWED_TOLERATIONS": "",  # still written: a missing key is "none allowed" to the API server too
+        "COTLAB_ALLOWED_NODE_SELECTORS": "nvidia.com/gpu.product=NVIDIA-H200",
+    }
+
+
+def _no_admission_policy(docs: dict[Key, dict[str, Any]]) -> None:
+    del docs[("ValidatingAdmissionPolicy", "", "cotlab-spec-policy")]
+    del docs[("ValidatingAdmissionPolicyBinding", "", "cotlab-spec-policy")]
 
 
 def _no_metrics(docs: dict[Key, dict[str, Any]]) -> None:
@@ -138,7 +169,8 @@ def _no_metrics(docs: dict[Key, dict[str, Any]]) -> None:
 
 
 def _two_namespaces(docs: dict[Key, dict[str, Any]]) -> None:
-    # The namespaced rules move to a Role in each watched namespace; only CRD discovery stays cluster-wide.
+    # The namespaced rules move to a Role in each watched namespace; only the read of Kueue's Workload CRD stays
+    # cluster-wide.
     cluster_role = docs[("ClusterRole", "", "cotlab-operator")]
     namespaced = [r for r in cluster_role["rules"] if r["apiGroups"] != ["apiextensions.k8s.io"]]
     cluster_role["rules"] = [r for r in cluster_role["rules"] if r["apiGroups"] == ["apiextensions.k8s.io"]]
@@ -166,6 +198,8 @@ def _existing_namespace(docs: dict[Key, dict[str, Any]]) -> None:
         doc["metadata"]["namespace"] = "ops"
         docs[(key[0], "ops", key[2])] = doc
     docs[("ClusterRoleBinding", "", "cotlab-operator")]["subjects"][0]["namespace"] = "ops"
+    # The admission policy reads the settings ConfigMap where the operator runs.
+    docs[("ValidatingAdmissionPolicyBinding", "", "cotlab-spec-policy")]["spec"]["paramRef"]["namespace"] = "ops"
 
 
 VALUE_CASES: list[tuple[str, list[str], Callable[[dict[Key, dict[str, Any]]], None]]] = [
@@ -185,9 +219,22 @@ VALUE_CASES: list[tuple[str, list[str], Callable[[dict[Key, dict[str, Any]]], No
             'settings.allowedImages=["ghcr.io/team/*", "ghcr.io/lab/*"]',
             "settings.workers=8",
             "settings.resyncSeconds=30",
+            "settings.apiQps=50",
+            'settings.workloadSelector="app.kubernetes.io/managed-by"',
         ],
         _settings,
     ),
+    (
+        "policy-settings",
+        [
+            'settings.fileRoot="/mnt/data"',
+            'settings.allowedAnnotationPrefixes=["team.example/", "prometheus.io/"]',
+            "settings.allowedTolerations=[]",
+            'settings.allowedNodeSelectors=["nvidia.com/gpu.product=NVIDIA-H200"]',
+        ],
+        _policy_settings,
+    ),
+    ("admission-policy-off", ["admissionPolicy.enabled=false"], _no_admission_policy),
     ("metrics-off", ["settings.metricsPort=0"], _no_metrics),
     ("watch-two-namespaces", ['watchNamespaces=["team-a", "team-b"]'], _two_namespaces),
     ("existing-namespace", ['namespace={"name": "ops", "create": false}'], _existing_namespace),

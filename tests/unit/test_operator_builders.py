@@ -72,7 +72,7 @@ QUICKSTART_LORA_JOB: dict[str, Any] = {
                 "enableServiceLinks": False,
                 "securityContext": {
                     "runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
-                    "seccompProfile": {"type": "RuntimeDefault"},
+                    "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"},
                 },
                 "containers": [{
                     "name": "finetune",
@@ -82,6 +82,7 @@ QUICKSTART_LORA_JOB: dict[str, Any] = {
                     "env": [
                         {"name": "COTLAB_TERMINATION_LOG", "value": "/dev/termination-log"},
                         {"name": "COTLAB_PVC_ROOT", "value": "/mnt/pvc"},
+                        {"name": "COTLAB_FILE_ROOT", "value": "/data"},
                         {"name": "HOME", "value": "/tmp"},
                         {"name": "TMPDIR", "value": "/tmp"},
                         {"name": "HF_HOME", "value": "/cache/huggingface"},
@@ -151,8 +152,8 @@ def _suspended(job: dict[str, Any]) -> None:
 def _overrides(job: dict[str, Any]) -> None:
     job["spec"]["template"]["metadata"] = {"labels": {"team": "math", **LABELS}, "annotations": {"note": "a"}}
     _container(job)["env"] += [
-        {"name": "WANDB_PROJECT", "value": "cot"},
-        {"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "key"}}},
+        {"name": "NCCL_DEBUG", "value": "INFO"},
+        {"name": "NCCL_SOCKET_IFNAME", "valueFrom": {"configMapKeyRef": {"name": "fabric", "key": "interface"}}},
     ]
     _container(job)["volumeMounts"].append({"name": "data", "mountPath": "/data", "readOnly": True})
     _pod(job)["volumes"].append({"name": "data", "persistentVolumeClaim": {"claimName": "shared", "readOnly": True}})
@@ -239,8 +240,11 @@ JOB_CASES = [
                 "labels": {"team": "math"},
                 "annotations": {"note": "a"},
                 "env": [
-                    {"name": "WANDB_PROJECT", "value": "cot"},
-                    {"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "key"}}},
+                    {"name": "NCCL_DEBUG", "value": "INFO"},
+                    {
+                        "name": "NCCL_SOCKET_IFNAME",
+                        "valueFrom": {"configMapKeyRef": {"name": "fabric", "key": "interface"}},
+                    },
                 ],
                 "volumes": [
                     {

@@ -10,7 +10,9 @@ import pytest
 
 from cotlab.api import FineTuneRunStatus, Reason, Resource
 from cotlab.api.dependencies import Blocked
+from cotlab.api.phases import is_finished
 from cotlab.api.summaries import Status
+from cotlab.api.validation import parse_resource
 from cotlab.operator.policy import Refusal
 from cotlab.operator.reducers import Observed, reduce_invalid, reduce_status
 from tests.unit.test_operator_builders import example
@@ -306,10 +308,24 @@ def test_transition_times_move_only_when_a_condition_flips() -> None:
     assert times == {"Waiting": NOW, "Running": later, "Ready": later}
 
 
-def test_a_spec_that_no_longer_parses_fails_with_the_fields_named() -> None:
-    status = reduce_invalid("EvalRun", {"phase": "Running"}, 2, "spec.sampling.samples: must be >= 1", now=NOW)
-    assert status.phase == "Failed"
-    assert conditions_of(status) == {"Failed": ("True", "InvalidSpec", "spec.sampling.samples: must be >= 1")}
+def test_a_spec_that_no_longer_parses_fails_with_the_fields_named_and_keeps_the_rest_of_status() -> None:
+    # What a newer operator wrote (a field this version does not know, an output recorded before) stays as it was.
+    current = {"phase": "Running", "count": 20, "artifact": {"uri": "pvc://a/traces", "digest": DIGEST},
+               "newerField": {"kept": True}, "conditions": [{"type": "Running", "status": "True",
+               "reason": "PodRunning", "message": "", "lastTransitionTime": EARLIER}]}  # fmt: skip
+    status = reduce_invalid(current, 2, "spec.sampling.samples: must be >= 1", now=NOW)
+    assert status == {
+        **current,
+        "phase": "Failed",
+        "observedGeneration": 2,
+        "conditions": [
+            {"type": "Running", "status": "True", "reason": "PodRunning", "message": "",
+             "lastTransitionTime": EARLIER},
+            {"type": "Failed", "status": "True", "reason": "InvalidSpec",
+             "message": "spec.sampling.samples: must be >= 1", "lastTransitionTime": "2026-12-01T12:00:00Z",
+             "observedGeneration": 2},
+        ],
+    }  # fmt: skip
 
 
 def _indexed(pod: dict[str, Any], index: int) -> dict[str, Any]:
@@ -416,3 +432,97 @@ def test_a_permanent_exit_code_on_any_rank_fails_the_run_without_a_restart() -> 
     status = reduce_status(_two_node_run(3, FineTuneRunStatus()), Observed(job=job, pods=pods), now=NOW)
     assert isinstance(status, FineTuneRunStatus)
     assert (status.phase, status.restarts, status.ended_attempts) == ("Failed", 0, [])
+
+
+def test_the_retry_budget_counts_every_failed_attempt_not_only_the_kept_ones() -> None:
+    """120 disruptions push the one failed attempt out of endedAttempts (it keeps 100); it still counts."""
+    history = [{"attempt": 1, "reason": "RankFailed", "message": "killed"}] + [
+        {"attempt": n, "reason": "Disrupted", "message": "preempted"} for n in range(2, 122)
+    ]
+    status = FineTuneRunStatus(restarts=121, endedAttempts=history[-100:], failedAttempts=1)  # type: ignore[call-arg]
+    assert [a.reason for a in status.ended_attempts].count("RankFailed") == 0
+    failed = reduce_status(_two_node_run(1, status), Observed(job=FAILED_JOB, pods=KILLED_RANK_1), now=NOW)
+    assert isinstance(failed, FineTuneRunStatus)
+    assert (failed.phase, failed.failed_attempts, failed.restarts) == ("Failed", 1, 121)
+    # Under the budget, a failed attempt restarts and is counted in the field, not only in the list.
+    restarted = reduce_status(_two_node_run(2, status), Observed(job=FAILED_JOB, pods=KILLED_RANK_1), now=NOW)
+    assert isinstance(restarted, FineTuneRunStatus)
+    assert (restarted.phase, restarted.failed_attempts, restarted.restarts) == ("Running", 2, 122)
+
+
+def test_a_benchmark_file_name_of_any_length_does_not_freeze_status() -> None:
+    """A custom benchmark is named after its file; a 2000-character name must not make reducing raise."""
+    run = example("quickstart-after")
+    name = "b" * 2000
+    observed = Observed(job=make_job("quickstart-after-evaluate", active=1),
+                        pods=[make_pod("p", "Running", container="evaluate")],
+                        marker={"benchmark": name, "done": 1, "total": 4})  # fmt: skip
+    status = reduce_status(run, observed, now=NOW)
+    assert status.model_dump(mode="json", by_alias=True, exclude_none=True)["progress"] == {
+        "benchmark": name, "done": 1, "total": 4, "percent": 25.0,
+    }  # fmt: skip
+    # Even a marker this version cannot read leaves the rest of status to move on.
+    odd = Observed(job=observed.job, pods=observed.pods, marker={"benchmark": ["not", "a", "name"], "done": 1})
+    assert reduce_status(run, odd, now=NOW).phase == "Running"
+
+
+def test_status_fields_this_version_does_not_know_are_kept() -> None:
+    """A status written by a newer operator parses, and reducing it writes the unknown fields back unchanged."""
+    doc = {
+        "apiVersion": "cotlab.dev/v1alpha1",
+        "kind": "TraceDataset",
+        "metadata": {"name": "traces", "namespace": "team-a", "uid": "u1", "generation": 1},
+        "spec": {"source": {"uri": "pvc://data/traces.jsonl"}},
+        "status": {"phase": "Running", "shards": 4, "stats": {"tokens": {"min": 1, "p50": 2, "p90": 3, "max": 4,
+                                                                          "p99": 4}}},
+    }  # fmt: skip
+    resource = parse_resource(doc)
+    observed = Observed(job=make_job("traces-curate", active=1), pods=[make_pod("p", "Running", container="curate")])
+    wire = reduce_status(resource, observed, now=NOW).to_wire()
+    assert wire["shards"] == 4 and wire["stats"]["tokens"] == {"min": 1, "p50": 2, "p90": 3, "max": 4, "p99": 4}
+
+
+@pytest.mark.parametrize(
+    ("conditions", "finished"),
+    [
+        ([("Ready", "True"), ("Running", "False")], True),
+        ([("Failed", "True")], True),
+        ([("Running", "True"), ("Ready", "False")], False),
+        ([("Waiting", "True")], False),
+        ([], False),
+    ],
+    ids=["ready", "failed", "running", "waiting", "new"],
+)
+def test_finished_means_ready_or_failed(conditions: list[tuple[str, str]], finished: bool) -> None:
+    assert is_finished(conditions) is finished
+
+
+def _completed(at: str) -> dict[str, Any]:
+    job = make_job("quickstart-after-evaluate", conditions=("Complete",), succeeded=1)
+    job["status"]["conditions"][0]["lastTransitionTime"] = at
+    return job
+
+
+@pytest.mark.parametrize(
+    ("completed", "pods", "current", "phase"),
+    [
+        ("2026-12-01T11:59:50Z", [make_pod("p", "Running", container="evaluate")], True, "Running"),
+        ("2026-12-01T11:50:00Z", [make_pod("p", "Running", container="evaluate")], False, "Running"),
+        ("2026-12-01T11:50:00Z", [], True, "Failed"),
+        ("2026-12-01T11:59:50Z", [make_pod("p", "Succeeded", container="evaluate", exit_code=0)], True, "Failed"),
+    ],
+    ids=["pod-status-late", "pod-watch-down", "pods-gone-after-the-grace", "pod-says-no-summary"],
+)
+def test_a_finished_job_is_recorded_only_on_its_pods_word(
+    completed: str, pods: list[dict[str, Any]], current: bool, phase: str
+) -> None:
+    """The Job's Complete can arrive before its pod's final status (another watch, or one resuming after an
+    outage); a result is recorded once, so the operator waits for the pod, unless it is truly gone."""
+    run = example("quickstart-after")
+    running = reduce_status(run, Observed(job=make_job("quickstart-after-evaluate", active=1),
+                                          pods=[make_pod("p", "Running", container="evaluate")]), now=NOW)  # fmt: skip
+    run = run.model_copy(update={"status": running})
+    status = reduce_status(run, Observed(job=_completed(completed), pods=pods, pods_current=current), now=NOW)
+    assert status.phase == phase
+    if phase == "Failed":
+        assert conditions_of(status)["Failed"][1] == "NoSummary"

@@ -38,3 +38,30 @@ def test_add_after_delays() -> None:
         return loop.time() - start
 
     assert asyncio.run(scenario()) >= 0.05
+
+
+def test_the_resync_passes_over_a_key_waiting_out_its_backoff() -> None:
+    async def scenario() -> tuple[int, int, list[str]]:
+        queue: WorkQueue[str] = WorkQueue()
+        queue.retry_later("failing", 0.2)
+        skipped = queue.resync(["failing", "fine"])  # a resync during the backoff queues only "fine"
+        first = await queue.get()
+        queue.done(first)
+        waiting = len(queue)
+        second = await queue.get()  # "failing" comes back when its backoff is over, not before
+        queue.done(second)
+        queue.forget(second)
+        return skipped, waiting, [first, second]
+
+    assert asyncio.run(scenario()) == (1, 0, ["fine", "failing"])
+
+
+def test_a_key_forgotten_during_its_backoff_is_not_queued_again() -> None:
+    async def scenario() -> int:
+        queue: WorkQueue[str] = WorkQueue()
+        queue.retry_later("deleted", 0.01)
+        queue.forget("deleted")
+        await asyncio.sleep(0.05)
+        return len(queue)
+
+    assert asyncio.run(scenario()) == 0

@@ -144,6 +144,12 @@ def write_text(uri: str, text: str) -> None:
         with _open(uri, "w") as f:
             f.write(text)
         return
+    write_file(path, text)
+
+
+def write_file(path: Path, text: str) -> None:
+    """Write `text` to a local path the stage resolved itself (a checkpoint under its claim), atomically; no root
+    applies: COTLAB_FILE_ROOT bounds what a spec names, not where the stage keeps its own files."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:

@@ -105,8 +105,8 @@ def save_checkpoint(accelerator: Any, root: Path, position: TrainingPosition) ->
     accelerator.save_state(str(path))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        storage.write_text(str(path / POSITION_FILE), json.dumps(asdict(position)))
-        storage.write_text(str(path / COMPLETE_MARKER), "")
+        storage.write_file(path / POSITION_FILE, json.dumps(asdict(position)))
+        storage.write_file(path / COMPLETE_MARKER, "")
         prune_checkpoints(root)
         logger.info("saved a checkpoint", extra={"path": str(path), "step": position.step})
     accelerator.wait_for_everyone()

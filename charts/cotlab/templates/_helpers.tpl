@@ -15,49 +15,58 @@ app.kubernetes.io/part-of: cotlab
 {{- end -}}
 {{- end -}}
 
-{{/* The operator's namespaced permissions (see clusterrole.yaml for why each is there). */}}
-{{- define "cotlab.namespacedRules" -}}
-# The three resources: watch them, write their status.
-- apiGroups: [cotlab.dev]
-  resources: [tracedatasets, finetuneruns, evalruns]
-  verbs: [get, list, watch, patch]
-- apiGroups: [cotlab.dev]
-  resources: [tracedatasets/status, finetuneruns/status, evalruns/status]
-  verbs: [get, patch, update]
-# Children carry ownerReferences with blockOwnerDeletion; where the OwnerReferencesPermissionEnforcement
-# admission plugin is on, setting it needs update on the owner's finalizers subresource.
-- apiGroups: [cotlab.dev]
-  resources: [tracedatasets/finalizers, finetuneruns/finalizers, evalruns/finalizers]
-  verbs: [update]
-# Children: one Job per stage, its spec ConfigMap, and the rendezvous Service of multi-node runs.
-# patch on jobs is for spec.suspend, which the operator mirrors from the resource.
-- apiGroups: [batch]
-  resources: [jobs]
-  verbs: [get, list, watch, create, patch]
-- apiGroups: [""]
-  resources: [configmaps, services]
-  verbs: [get, list, watch, create]
-# Progress markers and failure reasons come from the pods' logs and termination messages.
-- apiGroups: [""]
-  resources: [pods]
-  verbs: [get, list, watch]
-- apiGroups: [""]
-  resources: [pods/log]
-  verbs: [get]
-# Kueue: a queued run's status mirrors its Workload (get/list); spec.suspend on a queued run deactivates the
-# Workload (patch spec.active). Nothing else of Kueue's is read or written.
-- apiGroups: [kueue.x-k8s.io]
-  resources: [workloads]
-  verbs: [get, list, patch]
-# Events on transitions (kopf posts core/v1 events).
-- apiGroups: ["", events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
+{{/* The operator's permissions, as data (manifests/install/clusterrole.yaml, which
+tests/unit/test_install_manifests.py derives from the code's requests, says why each is there). rbac.yaml puts
+them all in the ClusterRole, or, with watchNamespaces, the namespaced ones in a Role per watched namespace and only
+the CustomResourceDefinition rule (cluster-scoped) in the ClusterRole. */}}
+{{- define "cotlab.rules" -}}
+rules:
+  # The three resources: the informers list and watch them; reconciles patch their status.
+  - apiGroups: [cotlab.dev]
+    resources: [tracedatasets, finetuneruns, evalruns]
+    verbs: [list, watch]
+  - apiGroups: [cotlab.dev]
+    resources: [tracedatasets/status, finetuneruns/status, evalruns/status]
+    verbs: [patch]
+  # Not a request: ownerReferences with blockOwnerDeletion need update on the owner's finalizers where the
+  # OwnerReferencesPermissionEnforcement admission plugin is on.
+  - apiGroups: [cotlab.dev]
+    resources: [tracedatasets/finalizers, finetuneruns/finalizers, evalruns/finalizers]
+    verbs: [update]
+  # Children: Jobs, spec ConfigMaps, rendezvous Services (informers on the operator's label; get when a name is
+  # taken; patch on jobs for spec.suspend).
+  - apiGroups: [batch]
+    resources: [jobs]
+    verbs: [list, watch, get, create, patch]
+  - apiGroups: [""]
+    resources: [configmaps, services]
+    verbs: [list, watch, get, create]
+  # Progress markers and failure reasons come from the pods' logs and termination messages.
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [list, watch]
+  - apiGroups: [""]
+    resources: [pods/log]
+    verbs: [get]
+  # Kueue: Workloads watched, patched (spec.active) to suspend a queued run; its CRD says whether Kueue is there.
+  - apiGroups: [kueue.x-k8s.io]
+    resources: [workloads]
+    verbs: [list, watch, patch]
+  - apiGroups: [apiextensions.k8s.io]
+    resources: [customresourcedefinitions]
+    resourceNames: [workloads.kueue.x-k8s.io]
+    verbs: [get]
+  # One core/v1 Event per phase transition.
+  - apiGroups: [""]
+    resources: [events]
+    verbs: [create]
 {{- end -}}
 
-{{/* Cluster-wide in every case: kopf discovers CRDs at run time (and notices when they are added or removed). */}}
-{{- define "cotlab.clusterRules" -}}
-- apiGroups: [apiextensions.k8s.io]
-  resources: [customresourcedefinitions]
-  verbs: [get, list, watch]
+{{/* A setting's value in the settings ConfigMap: lists comma-joined, numbers as text. */}}
+{{- define "cotlab.setting" -}}
+{{- if kindIs "slice" . -}}
+{{ join "," . }}
+{{- else -}}
+{{ toString . }}
+{{- end -}}
 {{- end -}}
