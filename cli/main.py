@@ -16,23 +16,23 @@ import typer
 
 # name -> (module, function), in the order `cotctl --help` lists them.
 COMMANDS = {
-    "validate": ("validate", "validate"),
-    "run": ("run", "run"),
-    "results": ("results", "results"),
-    "status": ("status", "status"),
-    "describe": ("describe", "describe"),
-    "logs": ("logs", "logs"),
-    "compare": ("compare", "compare"),
-    "report": ("report.command", "report"),
-    "wait": ("wait", "wait"),
-    "suspend": ("suspend", "suspend"),
-    "resume": ("suspend", "resume"),
-    "delete": ("delete", "delete"),
-    "apply": ("apply", "apply"),
-    "diff": ("diff", "diff"),
-    "init": ("init", "init"),
+    "validate": ("commands.validate", "validate"),
+    "run": ("commands.run", "run"),
+    "results": ("commands.results", "results"),
+    "status": ("commands.status", "status"),
+    "describe": ("commands.describe", "describe"),
+    "logs": ("commands.logs", "logs"),
+    "compare": ("commands.compare", "compare"),
+    "report": ("commands.report", "report"),
+    "wait": ("commands.wait", "wait"),
+    "suspend": ("commands.suspend", "suspend"),
+    "resume": ("commands.suspend", "resume"),
+    "delete": ("commands.delete", "delete"),
+    "apply": ("commands.apply", "apply"),
+    "diff": ("commands.diff", "diff"),
+    "init": ("commands.init", "init"),
 }
-GROUPS = {"operator": ("operator", "operator_app")}
+GROUPS = {"operator": ("commands.operator", "operator_app")}
 
 
 def _load(module: str, name: str) -> Any:

@@ -362,7 +362,7 @@ def test_status_reads_without_the_kubernetes_client_and_exec_plugins_still_work(
     probe = (
         "import sys; from cotlab.cli.main import main; sys.argv = ['cotctl', *sys.argv[1:]]\n"
         "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
-        "heavy = ('kubernetes', 'pydantic', 'cotlab.api.resources', 'cotlab.cli.compare')\n"
+        "heavy = ('kubernetes', 'pydantic', 'cotlab.api.resources', 'cotlab.cli.commands.compare')\n"
         "print('LOADED', [m for m in heavy if m in sys.modules], file=sys.stderr)"
     )
     args = ["status", "-o", "name", "--kubeconfig", str(kubeconfig), "-n", namespace]

@@ -17,7 +17,7 @@ from cotlab.api.evalrun import BenchmarkScore, MetricValue
 from cotlab.api.summaries import succeeded_status
 from cotlab.api.tracking import STEPS_FILE, StepMetrics
 from cotlab.api.validation import parse_resource
-from cotlab.cli.local_store import LocalStore
+from cotlab.cli.local.store import LocalStore
 from cotlab.trainer.grading.metrics import SampleRecord, summarize
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

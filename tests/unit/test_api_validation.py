@@ -64,7 +64,7 @@ def test_examples_cover_the_study() -> None:
 def test_each_study_arm_is_one_recipe_trained_with_three_seeds() -> None:
     """Each arm's FineTuneRuns differ in training.seed alone and each is evaluated once, the same way: what
     `cotctl compare --rows label:cotlab.dev/arm` averages as one arm."""
-    from cotlab.cli.arms import Evaluation, why_not_seeds
+    from cotlab.cli.analysis.arms import Evaluation, why_not_seeds
 
     resources = _study()
     tunes = {r.metadata.name: r for r in resources if isinstance(r, FineTuneRun)}

@@ -21,7 +21,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from cotlab.cli.significance import SeedRecords, paired_bootstrap
+from cotlab.cli.analysis.significance import SeedRecords, paired_bootstrap
 
 SAMPLES = 64
 PROBLEMS = 30

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cotlab.cli.arms import Arm, Evaluation
-from cotlab.cli.artifacts import ArtifactStore
-from cotlab.cli.comparison import build_comparison
-from cotlab.cli.evaluations import run_records
-from cotlab.cli.local_store import LocalStore
+from cotlab.cli.analysis.arms import Arm, Evaluation
+from cotlab.cli.analysis.artifacts import ArtifactStore
+from cotlab.cli.analysis.comparison import build_comparison
+from cotlab.cli.analysis.evaluations import run_records
+from cotlab.cli.analysis.plot import plot_points
+from cotlab.cli.local.store import LocalStore
 from cotlab.cli.main import app
-from cotlab.cli.plot import plot_points
 
 from .cli_state import finished_eval, finished_traces, finished_tune, write_benchmark
 

@@ -11,7 +11,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cotlab.cli.changes import (
+from cotlab.cli.commands.diff import DiffExit, ResourceDiff, exit_code
+from cotlab.cli.main import app
+from cotlab.cli.manifests.changes import (
     UNSET,
     Action,
     FieldChange,
@@ -21,8 +23,6 @@ from cotlab.cli.changes import (
     metadata_changes,
     replacement,
 )
-from cotlab.cli.diff import DiffExit, ResourceDiff, exit_code
-from cotlab.cli.main import app
 from tests.conftest import invalid_cases
 
 runner = CliRunner()

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cotlab.cli.kube import Cluster, ClusterError, Target
-from cotlab.cli.kubeconfig import KubeconfigError, load
+from cotlab.cli.cluster.kube import Cluster, ClusterError, Target
+from cotlab.cli.cluster.kubeconfig import KubeconfigError, load
 from cotlab.cli.main import app
 
 

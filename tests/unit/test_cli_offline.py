@@ -12,9 +12,9 @@ from typing import Any
 import yaml
 from typer.testing import CliRunner
 
-from cotlab.cli.apply import outcome, prepare
+from cotlab.cli.commands.apply import outcome, prepare
 from cotlab.cli.main import app
-from cotlab.cli.output import csv_of, markdown_of, table_of
+from cotlab.cli.terminal.output import csv_of, markdown_of, table_of
 from tests.conftest import EXAMPLES, invalid_cases
 
 from .cli_state import finished_eval, write_benchmark

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from cotlab.cli.durations import human_duration, parse_duration
-from cotlab.cli.errors import UsageError
-from cotlab.cli.kube import explain_api_error
-from cotlab.cli.refs import BadReference, Ref, parse_ref
-from cotlab.cli.selectors import label_matcher
-from cotlab.cli.wait import WaitFor, parse_for, verdict
+from cotlab.cli.cluster.kube import explain_api_error
+from cotlab.cli.commands.wait import WaitFor, parse_for, verdict
+from cotlab.cli.resources.refs import BadReference, Ref, parse_ref
+from cotlab.cli.resources.selectors import label_matcher
+from cotlab.cli.terminal.durations import human_duration, parse_duration
+from cotlab.cli.terminal.errors import UsageError
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cotlab.cli.pods import container_state, has_started, newest_by_rank, pod_selector, rank_of
+from cotlab.cli.cluster.pods import container_state, has_started, newest_by_rank, pod_selector, rank_of
 
 
 def pod(name: str, created: str, rank: str | None, state: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from cotlab.api import Resource
 from cotlab.api.validation import parse_resource
-from cotlab.cli.progress import RunDisplay, StagePosition, stage_position
+from cotlab.cli.terminal.progress import RunDisplay, StagePosition, stage_position
 from tests.conftest import EXAMPLES
 
 

@@ -7,8 +7,8 @@ import random
 import numpy as np
 import pytest
 
-from cotlab.cli.corrections import Corrected, Correction, correct
-from cotlab.cli.significance import Difference, arm_estimate, paired_bootstrap, seed_variance
+from cotlab.cli.analysis.corrections import Corrected, Correction, correct
+from cotlab.cli.analysis.significance import Difference, arm_estimate, paired_bootstrap, seed_variance
 
 
 @pytest.mark.parametrize(

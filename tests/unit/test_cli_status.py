@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cotlab.cli.inventory import Listed
+from cotlab.cli.commands.status import StatusRow, status_row, table_rows
 from cotlab.cli.main import app
-from cotlab.cli.status import StatusRow, status_row, table_rows
+from cotlab.cli.resources.inventory import Listed
 from tests.child_signals import default_sigint, inherited_sigint
 
 from .cli_state import finished_eval, finished_traces, finished_tune, write_benchmark

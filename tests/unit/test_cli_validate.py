@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from cotlab.cli.main import app
-from cotlab.cli.manifests import load_all
+from cotlab.cli.manifests.documents import load_all
 from tests.conftest import EXAMPLES, example_documents, invalid_cases
 
 runner = CliRunner()

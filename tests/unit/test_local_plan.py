@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cotlab.api.validation import parse_resource
-from cotlab.cli.local_plan import PlanError, plan
+from cotlab.cli.local.plan import PlanError, plan
 from tests.conftest import example_documents
 
 QUICKSTART = [parse_resource(d) for i, d in example_documents() if i.startswith("quickstart.yaml")]

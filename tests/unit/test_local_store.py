@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cotlab.api.validation import parse_resource
-from cotlab.cli.local_store import LocalStore
+from cotlab.cli.local.store import LocalStore
 from tests.conftest import example_documents
 
 

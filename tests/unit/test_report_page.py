@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from cotlab.cli.analysis.gather import cut_text, natural_key
 from cotlab.cli.main import app
-from cotlab.cli.report.gather import cut_text, natural_key
 from tests.conftest import REPO
 
 from .cli_state import finished_eval, finished_traces, finished_tune, write_benchmark

@@ -61,7 +61,7 @@ def test_an_unknown_api_name_is_an_attribute_error() -> None:
 def test_a_command_loads_only_its_own_module() -> None:
     every = [f"cotlab.cli.{module}" for module, _ in cli_main.COMMANDS.values()]
     loaded = loaded_after("from cotlab.cli.main import build_app; build_app('status')", "pydantic", *every)
-    assert loaded == ["cotlab.cli.status"]
+    assert loaded == ["cotlab.cli.commands.status"]
 
 
 def test_the_whole_app_has_every_command_in_help_order() -> None:

@@ -31,7 +31,7 @@ from cotlab.api import benchmarks as registry
 from cotlab.api.podcontract import PodSpecFile, parse_marker
 from cotlab.api.summaries import succeeded_status
 from cotlab.api.validation import parse_resource
-from cotlab.cli.local_store import LocalStore
+from cotlab.cli.local.store import LocalStore
 from cotlab.cli.main import app
 from cotlab.trainer.curate.stage import run_curate
 from cotlab.trainer.evaluate.stage import run_evaluate

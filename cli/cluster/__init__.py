@@ -1,0 +1,1 @@
+"""Talking to the Kubernetes API: kubeconfig, requests, pods."""

@@ -1,0 +1,1 @@
+"""Running resources on this machine: the plan, the runner and its state (`cotctl run --local`)."""

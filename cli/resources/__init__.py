@@ -1,0 +1,1 @@
+"""Naming, selecting and listing cotlab resources, on a cluster or in local state."""
