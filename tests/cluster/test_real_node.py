@@ -219,7 +219,9 @@ def test_the_quickstart_reaches_ready_in_containers_with_the_local_runners_score
         assert cluster_scores[name] == local_scores[name], name
 
     # cotctl against the cluster: status, logs, results with samples, compare.
-    phases = {row["name"]: row["phase"] for row in json.loads(cotctl("status", "-o", "json", *on_cluster).stdout)}
+    phases = {
+        row["name"]: row["phase"] for row in json.loads(cotctl("status", "-o", "json", *on_cluster).stdout)["items"]
+    }
     assert phases == {d["metadata"]["name"]: "Succeeded" for d in docs}
     assert '"cotlab": "progress"' in cotctl("logs", "finetunerun/quickstart-lora", *on_cluster).stdout
     # cotctl reads a claim's records under <root>/<claim>/: the claim's host folder, seen as such.

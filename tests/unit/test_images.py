@@ -3,8 +3,11 @@ build context lets exactly those through), and each image's requirements are its
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import re
 import tomllib
+from types import ModuleType
 
 import pytest
 
@@ -12,6 +15,15 @@ from tests.conftest import REPO
 
 DOCKERFILE = (REPO / "images" / "Dockerfile").read_text()
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def image_requirements() -> ModuleType:
+    """images/requirements.py, which is a script of the build stage, not part of the package."""
+    spec = importlib.util.spec_from_file_location("image_requirements", REPO / "images" / "requirements.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def copied_source_folders() -> set[str]:
@@ -49,14 +61,20 @@ def test_the_build_context_lets_through_exactly_what_the_dockerfile_copies() -> 
     ids=["operator", "trainer", "evaluator"],
 )
 def test_each_images_requirements_are_its_extra_with_nested_extras_expanded(extra: str, expected: set[str]) -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("image_requirements", REPO / "images" / "requirements.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    found = module.requirements(PYPROJECT, extra)
+    found = image_requirements().requirements(PYPROJECT, extra)
     names = {re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0] for r in found}
     assert expected <= names and "cotlab" not in names
     assert set(PYPROJECT["project"]["dependencies"]) <= set(found)  # the base dependencies in every image
     assert len(found) == len(set(found))
+
+
+def test_the_evaluator_was_checked_with_what_it_is_built_from_now() -> None:
+    """The evaluator is too big to build in every CI run; scripts/check-evaluator-image.sh builds and smoke-tests it
+    and records the digest of its inputs. A change to the Dockerfile, the build scripts or the `eval` requirements
+    without a new check fails here."""
+    record = json.loads((REPO / "images" / "evaluator-check.json").read_text())
+    assert record["inputs"] == image_requirements().evaluator_inputs(PYPROJECT), (
+        "the evaluator image's inputs changed since its last check: run `bash scripts/check-evaluator-image.sh` "
+        "and commit images/evaluator-check.json"
+    )
+    assert record["vllm"] and record["bytes"] > 0 and len(record["smokeTest"]) == 3
