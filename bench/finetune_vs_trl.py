@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))  # the random model builder is shared with the tes
 
 import torch  # noqa: E402
 
+from cotlab.api.finetunerun import GPU_RESOURCE  # noqa: E402
 from cotlab.api.podcontract import PodSpecFile, parse_marker  # noqa: E402
 from cotlab.trainer.core.dataset_format import TrainingExample  # noqa: E402
 from cotlab.trainer.finetune.batches import epoch_order, process_micro_batches  # noqa: E402
@@ -58,6 +59,9 @@ from tests.workload.tiny_model import build_tiny_model, build_tokenizer  # noqa:
 # division by the small second moment in the first steps; measured: 2e-7 relative over 8 steps.
 # bf16 autocast rounds activations to 3 significant digits: 2% of the loss.
 LOSS_TOLERANCE = {"cpu": 1e-3, "gpu": 2e-2}
+# The GPU model's fp32 weights alone (Qwen2.5-0.5B shape: 494M parameters) take 1.9 GB; a run that allocated less
+# on the GPU trained somewhere else.
+MODEL_ON_GPU_BYTES = 1 << 30
 QWEN25_05B = {  # Qwen/Qwen2.5-0.5B's config.json
     "vocab_size": 151936,
     "hidden_size": 896,
@@ -170,7 +174,10 @@ class _MarkerClock(io.TextIOBase):
         return len(text)
 
 
-def run_cotlab(model_dir: Path, dataset: dict[str, str], setup: Setup, max_length: int, gpu: bool, out: Path) -> Run:
+def cotlab_pod(
+    model_dir: Path, dataset: dict[str, str], setup: Setup, max_length: int, gpu: bool, out: Path
+) -> PodSpecFile:
+    """The pod spec file a FineTuneRun of this setup gets: on GPU, the one a 1-GPU FineTuneRun gets."""
     training = {
         "maxSteps": setup.steps,
         "perDeviceBatchSize": setup.batch_size,
@@ -186,7 +193,10 @@ def run_cotlab(model_dir: Path, dataset: dict[str, str], setup: Setup, max_lengt
         "seed": setup.seed,
         "saveEverySteps": setup.steps,  # no checkpoint inside the timed steps (TRL saves none either)
     }
-    pod = PodSpecFile.model_validate(
+    # Without gpusPerNode the trainer builds a CPU Accelerator even beside a GPU (the first --gpu run on an H200
+    # trained on the CPU at 0% GPU utilisation); the GPU request must agree with it, as the API requires.
+    placement = {"distributed": {"gpusPerNode": 1}, "resources": {"limits": {GPU_RESOURCE: "1"}}} if gpu else {}
+    return PodSpecFile.model_validate(
         {
             "stage": "finetune",
             "resource": {"kind": "FineTuneRun", "name": "bench"},
@@ -195,14 +205,26 @@ def run_cotlab(model_dir: Path, dataset: dict[str, str], setup: Setup, max_lengt
                 "datasetRef": {"name": "traces"},
                 "method": "full",
                 "training": training,
+                **placement,
             },
             "inputs": {"dataset": dataset},
             "output": str(out),
         }
     )
+
+
+def run_cotlab(model_dir: Path, dataset: dict[str, str], setup: Setup, max_length: int, gpu: bool, out: Path) -> Run:
+    pod = cotlab_pod(model_dir, dataset, setup, max_length, gpu, out)
+    if gpu:
+        torch.cuda.reset_peak_memory_stats()
     run = Run("cotlab")
     with contextlib.redirect_stdout(_MarkerClock(run)):
         run_finetune(pod)
+    if gpu and torch.cuda.max_memory_allocated() < MODEL_ON_GPU_BYTES:
+        raise SystemExit(
+            f"bench/finetune_vs_trl.py: cotlab's run did not train on the GPU (peak GPU memory"
+            f" {torch.cuda.max_memory_allocated()} bytes, less than the model's weights); the figures would be CPU's"
+        )
     return run
 
 

@@ -86,6 +86,14 @@ def _shard_on_cpu(plugin: Any) -> None:
     AcceleratorState._shared_state["fsdp_plugin"] = plugin
 
 
+def trains_on_gpu(distributed: Distributed) -> bool:
+    """Whether this run's processes train on GPUs: the spec asks for them (`gpusPerNode`) and there are some.
+
+    A spec without `gpusPerNode` trains on the CPU even beside a GPU: the pod did not ask the scheduler for one.
+    """
+    return distributed.gpus_per_node > 0 and torch.cuda.is_available()
+
+
 def build_accelerator(precision: Precision, distributed: Distributed) -> Any:
     """The Accelerator for this run."""
     from accelerate import Accelerator
@@ -93,7 +101,7 @@ def build_accelerator(precision: Precision, distributed: Distributed) -> Any:
     # accelerate only forms a CPU process group (gloo) when told `cpu=True` (accelerate/state.py
     # `_prepare_backend`: with LOCAL_RANK set and cpu False it looks for an accelerator and, finding none,
     # silently runs each process alone).
-    cpu = distributed.gpus_per_node == 0 or not torch.cuda.is_available()
+    cpu = not trains_on_gpu(distributed)
     plugins = _plugins(distributed)
     accelerator = Accelerator(mixed_precision=ACCELERATE_PRECISION[supported_precision(precision)], cpu=cpu, **plugins)
     if cpu and "fsdp_plugin" in plugins:
