@@ -26,7 +26,7 @@ from real_node import NODE_NAME
 from test_operator import condition, get, jobs_of, wait_phase
 
 from cotlab.api.children import LABEL_NAME
-from cotlab.api.podcontract import Inputs
+from cotlab.api.podcontract import Inputs, parse_marker
 from cotlab.api.validation import parse_resource
 from cotlab.operator.builders import build_children
 from cotlab.operator.settings import OperatorSettings
@@ -78,9 +78,14 @@ def test_the_dev_overlay_runs_the_operator_in_cluster(
     # In-cluster configuration: the ServiceAccount's token, mounted by the kubelet, and the `kubernetes` Service.
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert "/var/run/secrets/kubernetes.io/serviceaccount" in mounts
-    log = run_kubectl(real_cluster, "logs", "-n", OPERATOR_NAMESPACE, pod["metadata"]["name"])
+
+    # The pod is Running (and Available) before the process has logged a line: wait for its words.
+    def logged_in() -> str:
+        text = run_kubectl(real_cluster, "logs", "-n", OPERATOR_NAMESPACE, pod["metadata"]["name"])
+        return text if "Activity 'login' succeeded" in text else ""
+
+    log = wait_for(logged_in, timeout=120, what="the operator to log in", interval=1)
     assert "watching tracedatasets.cotlab.dev, finetuneruns.cotlab.dev, evalruns.cotlab.dev in all namespaces" in log
-    assert "Activity 'login' succeeded" in log
     # The liveness probe and the metrics port answer inside the pod's network namespace (through its pod IP).
     ip = pod["status"]["podIP"]
     metrics = subprocess.run(
@@ -223,7 +228,8 @@ def test_the_quickstart_reaches_ready_in_containers_with_the_local_runners_score
         row["name"]: row["phase"] for row in json.loads(cotctl("status", "-o", "json", *on_cluster).stdout)["items"]
     }
     assert phases == {d["metadata"]["name"]: "Succeeded" for d in docs}
-    assert '"cotlab": "progress"' in cotctl("logs", "finetunerun/quickstart-lora", *on_cluster).stdout
+    fine_tune_log = cotctl("logs", "finetunerun/quickstart-lora", *on_cluster).stdout.splitlines()
+    assert any((parse_marker(line) or {}).get("step") for line in fine_tune_log), fine_tune_log[-20:]
     # cotctl reads a claim's records under <root>/<claim>/: the claim's host folder, seen as such.
     (tmp_path / "claims").mkdir()
     (tmp_path / "claims" / CLAIM).symlink_to(tmp_path / "claim")
