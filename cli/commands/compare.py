@@ -33,12 +33,17 @@ from ..terminal.errors import CliError, UsageError, reported
 from ..terminal.options import (
     AllNamespacesOpt,
     ArtifactsRootOpt,
+    BaselineOpt,
+    BootstrapSeedOpt,
+    ConfidenceOpt,
     ContextOpt,
     KubeconfigOpt,
     LocalOpt,
     NamespaceOpt,
+    ReplicatesOpt,
     RequestTimeoutOpt,
     RootOpt,
+    RowsOpt,
     SelectorOpt,
     TableFormat,
     TableOutputOpt,
@@ -176,21 +181,12 @@ def compare(
         list[str] | None, typer.Argument(help="EvalRun names (or use --selector).", autocompletion=complete_evalrun)
     ] = None,
     selector: SelectorOpt = None,
-    baseline: Annotated[
-        str | None,
-        typer.Option("--baseline", help="The EvalRun (or row label) others are compared with; default first."),
-    ] = None,
-    rows: Annotated[
-        str, typer.Option("--rows", help="Row labels: run, model, traces (the training set) or label:KEY.")
-    ] = "run",
+    baseline: BaselineOpt = None,
+    rows: RowsOpt = "run",
     metric: Annotated[str, typer.Option("--metric", help="The metric compared and bootstrapped.")] = "pass@1",
-    replicates: Annotated[
-        int, typer.Option("--replicates", help="Bootstrap replicates.", min=100)
-    ] = DEFAULT_REPLICATES,
-    confidence: Annotated[float, typer.Option("--confidence", help="Interval level.", min=0.5, max=0.999)] = (
-        DEFAULT_CONFIDENCE
-    ),
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap (results are reproducible).")] = 0,
+    replicates: ReplicatesOpt = DEFAULT_REPLICATES,
+    confidence: ConfidenceOpt = DEFAULT_CONFIDENCE,
+    seed: BootstrapSeedOpt = 0,
     correction: Annotated[
         Correction,
         typer.Option(

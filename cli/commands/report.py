@@ -21,12 +21,17 @@ from ..terminal.errors import UsageError, reported
 from ..terminal.options import (
     AllNamespacesOpt,
     ArtifactsRootOpt,
+    BaselineOpt,
+    BootstrapSeedOpt,
+    ConfidenceOpt,
     ContextOpt,
     KubeconfigOpt,
     LocalOpt,
     NamespaceOpt,
+    ReplicatesOpt,
     RequestTimeoutOpt,
     RootOpt,
+    RowsOpt,
     SelectorOpt,
     TableFormat,
 )
@@ -37,20 +42,11 @@ def report(
     selector: SelectorOpt = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
     title: Annotated[str | None, typer.Option("--title", help="The page's title (default: the selector).")] = None,
-    baseline: Annotated[
-        str | None,
-        typer.Option("--baseline", help="The EvalRun (or row label) others are compared with; default first."),
-    ] = None,
-    rows: Annotated[
-        str, typer.Option("--rows", help="Row labels: run, model, traces (the training set) or label:KEY.")
-    ] = "run",
-    replicates: Annotated[
-        int, typer.Option("--replicates", help="Bootstrap replicates.", min=100)
-    ] = DEFAULT_REPLICATES,
-    confidence: Annotated[float, typer.Option("--confidence", help="Interval level.", min=0.5, max=0.999)] = (
-        DEFAULT_CONFIDENCE
-    ),
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap (results are reproducible).")] = 0,
+    baseline: BaselineOpt = None,
+    rows: RowsOpt = "run",
+    replicates: ReplicatesOpt = DEFAULT_REPLICATES,
+    confidence: ConfidenceOpt = DEFAULT_CONFIDENCE,
+    seed: BootstrapSeedOpt = 0,
     plot_x: Annotated[
         str, typer.Option("--plot-x", help="The plot's x: tokens (trace length p50), count, stage or label:KEY.")
     ] = "tokens",

@@ -101,3 +101,13 @@ ArtifactsRootOpt = Annotated[
         help="A local copy (or mount) of the artifact claims: pvc://CLAIM/PATH is read at DIR/CLAIM/PATH.",
     ),
 ]
+
+# What `compare` and `report` compare (the defaults stay with the commands: they come from the analysis modules).
+BaselineOpt = Annotated[
+    str | None,
+    typer.Option("--baseline", help="The EvalRun (or row label) others are compared with; default first."),
+]
+RowsOpt = Annotated[str, typer.Option("--rows", help="Row labels: run, model, traces (the training set) or label:KEY.")]
+ReplicatesOpt = Annotated[int, typer.Option("--replicates", help="Bootstrap replicates.", min=100)]
+ConfidenceOpt = Annotated[float, typer.Option("--confidence", help="Interval level.", min=0.5, max=0.999)]
+BootstrapSeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap (results are reproducible).")]
