@@ -10,8 +10,9 @@ Here each `Informer`:
 - lists in pages of `list_page_size`, then hands the whole scope to the sink at once (`replace`): whatever the
   re-list no longer returns is dropped from the cache, and its owner reconciled;
 - keeps only the fields the reducers read (`slim_*`): no managedFields, no pod specs, no ConfigMap data;
-- watches from the list's resourceVersion (bookmarks on), re-lists on 410 Gone, and backs off exponentially (with
-  jitter, up to retry_max_seconds) after an error, so an API server answering 429 or 500 is not hammered.
+- watches from the list's resourceVersion (bookmarks on), re-lists on 410 Gone, and after an error backs off
+  exponentially (with jitter, up to retry_max_seconds), so an API server answering 429 or 500 is not hammered, then
+  lists again: `healthy` (the pods in the cache are what the API server has) holds only from a list on.
 
 Requests go through `KubeApi`, so they are throttled and time out like every other.
 """
@@ -149,7 +150,7 @@ class Informer:
     ) -> None:
         self.api, self.watched, self.namespace, self.sink, self.stopping = api, watched, namespace, sink, stopping
         self.synced = threading.Event()  # set once the first list has been delivered
-        self.healthy = False  # listed or watching now; False from a failure until the next list or watch works
+        self.healthy = False  # the cache holds a list and what was watched since; False from a failure until a list
         self._response: Any = None
         where = namespace or "all namespaces"
         self._thread = threading.Thread(target=self._run, name=f"watch {watched.kind} in {where}", daemon=True)
@@ -175,9 +176,14 @@ class Informer:
                 version = self._watch(version)
                 failures = 0
             except _Relist:
-                version = None
-            except Exception as err:  # noqa: BLE001 - any failure: back off, then resume (or re-list)
                 self.healthy = False
+                version = None
+            except Exception as err:  # noqa: BLE001 - any failure: back off, then list again
+                self.healthy = False
+                # Not resumed from `version`: a resumed watch is answered before the events it missed arrive, so
+                # `healthy` would be claimed over a stale cache (a pod shown Running after its Job completed).
+                # Only a list is a snapshot; it costs one paged request per informer per outage.
+                version = None
                 if self.stopping.is_set():
                     return
                 failures += 1
@@ -218,7 +224,6 @@ class Informer:
         watched = self.watched
         self._response = self.api.watch(watched.watch_permission, watched.api, self.namespace, watched.selector,
                                         version)  # fmt: skip
-        self.healthy = True  # resumed from `version`: what it missed arrives first
         try:
             for line in iter_resp_lines(self._response):  # type: ignore[no-untyped-call]
                 event = json.loads(line)
