@@ -13,7 +13,8 @@ Layout, chosen for a single-machine test cluster:
 - pods get addresses from 10.244.0.0/24 on the bridge `cotlab0` (bridge, host-local, portmap);
 - CoreDNS runs on the host, on the node IP's port 53, and the kubelet hands that address to pods as their DNS;
 - the registry listens on 127.0.0.1:5000 (`localhost:5000/...` images, plain HTTP, as kind's local registry);
-  containerd pulls from it, nothing is side-loaded;
+  containerd pulls from it, nothing is side-loaded; its store is kept beside the cached binaries, so a push
+  sends only changed layers;
 - the pod sandbox's image (pause) is built from its C source and pushed there on first start.
 
 Every process is killed on `stop()` (or when the test process dies), and the bridge and kube-proxy's rules are
@@ -96,6 +97,11 @@ class RealNode:
         self._run_dir = Path(tempfile.mkdtemp(prefix="cotlab-node-", dir="/run"))
 
     @property
+    def registry_store(self) -> Path:
+        """The registry's blobs, beside the node's cached binaries: kept from one node to the next."""
+        return self.bin_dir.parent / "registry"
+
+    @property
     def containerd_socket(self) -> Path:
         return self._run_dir / "containerd.sock"
 
@@ -111,7 +117,7 @@ class RealNode:
         self.startup_seconds = time.monotonic() - began
 
     def _start(self, deadline: float) -> None:
-        for folder in ("logs", "pki", "cni/net.d", "cni/ipam", "kubelet", "pod-logs", "registry", "certs.d"):
+        for folder in ("logs", "pki", "cni/net.d", "cni/ipam", "kubelet", "pod-logs", "certs.d"):
             (self.workdir / folder).mkdir(parents=True, exist_ok=True)
         self._issue_certificates()
         self._start_registry(deadline)
@@ -138,11 +144,12 @@ class RealNode:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run([str(self.bin_dir / "kube-proxy"), "--cleanup"], capture_output=True, timeout=60)
         subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, timeout=30)
-        # Gigabytes of unpacked image layers and pushed blobs: gone with the node (test runs keep their temp dirs).
+        # Gigabytes of unpacked image layers: gone with the node (test runs keep their temp dirs). The registry's
+        # store stays (see _start_registry).
         for root in (self.workdir, self._run_dir):
             with contextlib.suppress(OSError):
                 self._unmount_under(root)
-        for folder in (self.workdir / "containerd", self.workdir / "registry", self.workdir / "kubelet", self._run_dir):
+        for folder in (self.workdir / "containerd", self.workdir / "kubelet", self._run_dir):
             shutil.rmtree(folder, ignore_errors=True)
 
     def _kill_leftover_containers(self) -> None:
@@ -213,11 +220,24 @@ class RealNode:
         config = {
             "version": "0.1",
             "log": {"level": "warn"},
-            "storage": {"filesystem": {"rootdirectory": str(self.workdir / "registry")}, "delete": {"enabled": True}},
+            "storage": {"filesystem": {"rootdirectory": str(self.registry_store)}, "delete": {"enabled": True}},
             "http": {"addr": f"127.0.0.1:{port}", "debug": {"addr": f"127.0.0.1:{free_port()}"}},
         }
         path = self.workdir / "registry.yaml"
         path.write_text(json.dumps(config))
+        # The store outlives the node, so a push sends only the layers that changed (podman's blob-info cache
+        # knows which compressed blobs the registry holds): the trainer image's 6 GB took most of a minute to
+        # compress and send to an empty one. Each push re-tags the same version, leaving the previous manifest
+        # untagged: collected here, before serving (the registry must not run while it collects).
+        self.registry_store.mkdir(parents=True, exist_ok=True)
+        collected = subprocess.run(
+            [str(self.bin_dir / "registry"), "garbage-collect", "--delete-untagged", str(path)],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        if collected.returncode != 0:  # a store it cannot read: start from an empty one rather than fail the node
+            logger.warning("registry garbage-collect failed, emptying the store: %s", collected.stderr[-2000:])
+            shutil.rmtree(self.registry_store, ignore_errors=True)
+            self.registry_store.mkdir(parents=True)
         self._spawn("registry", ["serve", str(path)])
         self._wait(lambda: _http_ok(f"http://{REGISTRY}/v2/"), deadline, "the registry")
 
