@@ -112,8 +112,10 @@ for target in "${targets[@]}"; do
     seconds=$((SECONDS - start))
     size="$(podman image inspect --format '{{.Size}}' "$ref")"
     # The image this build replaced under the same name: gigabytes nothing refers to any more. Only it: its
-    # untagged parents are the layer cache (podman rmi removes them too without --no-prune: after a relabel,
-    # the next build ran every step again, pip install included: 233 s instead of 2).
+    # untagged parents are the layer cache, which podman rmi removes too without --no-prune. Measured, CI's
+    # order at a new commit (this script, then the real node's `--push`): 243 s to the node being up with the
+    # pruning (the trainer's layers made and pushed anew), 11 s without. A change of requirements leaves the old
+    # dependency layers behind: `podman image prune` reclaims them (and empties the cache).
     if [[ -n "$previous" && "$previous" != "$(podman image inspect --format '{{.Id}}' "$ref")" ]]; then
         podman rmi --no-prune "$previous" >/dev/null 2>&1 || true
     fi
