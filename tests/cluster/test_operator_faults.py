@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes.client
-import kubernetes.config
 import pytest
 from api_proxy import FaultyApiProxy
-from kube_controlplane import ControlPlane
+from kube_controlplane import ControlPlane, new_api_client
 from kube_wait import wait_for
 from operator_process import OperatorProcess
 from test_operator import apply, eval_run, jobs_of, wait_phase, write_benchmark
@@ -144,10 +143,8 @@ def test_a_watch_back_from_an_outage_is_healthy_only_once_it_shows_what_changed_
     core = kubernetes.client.CoreV1Api(kube_api)
     ours = {"labels": {LABEL_MANAGED_BY: MANAGED_BY}}
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "before", **ours}})  # type: ignore[arg-type]
-    configuration = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(str(proxied_kubeconfig), client_configuration=configuration)  # type: ignore[no-untyped-call]
     settings = OperatorSettings(watch_retry_seconds=0.2, retry_max_seconds=0.5)
-    api = KubeApi(kubernetes.client.ApiClient(configuration), OperatorMetrics(), settings)
+    api = KubeApi(new_api_client(proxied_kubeconfig), OperatorMetrics(), settings)
     sink, stopping = _HealthAtArrival(), threading.Event()
     informer = Informer(api, next(w for w in WATCHED if w.kind == "ConfigMap"), namespace, sink, stopping)
     sink.informer = informer
