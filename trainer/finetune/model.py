@@ -20,6 +20,7 @@ from cotlab.api.finetunerun import LoraSettings, Precision
 from cotlab.api.models import ModelSource
 from cotlab.trainer.core.errors import InvalidSpecError
 from cotlab.trainer.core.pretrained import pretrained_kwargs
+from cotlab.trainer.finetune.loss import install_token_loss
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +81,14 @@ def lora_targets(model: torch.nn.Module, requested: list[str]) -> list[str]:
     return present
 
 
-def prepare_for_training(model: Any, *, lora: LoraSettings | None, gradient_checkpointing: bool) -> Any:
-    """The model to train: LoRA-wrapped when `lora` is set, with gradient checkpointing when asked."""
+def prepare_for_training(
+    model: Any, *, lora: LoraSettings | None, gradient_checkpointing: bool, token_loss: bool = True
+) -> Any:
+    """The model to train: LoRA-wrapped when `lora` is set, with gradient checkpointing when asked, and with
+    loss.py's chunked token loss where the model type allows (`token_loss=False`: its own, for comparisons)."""
     model.config.use_cache = False  # the KV cache is for generation; with checkpointing it is also wrong
+    if token_loss:
+        install_token_loss(model)
     if gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if lora is None:
