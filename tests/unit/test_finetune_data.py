@@ -173,10 +173,11 @@ def test_pad_batch_masks_pads_by_length_even_when_pad_is_eos() -> None:
 
 def test_flatten_batch_restarts_positions_and_never_trains_across_examples() -> None:
     batch = flatten_batch([_example("a", [1, 2, 9], [1, 2, 9]), _example("b", [3, 9], [3, 9])])
-    assert {k: v.tolist() for k, v in batch.items()} == {
+    assert {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in batch.items()} == {
         "input_ids": [[1, 2, 9, 3, 9]],
         "position_ids": [[0, 1, 2, 0, 1]],
         "labels": [[X, 2, 9, X, 9]],
+        "segment_bounds": (0, 3, 5),
     }
     assert batch["input_ids"].dtype == torch.long
 

@@ -143,3 +143,33 @@ def test_a_training_step_on_flattened_micro_batches_equals_the_padded_step(
     assert largest > 0
     for name, change in padded.items():
         assert torch.allclose(flat[name], change, rtol=0, atol=GRADIENT_TOLERANCE * largest), name
+
+
+def _nonzero_calls(model: Any, batch: dict[str, Any]) -> int:
+    """How many `nonzero` ops (on a GPU: a sync with the host) one forward pass runs."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CountNonzero(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            self.calls += func.overloadpacket is torch.ops.aten.nonzero
+            return func(*args, **(kwargs or {}))
+
+    with CountNonzero() as probe, torch.no_grad():
+        model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False)
+    return probe.calls
+
+
+def test_segment_attention_reads_the_collators_bounds_not_the_positions(tiny_model_dir: Path) -> None:
+    """With `segment_bounds` from the collator no layer reads the row's starts back from the device; without them
+    each layer does (the probe sees it), and the bounds must agree with the row."""
+    model = _load(tiny_model_dir, SEGMENT_ATTENTION)
+    batch = flatten_batch(EXAMPLES)
+    assert batch["segment_bounds"] == (0, 23, 84, 93, 133)
+
+    assert _nonzero_calls(model, batch) == 0
+    without = {k: v for k, v in batch.items() if k != "segment_bounds"}
+    assert _nonzero_calls(model, without) >= model.config.num_hidden_layers
+    with pytest.raises(ValueError, match="do not end at the row's length 133"):
+        _nonzero_calls(model, batch | {"segment_bounds": (0, 23, 84)})

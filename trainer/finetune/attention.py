@@ -14,6 +14,12 @@ attention runs transformers' own `sdpa_attention_forward` on each example's slic
 mask, so its cost is the sum of the examples' squared lengths, as with flash attention's varlen kernel. Its mask
 function is flash attention's (`flash_attention_mask`: no mask when nothing is padded, else the 2D padding mask),
 so no dense mask is ever built for it.
+
+Where the examples start is a host-side fact: the collator knows it (`flatten_batch` passes `segment_bounds`, which
+transformers hands through the decoder layers to the attention function, as it does flash attention's
+`cu_seq_lens`). Reading it from `position_ids` instead is a `nonzero` and a copy to the host: on a GPU a sync in
+every layer's forward (and again in its recomputation under checkpointing), which stalls the queue of launched
+kernels each time. That reading is only the fallback for a caller that passes no bounds.
 """
 
 from __future__ import annotations
@@ -53,7 +59,9 @@ def segment_attention(
         causal = torch.ones(length, key.shape[2], dtype=torch.bool, device=query.device).tril(key.shape[2] - length)
         mask = causal[None, None] if attention_mask is None else causal[None, None] & attention_mask[:, None, None, :]
         return sdpa_attention_forward(module, query, key, value, mask, is_causal=False, **kwargs)
-    bounds = segment_bounds(kwargs.get("position_ids"), length)
+    bounds = kwargs.get("segment_bounds") or segment_bounds(kwargs.get("position_ids"), length)
+    if bounds[-1] != length:
+        raise ValueError(f"segment_bounds {bounds} do not end at the row's length {length}")
     parts = [
         sdpa_attention_forward(
             module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None, is_causal=True, **kwargs

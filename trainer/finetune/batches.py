@@ -31,6 +31,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -160,14 +161,20 @@ def pad_batch(examples: Sequence[TokenizedExample], *, pad_id: int) -> dict[str,
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-def flatten_batch(examples: Sequence[TokenizedExample]) -> dict[str, torch.Tensor]:
-    """One row of concatenated examples with restarting `position_ids`; no attention mask, no padding."""
+def flatten_batch(examples: Sequence[TokenizedExample]) -> dict[str, Any]:
+    """One row of concatenated examples with restarting `position_ids`; no attention mask, no padding.
+    `segment_bounds` (each example's start, then the row's end) lets segment attention split the row without
+    reading the positions back from the device (attention.py)."""
     input_ids = [t for e in examples for t in e.input_ids]
     position_ids = [p for e in examples for p in range(e.length)]
+    bounds = [0]
+    for example in examples:
+        bounds.append(bounds[-1] + example.length)
     # An example's first token would be predicted from the previous example's last: never train on it.
     labels = [IGNORE_INDEX if i == 0 else label for e in examples for i, label in enumerate(e.labels)]
     return {
         "input_ids": torch.tensor([input_ids], dtype=torch.long),
         "position_ids": torch.tensor([position_ids], dtype=torch.long),
         "labels": torch.tensor([labels], dtype=torch.long),
+        "segment_bounds": tuple(bounds),
     }

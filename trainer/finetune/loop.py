@@ -33,7 +33,7 @@ from cotlab.trainer.finetune.data import IGNORE_INDEX, TokenizedExample
 
 logger = logging.getLogger(__name__)
 
-Collate = Callable[[Sequence[TokenizedExample]], dict[str, torch.Tensor]]
+Collate = Callable[[Sequence[TokenizedExample]], dict[str, Any]]  # tensors, and host-side facts such as bounds
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class StepResult:
 
 
 def _train_step(
-    accelerator: Any, model: Any, optimizer: Any, scheduler: Any, batches: list[dict[str, torch.Tensor]], clip: float
+    accelerator: Any, model: Any, optimizer: Any, scheduler: Any, batches: list[dict[str, Any]], clip: float
 ) -> StepResult:
     """One optimizer step over `batches`."""
     device = accelerator.device
@@ -97,7 +97,7 @@ def _train_step(
     total = torch.zeros((), device=device)
     tokens = 0
     for index, batch in enumerate(batches):
-        inputs = {k: v.to(device) for k, v in batch.items()}
+        inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         tokens += int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else inputs["input_ids"].numel()
         # Only the step's last backward pass needs to all-reduce gradients.
         sync = index == len(batches) - 1
