@@ -9,7 +9,8 @@ Three runs of the same full fine-tune from the same saved random model, one afte
 - cotlab: `run_finetune` on a pod spec, its real path from the JSONL file on disk (parse, tokenize, flatten
   each micro-batch, the training loop, checkpointing settings), `packing: true` (its default).
 - TRL defaults: `SFTTrainer` with `SFTConfig`'s defaults for how batches are built (padded to the longest).
-- TRL best: the same with `padding_free=True` (flash attention when installed, else the model's sdpa).
+- TRL best: the same with `padding_free=True` (flash attention when installed, else the model's sdpa), and on a
+  GPU Liger's kernels when `liger_kernel` is importable (`use_liger_kernel`).
 
 What is held equal: the model and its initial weights, the tokenized examples (cotlab's tokenization, handed to
 TRL as `input_ids` and `labels`, so both train the same tokens), the order of the examples (cotlab's seeded
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import json
 import logging
@@ -153,7 +155,8 @@ def step_examples(count: int, setup: Setup) -> list[list[int]]:
     epoch = 0
     while len(steps) < setup.steps:
         order = epoch_order(count, seed=setup.seed, epoch=epoch)
-        steps += process_micro_batches(order, batch_size=setup.batch_size, processes=1, rank=0)
+        micro = process_micro_batches(order, batch_size=setup.batch_size, processes=1, rank=0)
+        steps += [list(m.indices) for m in micro]
         epoch += 1
     return steps[: setup.steps]
 
@@ -249,6 +252,10 @@ def run_trl(
                 run.losses[state.global_step] = float(logs["loss"])
 
     extra = {"attn_implementation": "flash_attention_2"} if best and gpu and is_flash_attn_2_available() else {}
+    # Liger's kernels (fused linear cross-entropy, RMSNorm, SwiGLU, RoPE) when they travelled along: TRL's
+    # `use_liger_kernel`, its fastest documented setting. They need Triton and a GPU.
+    liger = best and gpu and importlib.util.find_spec("liger_kernel") is not None
+    print(f"{name}: attention {extra.get('attn_implementation', 'sdpa')}, liger kernels {'on' if liger else 'off'}")
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, **extra)
     config = SFTConfig(
         output_dir=str(out),
@@ -265,6 +272,7 @@ def run_trl(
         gradient_checkpointing=True,
         max_length=None,  # the traces are never cut (as cotlab's maxSeqLength refuses instead of cutting)
         padding_free=best,
+        use_liger_kernel=liger,
         train_sampling_strategy="sequential",  # the rows are already in cotlab's order
         logging_steps=1,
         save_strategy="no",

@@ -1,4 +1,4 @@
-"""The FSDP throughput script on a lent GPU machine (one GPU is enough: FSDP is applied on any world size)."""
+"""The fine-tuning throughput script on a lent GPU machine: the 1-GPU FineTuneRun path and FSDP2 on the GPUs."""
 
 from __future__ import annotations
 
@@ -21,15 +21,12 @@ def _gpu() -> None:
         pytest.skip("no GPU")
 
 
-def test_fsdp_path_prints_tokens_per_second_and_mfu() -> None:
-    import torch
-
-    gpus = torch.cuda.device_count()
+@pytest.mark.parametrize("sharding", [[], ["--fsdp"]], ids=["one-gpu-run", "fsdp"])
+def test_the_finetune_path_prints_tokens_per_second_and_mfu(sharding: list[str]) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(gpus),
-         str(REPO / "tests" / "gpu" / "fsdp_throughput.py"), "--steps", "4"],
+        [sys.executable, str(REPO / "bench" / "finetune_mfu.py"), "--steps", "4", *sharding],
         cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert "FSDP" in result["distributed_type"] and result["tokens_per_s"] > 0 and 0 < result["mfu"] < 1, result
+    assert result["tokens_per_s"] > 0 and 0 < result["mfu"] < 1 and result["max_memory_gib"] > 1, result

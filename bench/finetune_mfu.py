@@ -1,0 +1,241 @@
+"""Fine-tuning throughput and model FLOPs utilisation through the FineTuneRun path, one configuration per run.
+
+    python bench/finetune_mfu.py                                   # Qwen2.5-0.5B shape, 8,192 tokens, on the GPU
+    python bench/finetune_mfu.py --loss model --checkpointing on   # the path before the token loss (an ablation)
+    python bench/finetune_mfu.py --shape 7b --seq 16384            # the study's model class (see --layers)
+    python bench/finetune_mfu.py --shape 32b --method lora --seq 16384 --layers 16
+    python bench/finetune_mfu.py --shape tiny --device cpu         # what the unit test runs: the script still works
+
+Random weights from the model's config, one row of `--seq` tokens per optimizer step, every token trained. The
+pieces are run_finetune's own: `build_accelerator` for a 1-GPU FineTuneRun (`gpusPerNode: 1`; `--fsdp` shards
+with FSDP2 even on one GPU, as a multi-GPU run would), `prepare_for_training` (LoRA, checkpointing, the token
+loss), `parameter_groups` and AdamW, `prepare`, the collators (`--batch flat`: one flattened row split into
+`--examples` traces, segment attention; `padded`: the model's sdpa) and the loop's `_train_step`.
+
+MFU counts 6 x parameters per token (embeddings included, tied ones once) plus 12 x layers x hidden x seq for
+attention (the PaLM appendix formula, the one of the first GPU run), over `--peak-tflops` (790: the dense bf16
+rate measured on the lent H200 on 2026-12-04); a bf16 matmul measured in the same run is printed beside it.
+`--profile` adds where the GPU time of two steps goes, by kernel: matmuls, attention, the token loss, the
+optimizer, other kernels, and the wall time no kernel ran. One JSON line is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import torch
+
+from cotlab.api.finetunerun import Distributed, LoraSettings
+from cotlab.trainer.finetune.accelerator import build_accelerator, fsdp_plugin, prepare
+from cotlab.trainer.finetune.batches import flatten_batch, pad_batch
+from cotlab.trainer.finetune.data import TokenizedExample
+from cotlab.trainer.finetune.loop import _train_step
+from cotlab.trainer.finetune.model import parameter_groups, prepare_for_training
+from cotlab.trainer.finetune.stage import _attention_for
+
+# Qwen2.5 base shapes (their config.json): hidden, intermediate, layers, heads, kv heads, tied embeddings.
+SHAPES: dict[str, tuple[int, int, int, int, int, bool]] = {
+    "tiny": (64, 128, 2, 4, 2, True),
+    "0.5b": (896, 4864, 24, 14, 2, True),
+    "7b": (3584, 18944, 28, 28, 4, False),
+    "32b": (5120, 27648, 64, 40, 8, False),
+}
+VOCAB = {"tiny": 512, "0.5b": 151936, "7b": 152064, "32b": 152064}
+KERNEL_KINDS = (  # first match wins; names of cuBLAS/CUTLASS/flash/SDPA kernels on Hopper
+    ("attention", ("flash", "fmha", "attention", "attn")),
+    ("matmul", ("gemm", "cutlass", "xmma", "nvjet", "cublas", "matmul")),
+    ("optimizer", ("adam", "multi_tensor", "foreach")),
+)
+
+
+def model_config(shape: str, seq: int, layers: int | None) -> Any:
+    from transformers import Qwen2Config
+
+    hidden, intermediate, depth, heads, kv_heads, tied = SHAPES[shape]
+    return Qwen2Config(
+        vocab_size=VOCAB[shape],
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers or depth,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=max(seq, 32768),
+        tie_word_embeddings=tied,
+        use_cache=False,
+    )
+
+
+def dense_bf16_tflops(device: torch.device) -> float | None:
+    """A square bf16 matmul's rate on this device (what MFU is a fraction of), or None on the CPU."""
+    if device.type != "cuda":
+        return None
+    a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ a
+    torch.cuda.synchronize()
+    started, runs = time.perf_counter(), 20
+    for _ in range(runs):
+        a @ a
+    torch.cuda.synchronize()
+    return 2 * 8192**3 * runs / (time.perf_counter() - started) / 1e12
+
+
+def rows(args: argparse.Namespace, vocab: int, steps: int) -> list[dict[str, Any]]:
+    """One micro-batch per step: `--seq` random tokens, all trained, as `--examples` traces."""
+    generator = torch.Generator().manual_seed(0)
+    cut = [round(i * args.seq / args.examples) for i in range(args.examples + 1)]
+    batches = []
+    for step in range(steps):
+        ids = torch.randint(0, vocab, (args.seq,), generator=generator).tolist()
+        traces = [
+            TokenizedExample(f"s{step}e{i}", tuple(ids[a:b]), tuple(ids[a:b]))
+            for i, (a, b) in enumerate(zip(cut, cut[1:], strict=False))
+        ]
+        batches.append(flatten_batch(traces) if args.batch == "flat" else pad_batch(traces, pad_id=0))
+    return batches
+
+
+def kernel_time_split(profile: Any, wall_s: float) -> dict[str, float]:
+    """Seconds of GPU kernel time per kind over the profiled steps, and the wall time no kernel covered."""
+    split = dict.fromkeys([kind for kind, _ in KERNEL_KINDS] + ["other"], 0.0)
+    busy = 0.0
+    for event in profile.key_averages():
+        seconds = getattr(event, "device_time_total", getattr(event, "cuda_time_total", 0.0)) / 1e6
+        if not seconds or event.key.startswith(("cotlab.", "ProfilerStep", "aten::", "Optimizer")):
+            continue  # ranges and CPU ops: their kernels are counted as kernels
+        name = event.key.lower()
+        kind = next((k for k, marks in KERNEL_KINDS if any(m in name for m in marks)), "other")
+        split[kind] += seconds
+        busy += seconds
+    split["idle"] = max(wall_s - busy, 0.0)
+    loss = next((e for e in profile.key_averages() if e.key == "cotlab.token_loss"), None)
+    # The token loss's own kernels (its matmuls and softmax), already counted in the kinds above.
+    split["of_which_token_loss"] = getattr(loss, "device_time_total", 0.0) / 1e6 if loss is not None else 0.0
+    return {k: round(v, 4) for k, v in split.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="0.5b")
+    parser.add_argument("--layers", type=int, help="fewer decoder layers than the shape (a model that must fit)")
+    parser.add_argument("--method", choices=["full", "lora"], default="full")
+    parser.add_argument("--seq", type=int, default=8192)
+    parser.add_argument("--examples", type=int, default=1, help="traces per row (flat batches)")
+    parser.add_argument("--batch", choices=["flat", "padded"], default="flat")
+    parser.add_argument("--loss", choices=["token", "model"], default="token")
+    parser.add_argument("--checkpointing", choices=["on", "off"], default="on")
+    parser.add_argument("--fsdp", action="store_true")
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--peak-tflops", type=float, default=790.0)
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+
+    on_gpu = args.device == "cuda"
+    if on_gpu and not torch.cuda.is_available():
+        sys.exit("no GPU here: --device cpu runs the same path on the CPU")
+    from transformers import AutoModelForCausalLM
+
+    # A 1-GPU FineTuneRun's accelerator (world size 1: no plugin); --fsdp: what several GPUs get, on this one.
+    accelerator = build_accelerator("bf16", Distributed(gpus_per_node=1 if on_gpu else 0))
+    if args.fsdp:
+        from accelerate import Accelerator
+
+        accelerator = Accelerator(mixed_precision="bf16" if on_gpu else "no", fsdp_plugin=fsdp_plugin(), cpu=not on_gpu)
+    config = model_config(args.shape, args.seq, args.layers)
+    torch.manual_seed(0)
+    attention = _attention_for(args.batch == "flat") or "sdpa"
+    # Built where it trains (random init of a 7B model on the host takes minutes), except under FSDP, which
+    # shards a host model.
+    with torch.device(accelerator.device if not args.fsdp else "cpu"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation=attention)
+    params = sum(p.numel() for p in model.parameters())
+    lora = LoraSettings() if args.method == "lora" else None
+    model = prepare_for_training(
+        model, lora=lora, gradient_checkpointing=args.checkpointing == "on", token_loss=args.loss == "token"
+    )
+    optimizer = torch.optim.AdamW(parameter_groups(model, 0.0), lr=1e-5)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    model, optimizer = prepare(accelerator, model, optimizer)
+    if on_gpu and not next(p for p in model.parameters()).is_cuda:
+        sys.exit("the model is not on the GPU")
+    batches = rows(args, config.vocab_size, args.warmup + args.steps)
+
+    def step(batch: dict[str, Any]) -> Any:
+        return _train_step(accelerator, model, optimizer, scheduler, [batch], clip=1.0)
+
+    for batch in batches[: args.warmup]:
+        step(batch)
+    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
+    sync()
+    started, tokens = time.perf_counter(), 0
+    for batch in batches[args.warmup :]:
+        result = step(batch)
+        tokens += result.tokens
+    sync()
+    elapsed = time.perf_counter() - started
+    tokens_per_s = tokens / elapsed
+    flops_per_token = 6 * params + 12 * config.num_hidden_layers * config.hidden_size * args.seq
+    measured = dense_bf16_tflops(accelerator.device)
+    figures: dict[str, Any] = {
+        "shape": args.shape,
+        "layers": config.num_hidden_layers,
+        "params": params,
+        "method": args.method,
+        "seq": args.seq,
+        "examples": args.examples,
+        "batch": args.batch,
+        "attention": model_attention(accelerator.unwrap_model(model)),
+        "loss": args.loss,
+        "checkpointing": args.checkpointing,
+        "fsdp": args.fsdp,
+        "last_loss": round(result.loss, 4),
+        "tokens_per_s": round(tokens_per_s, 1),
+        "mfu": round(tokens_per_s * flops_per_token / (args.peak_tflops * 1e12), 4),
+        "peak_tflops": args.peak_tflops,
+        "bf16_matmul_tflops_measured": round(measured, 1) if measured else None,
+        "max_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if on_gpu else None,
+        "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__},
+        "device": torch.cuda.get_device_name() if on_gpu else "cpu",
+    }
+    if args.profile:
+        figures["profile_s"] = profiled(step, batches[-2:], sync)
+    print(json.dumps(figures), flush=True)
+
+
+def model_attention(model: Any) -> str:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return str(base.config._attn_implementation)
+
+
+def profiled(step: Any, batches: list[dict[str, Any]], sync: Any) -> dict[str, float]:
+    """Two steps under torch's profiler, split by kernel kind (`kernel_time_split`)."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from cotlab.trainer.finetune import loss
+
+    original = loss.summed_token_loss
+
+    def labelled(*a: Any) -> Any:
+        with record_function("cotlab.token_loss"):
+            return original(*a)
+
+    loss.summed_token_loss = labelled  # type: ignore[assignment]
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        started = time.perf_counter()
+        for batch in batches:
+            step(batch)
+        sync()
+        wall = time.perf_counter() - started
+    loss.summed_token_loss = original  # type: ignore[assignment]
+    return kernel_time_split(prof, wall) | {"wall": round(wall, 4)}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""The fine-tuning benchmarks run to the end on the CPU, small: a lent GPU's minutes are not for finding that a
+script broke (`finetune_vs_trl.py` had stopped at its first line of work since batches.py started returning
+MicroBatch objects, and no test ran it). Figures are not asserted here, only that each script completes and prints
+what it promises."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.workload
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str) -> str:
+    done = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_finetune_vs_trl_compares_three_runs_with_agreeing_losses() -> None:
+    out = _run("bench/finetune_vs_trl.py", "--steps", "2", "--examples", "8", "--batch-size", "4")
+    assert "ratio cotlab / TRL defaults:" in out and "ratio cotlab / TRL best:" in out
+    assert "losses agree: yes" in out
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        ["--batch", "flat", "--examples", "3", "--profile"],
+        ["--batch", "padded", "--loss", "model", "--checkpointing", "off"],
+        ["--method", "lora"],
+    ],
+    ids=["flat-token-loss", "padded-model-loss", "lora"],
+)
+def test_finetune_mfu_prints_one_json_line_of_figures(variant: list[str]) -> None:
+    out = _run("bench/finetune_mfu.py", "--shape", "tiny", "--device", "cpu", "--seq", "256", "--steps", "2", *variant)
+    figures = json.loads(out.strip().splitlines()[-1])
+    assert figures["tokens_per_s"] > 0 and figures["last_loss"] > 0
+    assert figures["layers"] == 2 and figures["seq"] == 256
+    want_attention = "sdpa" if "padded" in variant else "cotlab_segment_sdpa"
+    assert figures["attention"] == want_attention
