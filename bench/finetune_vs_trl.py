@@ -54,27 +54,16 @@ from cotlab.trainer.core.dataset_format import TrainingExample  # noqa: E402
 from cotlab.trainer.finetune.batches import epoch_order, process_micro_batches  # noqa: E402
 from cotlab.trainer.finetune.data import TokenizedExample, end_of_turn_ids, tokenize_dataset  # noqa: E402
 from cotlab.trainer.finetune.stage import run_finetune  # noqa: E402
-from tests.workload.tiny_model import build_tiny_model, build_tokenizer  # noqa: E402
+from tests.workload.tiny_model import build_qwen25_05b_shaped, build_tiny_model, build_tokenizer  # noqa: E402
 
 # fp32 on CPU: the same weights, data and AdamW, so the only differences are kernels' summation orders (TRL's
-# tiled log-probs against cotlab's full logits, padded sdpa against sdpa per example), amplified by Adam's
+# tiled log-probs against cotlab's chunked token loss, padded sdpa against sdpa per example), amplified by Adam's
 # division by the small second moment in the first steps; measured: 2e-7 relative over 8 steps.
 # bf16 autocast rounds activations to 3 significant digits: 2% of the loss.
 LOSS_TOLERANCE = {"cpu": 1e-3, "gpu": 2e-2}
 # The GPU model's fp32 weights alone (Qwen2.5-0.5B shape: 494M parameters) take 1.9 GB; a run that allocated less
 # on the GPU trained somewhere else.
 MODEL_ON_GPU_BYTES = 1 << 30
-QWEN25_05B = {  # Qwen/Qwen2.5-0.5B's config.json
-    "vocab_size": 151936,
-    "hidden_size": 896,
-    "intermediate_size": 4864,
-    "num_hidden_layers": 24,
-    "num_attention_heads": 14,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 32768,
-    "rope_theta": 1000000.0,
-    "tie_word_embeddings": True,
-}
 
 
 @dataclass(frozen=True)
@@ -106,14 +95,7 @@ def build_model(directory: Path, gpu: bool) -> Path:
     """The random model the three runs start from: tiny on CPU, Qwen2.5-0.5B-shaped on GPU."""
     if not gpu:
         return build_tiny_model(directory, hidden_size=128, layers=2, heads=4)
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    tokenizer = build_tokenizer()
-    config = Qwen2Config(**QWEN25_05B, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    Qwen2ForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return build_qwen25_05b_shaped(directory)
 
 
 def write_traces(path: Path, setup: Setup) -> dict[str, str]:

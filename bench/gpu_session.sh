@@ -6,9 +6,9 @@
 #
 #   bash ../shared/gpu/wheels.sh .whl                                  # here, once: what the machine lacks
 #   pip download --no-deps -d .whl liger-kernel==0.8.5                 # here: TRL's best setting, 0.9 MB
-#   run(command="bash bench/gpu_session.sh mfu study", carry=[".whl"], timeout_s=600)   # then: ... trl
+#   run(command="bash bench/gpu_session.sh mfu study", carry=[".whl"], timeout_s=600)   # then: trl generation
 #
-# Groups (arguments; all three without any): mfu, trl, study. One command may run 10 minutes at most, so the
+# Groups (arguments; all four without any): mfu, trl, study, generation. One command may run 10 minutes at most, so the
 # groups go in two commands on the same warm machine.
 # Order: what the "Done means" needs first. Times are estimates for an H200 (the 0.5B steps ~30 s each
 # with start-up; TRL's three runs ~2 min); nothing here has run on a GPU yet.
@@ -52,6 +52,11 @@ if want study; then
 # The study's model class at 16k: full 7B and LoRA 32B, depth cut where the whole model cannot fit one GPU.
 step 7b-full 150 $mfu --shape 7b --seq 16384 --layers 14 --steps 3 --warmup 1
 step 32b-lora 150 $mfu --shape 32b --method lora --seq 16384 --layers 16 --steps 3 --warmup 1
+fi
+
+if want generation; then
+# The transformers engine on the GPU: 64 prompts x 8 samples x 1,024 tokens against model.generate per prompt.
+step generation 240 bench/generation.py --engine transformers --gpu
 fi
 
 kill "$sampler" 2>/dev/null

@@ -29,6 +29,19 @@ def test_finetune_vs_trl_compares_three_runs_with_agreeing_losses() -> None:
     assert "losses agree: yes" in out
 
 
+def test_generation_bench_compares_the_transformers_engine_with_per_prompt_calls() -> None:
+    out = _run("bench/generation.py", "--engine", "transformers")
+    assert "ratio (cotlab / baseline tokens/s):" in out
+
+
+def test_generation_bench_gpu_mode_refuses_to_run_on_the_cpu() -> None:
+    done = subprocess.run(
+        [sys.executable, "bench/generation.py", "--engine", "transformers", "--gpu"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "needs one" in done.stderr
+
+
 @pytest.mark.parametrize(
     "variant",
     [

@@ -73,3 +73,30 @@ def build_tiny_model(directory: Path, *, hidden_size: int = 32, layers: int = 2,
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+QWEN25_05B = {  # Qwen/Qwen2.5-0.5B's config.json: the shape the GPU benchmarks measure
+    "vocab_size": 151936,
+    "hidden_size": 896,
+    "intermediate_size": 4864,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 14,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 32768,
+    "rope_theta": 1000000.0,
+    "tie_word_embeddings": True,
+}
+
+
+def build_qwen25_05b_shaped(directory: Path) -> Path:
+    """Save a random model of Qwen2.5-0.5B's shape with the byte tokenizer (its ids are a corner of the vocabulary:
+    random weights rarely pick the stop token, so generations run to their token limit)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = build_tokenizer()
+    config = Qwen2Config(**QWEN25_05B, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
