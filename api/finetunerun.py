@@ -50,7 +50,11 @@ class Training(CamelModel):
     gradient_accumulation_steps: int = Field(default=1, ge=1, le=4096)
     max_seq_length: int = Field(default=16384, ge=16, le=1048576, description="Longer traces are refused, never cut.")
     packing: bool = Field(default=True, description="Padding-free batches of whole examples.")
-    gradient_checkpointing: bool = True
+    gradient_checkpointing: bool | None = Field(
+        default=None,
+        description="Recompute activations in backward to save memory. Unset: on only when the run's memory estimate"
+        " without it exceeds 85% of the device's (trainer/finetune/memory.py).",
+    )
     precision: Precision = "bf16"
     seed: int = Field(default=0, ge=0)
     save_every_steps: int | None = Field(default=None, ge=1, description="Unset: a checkpoint per epoch.")

@@ -8,15 +8,17 @@
 
 Random weights from the model's config, one row of `--seq` tokens per optimizer step, every token trained. The
 pieces are run_finetune's own: `build_accelerator` for a 1-GPU FineTuneRun (`gpusPerNode: 1`; `--fsdp` shards
-with FSDP2 even on one GPU, as a multi-GPU run would), `prepare_for_training` (LoRA, checkpointing, the token
-loss), `parameter_groups` and AdamW, `prepare`, the collators (`--batch flat`: one flattened row split into
-`--examples` traces, segment attention; `padded`: the model's sdpa) and the loop's `_train_step`.
+with FSDP2 even on one GPU, as a multi-GPU run would), `prepare_for_training` (LoRA, the token loss), memory.py's
+estimate (`--checkpointing auto` decides as an unset `gradientCheckpointing` does; every run prints the estimate
+beside the measured peak), `enable_checkpointing`, `parameter_groups` and AdamW, `prepare`, the collators
+(`--batch flat`: one flattened row split into `--examples` traces, segment attention; `padded`: the model's sdpa)
+and the loop's `_train_step`.
 
 MFU counts 6 x parameters per token (embeddings included, tied ones once) plus 12 x layers x hidden x seq for
 attention (the PaLM appendix formula, the one of the first GPU run), over `--peak-tflops` (790: the dense bf16
 rate measured on the lent H200 on 2026-12-04); a bf16 matmul measured in the same run is printed beside it.
-`--profile` adds where the GPU time of two steps goes, by kernel: matmuls, attention, the token loss, the
-optimizer, other kernels, and the wall time no kernel ran. One JSON line is printed.
+`--profile` adds where the GPU time of two steps goes, by kernel: matmuls, attention, the optimizer, other
+kernels, the wall time no kernel ran, and how much of it all was the token loss. One JSON line is printed.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from cotlab.trainer.finetune.accelerator import build_accelerator, fsdp_plugin, 
 from cotlab.trainer.finetune.batches import flatten_batch, pad_batch
 from cotlab.trainer.finetune.data import TokenizedExample
 from cotlab.trainer.finetune.loop import _train_step
-from cotlab.trainer.finetune.model import parameter_groups, prepare_for_training
+from cotlab.trainer.finetune.memory import estimate_memory
+from cotlab.trainer.finetune.model import enable_checkpointing, parameter_groups, prepare_for_training
 from cotlab.trainer.finetune.stage import _attention_for
 
 # Qwen2.5 base shapes (their config.json): hidden, intermediate, layers, heads, kv heads, tied embeddings.
@@ -127,7 +130,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=1, help="traces per row (flat batches)")
     parser.add_argument("--batch", choices=["flat", "padded"], default="flat")
     parser.add_argument("--loss", choices=["token", "model"], default="token")
-    parser.add_argument("--checkpointing", choices=["on", "off"], default="on")
+    parser.add_argument("--checkpointing", choices=["on", "off", "auto"], default="on")
     parser.add_argument("--fsdp", action="store_true")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
@@ -156,9 +159,20 @@ def main() -> None:
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation=attention)
     params = sum(p.numel() for p in model.parameters())
     lora = LoraSettings() if args.method == "lora" else None
-    model = prepare_for_training(
-        model, lora=lora, gradient_checkpointing=args.checkpointing == "on", token_loss=args.loss == "token"
+    model = prepare_for_training(model, lora=lora, token_loss=args.loss == "token")
+    # memory.py's estimate without checkpointing, printed beside the measured peak (compare on "off" rows), and
+    # what `gradientCheckpointing` unset would decide from it ("auto").
+    estimate = estimate_memory(
+        model,
+        lora=lora,
+        autocast=torch.bfloat16 if on_gpu else None,
+        tokens=args.seq,
+        shards=accelerator.num_processes if args.fsdp else 1,
+        device=accelerator.device,
     )
+    checkpointing = estimate.needs_checkpointing if args.checkpointing == "auto" else args.checkpointing == "on"
+    if checkpointing:
+        enable_checkpointing(model)
     optimizer = torch.optim.AdamW(parameter_groups(model, 0.0), lr=1e-5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     model, optimizer = prepare(accelerator, model, optimizer)
@@ -192,7 +206,8 @@ def main() -> None:
         "batch": args.batch,
         "attention": model_attention(accelerator.unwrap_model(model)),
         "loss": args.loss,
-        "checkpointing": args.checkpointing,
+        "checkpointing": args.checkpointing if args.checkpointing != "auto" else f"auto: {checkpointing}",
+        "estimate_without_checkpointing_gib": round(estimate.total / 2**30, 2),
         "fsdp": args.fsdp,
         "last_loss": round(result.loss, 4),
         "tokens_per_s": round(tokens_per_s, 1),

@@ -47,9 +47,9 @@ def test_generation_bench_gpu_mode_refuses_to_run_on_the_cpu() -> None:
     [
         ["--batch", "flat", "--examples", "3", "--profile"],
         ["--batch", "padded", "--loss", "model", "--checkpointing", "off"],
-        ["--method", "lora"],
+        ["--method", "lora", "--checkpointing", "auto"],
     ],
-    ids=["flat-token-loss", "padded-model-loss", "lora"],
+    ids=["flat-token-loss", "padded-model-loss", "lora-auto"],
 )
 def test_finetune_mfu_prints_one_json_line_of_figures(variant: list[str]) -> None:
     out = _run("bench/finetune_mfu.py", "--shape", "tiny", "--device", "cpu", "--seq", "256", "--steps", "2", *variant)
@@ -58,3 +58,4 @@ def test_finetune_mfu_prints_one_json_line_of_figures(variant: list[str]) -> Non
     assert figures["layers"] == 2 and figures["seq"] == 256
     want_attention = "sdpa" if "padded" in variant else "cotlab_segment_sdpa"
     assert figures["attention"] == want_attention
+    assert figures["estimate_without_checkpointing_gib"] > 0

@@ -81,23 +81,16 @@ def lora_targets(model: torch.nn.Module, requested: list[str]) -> list[str]:
     return present
 
 
-def prepare_for_training(
-    model: Any, *, lora: LoraSettings | None, gradient_checkpointing: bool, token_loss: bool = True
-) -> Any:
-    """The model to train: LoRA-wrapped when `lora` is set, with gradient checkpointing when asked, and with
-    loss.py's chunked token loss where the model type allows (`token_loss=False`: its own, for comparisons)."""
+def prepare_for_training(model: Any, *, lora: LoraSettings | None, token_loss: bool = True) -> Any:
+    """The model to train: LoRA-wrapped when `lora` is set, and with loss.py's chunked token loss where the model
+    type allows (`token_loss=False`: its own, for comparisons). Checkpointing is `enable_checkpointing`'s."""
     model.config.use_cache = False  # the KV cache is for generation; with checkpointing it is also wrong
     if token_loss:
         install_token_loss(model)
-    if gradient_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if lora is None:
         return model
     from peft import LoraConfig, get_peft_model
 
-    if gradient_checkpointing:
-        # Frozen embeddings give checkpointed blocks inputs without grad; this keeps the adapters' grads flowing.
-        model.enable_input_require_grads()
     config = LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
@@ -109,6 +102,15 @@ def prepare_for_training(
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     logger.info("attached LoRA adapters", extra={"targets": config.target_modules, "trainable": trainable})
     return peft_model
+
+
+def enable_checkpointing(model: Any) -> None:
+    """Activation checkpointing of each decoder layer (`model` prepared, LoRA attached or not)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if base is not model:
+        # Frozen embeddings give checkpointed blocks inputs without grad; this keeps the adapters' grads flowing.
+        base.enable_input_require_grads()
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cotlab.api.finetunerun import FineTuneRunSpec, LoraSettings, training_spec_digest
+from cotlab.api.finetunerun import FineTuneRunSpec, LoraSettings, Training, training_spec_digest
 from cotlab.api.models import ModelSource, PinnedInput
 from cotlab.api.podcontract import PodSpecFile
 from cotlab.api.tracedataset import Artifact
@@ -50,7 +50,9 @@ from cotlab.trainer.finetune.data import (
     trains_on_chat,
 )
 from cotlab.trainer.finetune.loop import LoopSettings, run_loop
+from cotlab.trainer.finetune.memory import estimate_memory
 from cotlab.trainer.finetune.model import (
+    enable_checkpointing,
     load_base_model,
     parameter_groups,
     prepare_for_training,
@@ -98,6 +100,41 @@ def _attention_for(packing: bool) -> str | None:
         if torch.cuda.is_available() and is_flash_attn_2_available()
         else register_segment_attention()
     )
+
+
+AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def _needs_checkpointing(
+    accelerator: Any,
+    model: Any,
+    lora: LoraSettings | None,
+    examples: list[TokenizedExample],
+    training: Training,
+    *,
+    sharded: bool,
+) -> bool:
+    """`gradientCheckpointing` unset: on when memory.py's estimate says the run would not fit without it. Rank 0
+    decides for all (the ranks' inputs are the same, but one rank checkpointing alone would hang FSDP)."""
+    import torch
+
+    longest = sorted(e.length for e in examples)[-training.per_device_batch_size :]
+    tokens = sum(longest) if training.packing else len(longest) * max(longest)  # the largest micro-batch
+    autocast = AUTOCAST_DTYPES.get(str(accelerator.mixed_precision))
+    estimate = estimate_memory(
+        model,
+        lora=lora,
+        autocast=getattr(torch, autocast) if autocast else None,
+        tokens=tokens,
+        shards=accelerator.num_processes if sharded else 1,
+        device=accelerator.device,
+    )
+    decision = [estimate.needs_checkpointing]
+    if accelerator.num_processes > 1:
+        torch.distributed.broadcast_object_list(decision, src=0)
+    parts = vars(estimate) | {"tokens": tokens}  # bytes
+    logger.info("activation checkpointing: %s (estimate)", "on" if decision[0] else "off", extra=parts)
+    return bool(decision[0])
 
 
 def _dataset(pod: PodSpecFile) -> Artifact:
@@ -174,7 +211,12 @@ def run_finetune(pod: PodSpecFile, *, resolve: HubResolver = hub_commit) -> dict
     flatten = flattening_supported(training.packing, model.config._attn_implementation)
     collate = flatten_batch if flatten else functools.partial(pad_batch, pad_id=pad_id)
     lora = (spec.lora or LoraSettings()) if spec.method == "lora" else None
-    model = prepare_for_training(model, lora=lora, gradient_checkpointing=training.gradient_checkpointing)
+    model = prepare_for_training(model, lora=lora)
+    checkpointing = training.gradient_checkpointing
+    if checkpointing is None:
+        checkpointing = _needs_checkpointing(accelerator, model, lora, tokenized, training, sharded=sharded)
+    if checkpointing:
+        enable_checkpointing(model)
 
     plan = plan_steps(
         len(tokenized),
@@ -222,7 +264,8 @@ def run_finetune(pod: PodSpecFile, *, resolve: HubResolver = hub_commit) -> dict
             first_step=start.step,
             mlflow=spec.tracking.mlflow if spec.tracking else None,
             run_name=pod.resource.name,
-            params=_hyperparameters(spec, dataset_digest, accelerator.num_processes),
+            params=_hyperparameters(spec, dataset_digest, accelerator.num_processes)
+            | {"gradientCheckpointing": checkpointing},  # as decided, when the spec leaves it unset
         )
     try:
         last = run_loop(
