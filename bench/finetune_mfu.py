@@ -170,6 +170,7 @@ def main() -> None:
         shards=accelerator.num_processes if args.fsdp else 1,
         device=accelerator.device,
     )
+    assert estimate is not None, "the memory probe failed (its warning above says why)"
     checkpointing = estimate.needs_checkpointing if args.checkpointing == "auto" else args.checkpointing == "on"
     if checkpointing:
         enable_checkpointing(model)

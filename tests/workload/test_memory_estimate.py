@@ -82,6 +82,26 @@ def test_the_probe_sees_the_runs_precision_and_lora_dropout() -> None:
     assert per_token(LoraSettings(dropout=0.0), torch.bfloat16) < per_token(LoraSettings(dropout=0.05), torch.bfloat16)
 
 
+def test_a_flash_attention_run_is_probed_with_sdpa_on_the_cpu() -> None:
+    """Flash attention cannot run here; a GPU run that uses it is estimated with sdpa, which saves the same."""
+    config, _ = _model(None)
+    flash = saved_bytes_per_token(config, lora=None, autocast=None, attn_implementation="flash_attention_2")
+    assert flash == saved_bytes_per_token(config, lora=None, autocast=None, attn_implementation="sdpa") > 0
+
+
+def test_a_model_the_probe_cannot_build_gets_no_estimate_and_the_run_checkpoints(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, model = _model(None)
+    model.config._attn_implementation = "no-such-attention"
+    with caplog.at_level(logging.WARNING, logger="cotlab.trainer.finetune.memory"):
+        estimate = memory.estimate_memory(
+            model, lora=None, autocast=None, tokens=100, shards=1, device=torch.device("cpu")
+        )
+    assert estimate is None
+    assert "no memory estimate" in caplog.text
+
+
 def test_static_memory_counts_optimizer_state_for_trained_weights_only() -> None:
     _, full = _model(None)
     _, lora = _model(LoraSettings(targetModules=["q_proj", "v_proj"]))

@@ -2,7 +2,7 @@
 
 Checkpointing recomputes each decoder layer's forward pass in backward (about a third more compute) to keep only
 the layers' inputs; it pays only when the activations would not fit. `gradientCheckpointing` unset asks for
-this decision (`decide_checkpointing`): the estimate without checkpointing is
+this decision (the finetune stage's `_needs_checkpointing`): the estimate without checkpointing is
 
 - static: per trainable parameter 4 (fp32 weight) + 4 (gradient) + 8 (AdamW's two moments) bytes, plus the
   bf16/fp16 copy autocast caches for the forward pass (2); per frozen parameter (LoRA's base) 4; divided over
@@ -20,7 +20,8 @@ the architecture, the attention kernel, LoRA's dropout and the transformers vers
 versions under bf16 autocast, segment attention: Qwen2.5-0.5B's shape saves 13.9 GiB for an 8,192-token row (it
 fits an H200 beside its 8.3 GiB of weights and optimizer state: off), the 7B shape 127 GiB at 16,384 tokens and
 32B with LoRA 341 GiB (on). The probe takes 0.2 s for the 0.5B shape and 5 s for 32B's layer on 2 cores.
-tests/workload/test_memory_estimate.py holds the estimate against a whole model's saved bytes.
+tests/workload/test_memory_estimate.py holds the estimate against a whole model's saved bytes. When the probe
+cannot run (a model type that cannot be built from its config here), the run checkpoints: the safe side.
 """
 
 from __future__ import annotations
@@ -92,6 +93,10 @@ def saved_bytes_per_token(
     for name in ("layer_types", "max_window_layers"):  # per-layer lists and counts follow the depth
         if isinstance(getattr(probe_config, name, None), list):
             setattr(probe_config, name, getattr(probe_config, name)[:1])
+    if attn_implementation and "flash" in attn_implementation:
+        # Flash attention runs on GPUs only; sdpa's flash kernel on the CPU saves what it saves (q, k, v, the
+        # output and the log-sum-exp per row), which is what the probe is for.
+        attn_implementation = "sdpa"
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     model = AutoModelForCausalLM.from_config(probe_config, dtype=torch.float32, **extra)  # type: ignore[no-untyped-call]
     if lora is not None:
@@ -156,13 +161,18 @@ def estimate_memory(
     tokens: int,
     shards: int,
     device: torch.device,
-) -> MemoryEstimate:
-    """The estimate for training `model` (LoRA attached) on micro-batches of up to `tokens` tokens."""
+) -> MemoryEstimate | None:
+    """The estimate for training `model` (LoRA attached) on micro-batches of up to `tokens` tokens; None when the
+    probe could not run (the caller then checkpoints)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = base.config
-    per_token = saved_bytes_per_token(
-        config, lora=lora, autocast=autocast, attn_implementation=config._attn_implementation
-    )
+    try:
+        per_token = saved_bytes_per_token(
+            config, lora=lora, autocast=autocast, attn_implementation=config._attn_implementation
+        )
+    except Exception:  # noqa: BLE001 - any failure of the probe means "no estimate", never a failed run
+        logger.warning("no memory estimate: the probe layer could not run", exc_info=True)
+        return None
     head = base.get_output_embeddings()
     return MemoryEstimate(
         static=static_bytes(model, shards=shards),

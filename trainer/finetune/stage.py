@@ -129,10 +129,10 @@ def _needs_checkpointing(
         shards=accelerator.num_processes if sharded else 1,
         device=accelerator.device,
     )
-    decision = [estimate.needs_checkpointing]
+    decision = [estimate is None or estimate.needs_checkpointing]
     if accelerator.num_processes > 1:
         torch.distributed.broadcast_object_list(decision, src=0)
-    parts = vars(estimate) | {"tokens": tokens}  # bytes
+    parts = (vars(estimate) if estimate else {}) | {"tokens": tokens}  # bytes
     logger.info("activation checkpointing: %s (estimate)", "on" if decision[0] else "off", extra=parts)
     return bool(decision[0])
 
