@@ -112,6 +112,7 @@ def _needs_checkpointing(
     examples: list[TokenizedExample],
     training: Training,
     *,
+    flat: bool,
     sharded: bool,
 ) -> bool:
     """`gradientCheckpointing` unset: on when memory.py's estimate says the run would not fit without it. Rank 0
@@ -119,7 +120,7 @@ def _needs_checkpointing(
     import torch
 
     longest = sorted(e.length for e in examples)[-training.per_device_batch_size :]
-    tokens = sum(longest) if training.packing else len(longest) * max(longest)  # the largest micro-batch
+    tokens = sum(longest) if flat else len(longest) * max(longest)  # the largest micro-batch
     autocast = AUTOCAST_DTYPES.get(str(accelerator.mixed_precision))
     estimate = estimate_memory(
         model,
@@ -214,7 +215,9 @@ def run_finetune(pod: PodSpecFile, *, resolve: HubResolver = hub_commit) -> dict
     model = prepare_for_training(model, lora=lora)
     checkpointing = training.gradient_checkpointing
     if checkpointing is None:
-        checkpointing = _needs_checkpointing(accelerator, model, lora, tokenized, training, sharded=sharded)
+        checkpointing = _needs_checkpointing(
+            accelerator, model, lora, tokenized, training, flat=flatten, sharded=sharded
+        )
     if checkpointing:
         enable_checkpointing(model)
 
