@@ -12,12 +12,13 @@ Three runs of the same full fine-tune from the same saved random model, one afte
 - TRL best: the same with `padding_free=True` (flash attention when installed, else the model's sdpa), and on a
   GPU Liger's kernels when `liger_kernel` is importable (`use_liger_kernel`).
 
-What is held equal: the model and its initial weights, the tokenized examples (cotlab's tokenization, handed to
-TRL as `input_ids` and `labels`, so both train the same tokens), the order of the examples (cotlab's seeded
-order; TRL samples sequentially through the same sequence), batch size, number of steps, AdamW (torch, no
-weight decay), constant learning rate, gradient clipping at 1.0, gradient checkpointing (on: the default of
-both), precision (fp32 on CPU, where cotlab does not autocast; bf16 autocast with fp32 weights on GPU) and
-`torch.get_num_threads()`. TRL's own per-step extras (entropy and accuracy metrics) are its defaults and stay.
+What is held equal: the model and its initial weights, the tokenized examples (cotlab's tokenization, handed to TRL
+as `input_ids` and `labels`, so both train the same tokens), the order of the examples (cotlab's seeded order; TRL
+samples sequentially through the same sequence), batch size, number of steps, AdamW (torch, no weight decay),
+constant learning rate, gradient clipping at 1.0, gradient checkpointing (on: TRL's default, and set in cotlab's
+spec, where leaving it unset would let the memory estimate turn it off), precision (fp32 on CPU, where cotlab does
+not autocast; bf16 autocast with fp32 weights on GPU) and `torch.get_num_threads()`. TRL's own per-step extras
+(entropy and accuracy metrics) are its defaults and stay.
 
 Tokens counted: every token of the examples trained in the timed steps (prompt and completion, never padding),
 the same count for all three, as the steps hold the same examples. The clock runs from the end of the first
