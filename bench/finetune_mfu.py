@@ -5,6 +5,7 @@
     python bench/finetune_mfu.py --shape 7b --seq 16384            # the study's model class (see --layers)
     python bench/finetune_mfu.py --shape 32b --method lora --seq 16384 --layers 16
     python bench/finetune_mfu.py --shape tiny --device cpu         # what the unit test runs: the script still works
+    torchrun --nproc-per-node 1 bench/finetune_mfu.py --fsdp       # FSDP2 needs a launcher's process group
 
 Random weights from the model's config, one row of `--seq` tokens per optimizer step, every token trained. The
 pieces are run_finetune's own: `build_accelerator` for a 1-GPU FineTuneRun (`gpusPerNode: 1`; `--fsdp` shards
@@ -210,6 +211,7 @@ def main() -> None:
         "checkpointing": args.checkpointing if args.checkpointing != "auto" else f"auto: {checkpointing}",
         "estimate_without_checkpointing_gib": round(estimate.total / 2**30, 2),
         "fsdp": args.fsdp,
+        "distributed_type": str(accelerator.distributed_type),  # FSDP only under a launcher (torchrun)
         "last_loss": round(result.loss, 4),
         "tokens_per_s": round(tokens_per_s, 1),
         "mfu": round(tokens_per_s * flops_per_token / (args.peak_tflops * 1e12), 4),

@@ -21,12 +21,21 @@ def _gpu() -> None:
         pytest.skip("no GPU")
 
 
-@pytest.mark.parametrize("sharding", [[], ["--fsdp"]], ids=["one-gpu-run", "fsdp"])
-def test_the_finetune_path_prints_tokens_per_second_and_mfu(sharding: list[str]) -> None:
+LAUNCHER = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1"]
+
+
+@pytest.mark.parametrize(
+    ("launch", "want"),
+    [([sys.executable], "DistributedType.NO"), ([*LAUNCHER], "DistributedType.FSDP")],
+    ids=["one-gpu-run", "fsdp"],
+)
+def test_the_finetune_path_prints_tokens_per_second_and_mfu(launch: list[str], want: str) -> None:
+    sharding = ["--fsdp"] if "FSDP" in want else []
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "finetune_mfu.py"), "--steps", "4", *sharding],
+        [*launch, str(REPO / "bench" / "finetune_mfu.py"), "--steps", "4", *sharding],
         cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["tokens_per_s"] > 0 and 0 < result["mfu"] < 1 and result["max_memory_gib"] > 1, result
+    assert result["distributed_type"] == want
