@@ -19,6 +19,7 @@ from cotlab.api.finetunerun import LoraSettings
 from cotlab.trainer.finetune import memory, stage
 from cotlab.trainer.finetune.attention import register_segment_attention
 from cotlab.trainer.finetune.memory import MemoryEstimate, _saved_bytes, saved_bytes_per_token, static_bytes
+from cotlab.trainer.finetune.model import attach_lora
 from cotlab.trainer.finetune.model import enable_checkpointing as enable
 from cotlab.trainer.finetune.stage import run_finetune
 
@@ -43,12 +44,7 @@ def _model(lora: LoraSettings | None):  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(config)
     if lora is not None:
-        from peft import LoraConfig, get_peft_model
-
-        config_ = LoraConfig(
-            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules
-        )
-        model = get_peft_model(model, config_)
+        model = attach_lora(model, lora)
     return config, model.train()
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from cotlab.api.finetunerun import LoraSettings
+from cotlab.trainer.finetune.model import attach_lora
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +91,8 @@ def saved_bytes_per_token(
     probe_config = copy.deepcopy(config)
     probe_config.num_hidden_layers, probe_config.vocab_size = 1, 128
     probe_config.pad_token_id = None  # an embedding's padding index must lie inside the shrunk vocabulary
-    for name in ("layer_types", "max_window_layers"):  # per-layer lists and counts follow the depth
-        if isinstance(getattr(probe_config, name, None), list):
-            setattr(probe_config, name, getattr(probe_config, name)[:1])
+    if isinstance(getattr(probe_config, "layer_types", None), list):  # one entry per layer: keep the first
+        probe_config.layer_types = probe_config.layer_types[:1]
     if attn_implementation and "flash" in attn_implementation:
         # Flash attention runs on GPUs only; sdpa's flash kernel on the CPU saves what it saves (q, k, v, the
         # output and the log-sum-exp per row), which is what the probe is for.
@@ -100,13 +100,7 @@ def saved_bytes_per_token(
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     model = AutoModelForCausalLM.from_config(probe_config, dtype=torch.float32, **extra)  # type: ignore[no-untyped-call]
     if lora is not None:
-        from peft import LoraConfig, get_peft_model
-
-        from cotlab.trainer.finetune.model import lora_targets
-
-        targets = lora_targets(model, list(lora.target_modules))
-        adapters = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets)
-        model = get_peft_model(model, adapters)  # dropout too: it saves a mask per adapted input
+        model = attach_lora(model, lora)  # as the run attaches it, dropout too: it saves a mask per adapted input
         # The probe's one layer must see what the run's later layers see, an input that needs gradients (its
         # own would not: LoRA freezes the embeddings), or it saves less than they do (measured: 8% less).
         model.enable_input_require_grads()

@@ -81,14 +81,8 @@ def lora_targets(model: torch.nn.Module, requested: list[str]) -> list[str]:
     return present
 
 
-def prepare_for_training(model: Any, *, lora: LoraSettings | None, token_loss: bool = True) -> Any:
-    """The model to train: LoRA-wrapped when `lora` is set, and with loss.py's chunked token loss where the model
-    type allows (`token_loss=False`: its own, for comparisons). Checkpointing is `enable_checkpointing`'s."""
-    model.config.use_cache = False  # the KV cache is for generation; with checkpointing it is also wrong
-    if token_loss:
-        install_token_loss(model)
-    if lora is None:
-        return model
+def attach_lora(model: Any, lora: LoraSettings) -> Any:
+    """`model` wrapped by peft with `lora`'s adapters on the target modules it has."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
@@ -98,9 +92,21 @@ def prepare_for_training(model: Any, *, lora: LoraSettings | None, token_loss: b
         target_modules=lora_targets(model, list(lora.target_modules)),
         task_type="CAUSAL_LM",
     )
-    peft_model = get_peft_model(model, config)
+    return get_peft_model(model, config)
+
+
+def prepare_for_training(model: Any, *, lora: LoraSettings | None, token_loss: bool = True) -> Any:
+    """The model to train: LoRA-wrapped when `lora` is set, and with loss.py's chunked token loss where the model
+    type allows (`token_loss=False`: its own, for comparisons). Checkpointing is `enable_checkpointing`'s."""
+    model.config.use_cache = False  # the KV cache is for generation; with checkpointing it is also wrong
+    if token_loss:
+        install_token_loss(model)
+    if lora is None:
+        return model
+    peft_model = attach_lora(model, lora)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    logger.info("attached LoRA adapters", extra={"targets": config.target_modules, "trainable": trainable})
+    targets = peft_model.peft_config["default"].target_modules
+    logger.info("attached LoRA adapters", extra={"targets": targets, "trainable": trainable})
     return peft_model
 
 
