@@ -233,17 +233,8 @@ def model_attention(model: Any) -> str:
 
 def profiled(step: Any, batches: list[dict[str, Any]], sync: Any) -> dict[str, float]:
     """Two steps under torch's profiler, split by kernel kind (`kernel_time_split`)."""
-    from torch.profiler import ProfilerActivity, profile, record_function
+    from torch.profiler import ProfilerActivity, profile
 
-    from cotlab.trainer.finetune import loss
-
-    original = loss.summed_token_loss
-
-    def labelled(*a: Any) -> Any:
-        with record_function("cotlab.token_loss"):
-            return original(*a)
-
-    loss.summed_token_loss = labelled  # type: ignore[assignment]
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     with profile(activities=activities) as prof:
         started = time.perf_counter()
@@ -251,7 +242,6 @@ def profiled(step: Any, batches: list[dict[str, Any]], sync: Any) -> dict[str, f
             step(batch)
         sync()
         wall = time.perf_counter() - started
-    loss.summed_token_loss = original  # type: ignore[assignment]
     return kernel_time_split(prof, wall) | {"wall": round(wall, 4)}
 
 

@@ -115,7 +115,8 @@ def _token_loss_forward(
     hidden = self.get_decoder()(input_ids=input_ids, **kwargs).last_hidden_state
     mask, targets = trained_rows(labels.to(hidden.device))
     rows, weight = _projection_inputs(hidden[mask], self.get_output_embeddings().weight)
-    with torch.autocast(hidden.device.type, enabled=False):
+    # A named range, so a profile can say what share of a step the loss takes (bench/finetune_mfu.py --profile).
+    with torch.autocast(hidden.device.type, enabled=False), torch.profiler.record_function("cotlab.token_loss"):
         total = summed_token_loss(rows, weight, targets)
     count = num_items_in_batch if num_items_in_batch is not None else max(int(targets.numel()), 1)
     return CausalLMOutputWithPast(loss=total / count)
