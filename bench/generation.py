@@ -221,10 +221,7 @@ def main() -> int:
             print(f"bench/generation.py: {exc}", file=sys.stderr)
             return 2
         sampling = Sampling(temperature=1.0, top_p=1.0, samples=args.samples, max_tokens=args.max_tokens, seed=0)
-        # Prompts of different lengths, as benchmark problems are: padding and scheduling costs are real.
-        prompts = [f"Problem {i}: " + "compute the sum of the digits " * (1 + i % 5) for i in range(args.prompts)]
-        requests = [SampleRequest(p, args.samples, i * args.samples) for i, p in enumerate(prompts)]
-        generate_all(cotlab_engine, requests[:1], sampling.model_copy(update={"max_tokens": 4}))  # warm-up
+        requests = _warm_requests(cotlab_engine, args, sampling)
 
         def cotlab_run() -> list[list[Completion]]:
             return generate_all(cotlab_engine, requests, sampling)
@@ -248,6 +245,15 @@ def main() -> int:
     return 0
 
 
+def _warm_requests(engine: Engine, args: argparse.Namespace, sampling: Sampling) -> list[SampleRequest]:
+    """`args.prompts` synthetic prompts x `args.samples`, after a short warm-up call on the first."""
+    # Prompts of different lengths, as benchmark problems are: padding and scheduling costs are real.
+    prompts = [f"Problem {i}: " + "compute the sum of the digits " * (1 + i % 5) for i in range(args.prompts)]
+    requests = [SampleRequest(p, args.samples, i * args.samples) for i, p in enumerate(prompts)]
+    generate_all(engine, requests[:1], sampling.model_copy(update={"max_tokens": 4}))  # warm-up
+    return requests
+
+
 def _gpu_transformers(args: argparse.Namespace) -> int:
     """cotlab's transformers engine against one `model.generate` per prompt, both on the GPU (see --gpu)."""
     import json
@@ -266,9 +272,8 @@ def _gpu_transformers(args: argparse.Namespace) -> int:
     if engine.model.device.type != "cuda":
         raise SystemExit("bench/generation.py: the engine did not put the model on the GPU")
     sampling = Sampling(temperature=1.0, top_p=1.0, samples=args.samples, max_tokens=args.max_tokens, seed=0)
-    prompts = [f"Problem {i}: " + "compute the sum of the digits " * (1 + i % 5) for i in range(args.prompts)]
-    requests = [SampleRequest(p, args.samples, i * args.samples) for i, p in enumerate(prompts)]
-    generate_all(engine, requests[:1], sampling.model_copy(update={"max_tokens": 4}))  # warm-up
+    requests = _warm_requests(engine, args, sampling)
+    prompts = [r.prompt for r in requests]
     ours_tokens, ours_s = _timed(lambda: generate_all(engine, requests, sampling))
     torch.cuda.synchronize()
     base_tokens, base_s = _timed(lambda: _per_prompt_generate(engine, prompts[: args.baseline_prompts], sampling))
