@@ -28,7 +28,7 @@ from .test_finetune import base_dir, make_pod, write_dataset  # noqa: F401  (bas
 pytestmark = pytest.mark.workload
 
 
-def _model(lora: LoraSettings | None):  # type: ignore[no-untyped-def]
+def _model(lora: LoraSettings | None, dtype: torch.dtype = torch.float32):  # type: ignore[no-untyped-def]
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     config = Qwen2Config(
@@ -42,23 +42,35 @@ def _model(lora: LoraSettings | None):  # type: ignore[no-untyped-def]
         attn_implementation=register_segment_attention(),
     )
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(config)
+    model = Qwen2ForCausalLM(config).to(dtype)
     if lora is not None:
         model = attach_lora(model, lora)
     return config, model.train()
 
 
-@pytest.mark.parametrize("autocast", [None, torch.bfloat16], ids=["fp32", "bf16-autocast"])
-@pytest.mark.parametrize("lora", [None, LoraSettings(targetModules=["q_proj", "v_proj"])], ids=["full", "lora"])
+LORA = LoraSettings(targetModules=["q_proj", "v_proj"])
+
+
+@pytest.mark.parametrize(
+    ("lora", "autocast", "dtype"),
+    [
+        (None, None, torch.float32),
+        (None, torch.bfloat16, torch.float32),
+        (LORA, None, torch.float32),
+        (LORA, torch.bfloat16, torch.float32),
+        (LORA, torch.bfloat16, torch.bfloat16),  # a LoRA run's frozen base held in bf16 (model.base_dtype)
+    ],
+    ids=["full-fp32", "full-bf16-autocast", "lora-fp32", "lora-bf16-autocast", "lora-bf16-base"],
+)
 def test_the_activation_estimate_tracks_what_a_whole_model_saves(
-    lora: LoraSettings | None, autocast: torch.dtype | None
+    lora: LoraSettings | None, autocast: torch.dtype | None, dtype: torch.dtype
 ) -> None:
     """Per token: what grows with the row. (What does not, the weights autograd also keeps, is the parameters
     themselves or autocast's copies of them, which the static part counts.)"""
-    config, model = _model(lora)
+    config, model = _model(lora, dtype)
     whole = (_saved_bytes(model, 1500, autocast) - _saved_bytes(model, 500, autocast)) / 1000
     estimate = saved_bytes_per_token(
-        config, lora=lora, autocast=autocast, attn_implementation=config._attn_implementation
+        config, lora=lora, autocast=autocast, attn_implementation=config._attn_implementation, dtype=dtype
     )
     # Conservative by a little (the embedding's output is counted with every layer), never under.
     assert whole <= estimate <= 1.15 * whole, (estimate, whole)
@@ -107,6 +119,8 @@ def test_static_memory_counts_optimizer_state_for_trained_weights_only() -> None
     assert 0 < adapters < params
     assert static_bytes(lora, shards=1) == params * 4 + adapters * 18
     assert static_bytes(full, shards=4) == params * 18 // 4
+    _, lora_on_bf16 = _model(LoraSettings(targetModules=["q_proj", "v_proj"]), torch.bfloat16)
+    assert static_bytes(lora_on_bf16, shards=1) == params * 2 + adapters * 18  # adapters stay fp32 (PEFT)
 
 
 def test_checkpointing_is_needed_only_past_the_headroom() -> None:

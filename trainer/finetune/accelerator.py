@@ -21,6 +21,7 @@ from cotlab.api.finetunerun import Distributed, Precision
 logger = logging.getLogger(__name__)
 
 ACCELERATE_PRECISION: dict[Precision, str] = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+LOW_PRECISION_DTYPES: dict[Precision, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def world_size() -> int:
@@ -43,10 +44,21 @@ def supported_precision(requested: Precision) -> Precision:
     return "fp32"
 
 
-def fsdp_plugin() -> Any:
-    """FSDP2 over the model's decoder layers (its `_no_split_modules`), checkpointed as per-rank shards."""
-    from accelerate import FullyShardedDataParallelPlugin
+def fsdp_plugin(precision: Precision) -> Any:
+    """FSDP2 over the model's decoder layers (its `_no_split_modules`), checkpointed as per-rank shards.
 
+    Mixed precision gathers the weights in the training precision but reduces and accumulates gradients in fp32,
+    and leaves the model's outputs as computed. accelerate's own policy for "bf16" (`set_mixed_precision`) has
+    bf16 for all three: FSDP2 then accumulates a step's micro-batch gradients under `no_sync` in bf16 (7 equal
+    micro-batches summed to 7x one's gradient 6e-3 off, in fp32 2.5e-4: tests/workload/test_finetune_distributed.py),
+    and casts the fp32 token loss to bf16 (5.59375 reported for 5.5887). torchtitan's default is the same: bf16
+    gathers, fp32 reductions (twice the bytes of the reduce-scatter, the price of gradients that add up).
+    """
+    from accelerate import FullyShardedDataParallelPlugin
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    low = LOW_PRECISION_DTYPES.get(precision)
+    policy = MixedPrecisionPolicy(param_dtype=low, reduce_dtype=torch.float32) if low else None
     return FullyShardedDataParallelPlugin(
         fsdp_version=2,
         auto_wrap_policy="transformer_based_wrap",
@@ -55,16 +67,9 @@ def fsdp_plugin() -> Any:
         # `is_fsdp_enabled()` reads the environment this plugin and the Accelerator export, both created before
         # the model is loaded) and accelerate's fsdp2_prepare_model broadcasts each shard from that rank.
         cpu_ram_efficient_loading=True,
+        # Kept by the Accelerator: its `set_mixed_precision(..., override=False)` only fills a missing policy.
+        mixed_precision_policy=policy,
     )
-
-
-def _plugins(distributed: Distributed) -> dict[str, Any]:
-    """The Accelerator keyword arguments for the strategy, when there is more than one process."""
-    if world_size() == 1:
-        return {}
-    if distributed.strategy == "fsdp":
-        return {"fsdp_plugin": fsdp_plugin()}
-    return {}  # ddp: accelerate wraps the model in DistributedDataParallel from the launcher's environment
 
 
 def _shard_on_cpu(plugin: Any) -> None:
@@ -94,19 +99,28 @@ def trains_on_gpu(distributed: Distributed) -> bool:
     return distributed.gpus_per_node > 0 and torch.cuda.is_available()
 
 
-def build_accelerator(precision: Precision, distributed: Distributed) -> Any:
-    """The Accelerator for this run."""
+def make_accelerator(precision: Precision, *, cpu: bool, shard: bool) -> Any:
+    """An Accelerator training in `precision` (not checked against the hardware), FSDP2-sharded when `shard`.
+
+    accelerate only forms a CPU process group (gloo) when told `cpu=True` (accelerate/state.py
+    `_prepare_backend`: with LOCAL_RANK set and cpu False it looks for an accelerator and, finding none, silently
+    runs each process alone).
+    """
     from accelerate import Accelerator
 
-    # accelerate only forms a CPU process group (gloo) when told `cpu=True` (accelerate/state.py
-    # `_prepare_backend`: with LOCAL_RANK set and cpu False it looks for an accelerator and, finding none,
-    # silently runs each process alone).
-    cpu = not trains_on_gpu(distributed)
-    plugins = _plugins(distributed)
-    accelerator = Accelerator(mixed_precision=ACCELERATE_PRECISION[supported_precision(precision)], cpu=cpu, **plugins)
-    if cpu and "fsdp_plugin" in plugins:
-        _shard_on_cpu(plugins["fsdp_plugin"])
+    plugin = fsdp_plugin(precision) if shard else None
+    plugins = {"fsdp_plugin": plugin} if plugin is not None else {}
+    accelerator = Accelerator(mixed_precision=ACCELERATE_PRECISION[precision], cpu=cpu, **plugins)
+    if cpu and plugin is not None:
+        _shard_on_cpu(plugin)
     return accelerator
+
+
+def build_accelerator(precision: Precision, distributed: Distributed) -> Any:
+    """The Accelerator for this run: the precision the hardware allows; with several processes, FSDP2 shards for
+    `fsdp` and accelerate wraps the model in DistributedDataParallel for `ddp` (from the launcher's environment)."""
+    shard = world_size() > 1 and distributed.strategy == "fsdp"
+    return make_accelerator(supported_precision(precision), cpu=not trains_on_gpu(distributed), shard=shard)
 
 
 def prepare(accelerator: Any, model: Any, optimizer: Any) -> tuple[Any, Any]:

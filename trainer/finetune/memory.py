@@ -5,8 +5,8 @@ the layers' inputs; it pays only when the activations would not fit. `gradientCh
 this decision (the finetune stage's `_needs_checkpointing`): the estimate without checkpointing is
 
 - static: per trainable parameter 4 (fp32 weight) + 4 (gradient) + 8 (AdamW's two moments) bytes, plus the
-  bf16/fp16 copy autocast caches for the forward pass (2); per frozen parameter (LoRA's base) 4; divided over
-  the processes when FSDP shards;
+  bf16/fp16 copy autocast caches for the forward pass (2); per frozen parameter (LoRA's base) its own size (4,
+  or 2 held in bf16); divided over the processes when FSDP shards;
 - activations: what autograd saves for backward per token, *measured* (`saved_bytes_per_token`): one decoder
   layer of the model's own config (its width, attention, MLP; LoRA attached the same way) runs forward on a
   short row on the CPU under the same autocast, a hook adds up the tensors saved for backward, and the
@@ -19,7 +19,8 @@ the pod's cgroup limit, else the machine's). Measured rather than tabulated, bec
 the architecture, the attention kernel, LoRA's dropout and the transformers version. Measured with the pinned
 versions under bf16 autocast, segment attention: Qwen2.5-0.5B's shape saves 13.9 GiB for an 8,192-token row (it
 fits an H200 beside its 8.3 GiB of weights and optimizer state: off), the 7B shape 127 GiB at 16,384 tokens and
-32B with LoRA 341 GiB (on). The probe takes 0.2 s for the 0.5B shape and 5 s for 32B's layer on 2 cores.
+32B with LoRA 589 GiB (on; all seven targets, dropout 0.05). The probe takes 0.2 s for the 0.5B shape and 5 s
+for 32B's layer on 2 cores.
 tests/workload/test_memory_estimate.py holds the estimate against a whole model's saved bytes. When the probe
 cannot run (a model type that cannot be built from its config here), the run checkpoints: the safe side.
 """
@@ -82,10 +83,16 @@ def _saved_bytes(model: Any, tokens: int, autocast: torch.dtype | None) -> int:
 
 
 def saved_bytes_per_token(
-    config: Any, *, lora: LoraSettings | None, autocast: torch.dtype | None, attn_implementation: str | None
+    config: Any,
+    *,
+    lora: LoraSettings | None,
+    autocast: torch.dtype | None,
+    attn_implementation: str | None,
+    dtype: torch.dtype = torch.float32,
 ) -> float:
     """Bytes autograd saves per token for the whole decoder without checkpointing, measured on one layer of
-    `config` (vocabulary shrunk: the embedding's output is counted, its table is not per token)."""
+    `config` built in the base's `dtype` (a bf16 base keeps a bf16 residual stream; vocabulary shrunk: the
+    embedding's output is counted, its table is not per token)."""
     from transformers import AutoModelForCausalLM
 
     probe_config = copy.deepcopy(config)
@@ -98,7 +105,7 @@ def saved_bytes_per_token(
         # output and the log-sum-exp per row), which is what the probe is for.
         attn_implementation = "sdpa"
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    model = AutoModelForCausalLM.from_config(probe_config, dtype=torch.float32, **extra)  # type: ignore[no-untyped-call]
+    model = AutoModelForCausalLM.from_config(probe_config, dtype=dtype, **extra)  # type: ignore[no-untyped-call]
     if lora is not None:
         model = attach_lora(model, lora)  # as the run attaches it, dropout too: it saves a mask per adapted input
         # The probe's one layer must see what the run's later layers see, an input that needs gradients (its
@@ -113,8 +120,8 @@ def saved_bytes_per_token(
 def static_bytes(model: Any, *, shards: int) -> int:
     """Weights, gradients and optimizer state of `model` (LoRA attached), per process when sharded `shards` ways."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    return int(trainable * (OPTIMIZER_BYTES + LOW_PRECISION_COPY_BYTES) + frozen * 4) // max(shards, 1)
+    frozen = sum(p.numel() * p.element_size() for p in model.parameters() if not p.requires_grad)
+    return int(trainable * (OPTIMIZER_BYTES + LOW_PRECISION_COPY_BYTES) + frozen) // max(shards, 1)
 
 
 def loss_bytes(config: Any, tokens: int, *, trains_head: bool) -> int:
@@ -162,7 +169,11 @@ def estimate_memory(
     config = base.config
     try:
         per_token = saved_bytes_per_token(
-            config, lora=lora, autocast=autocast, attn_implementation=config._attn_implementation
+            config,
+            lora=lora,
+            autocast=autocast,
+            attn_implementation=config._attn_implementation,
+            dtype=base.get_input_embeddings().weight.dtype,
         )
     except Exception:  # noqa: BLE001 - any failure of the probe means "no estimate", never a failed run
         logger.warning("no memory estimate: the probe layer could not run", exc_info=True)

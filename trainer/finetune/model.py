@@ -1,9 +1,11 @@
 """The model side of fine-tuning: load the base, attach LoRA, group parameters for AdamW, save the result.
 
-The base is loaded in fp32 whatever `training.precision` says: mixed precision autocasts the forward pass and
-keeps fp32 master weights, so small updates are not lost to bf16 rounding. The saved model is cast to the
-training precision. LoRA is merged into the base before saving, so the evaluate stage loads a plain model
-directory; the adapter alone is saved too.
+What trains is loaded in fp32 whatever `training.precision` says: mixed precision autocasts the forward pass and
+keeps fp32 master weights, so small updates are not lost to bf16 rounding. What does not train, a LoRA run's
+frozen base, is held in bf16 when the run trains in bf16 (`base_dtype`), as PEFT and TRL users load it: its
+matmuls ran in bf16 under autocast anyway, and it takes half the memory (Qwen2.5-32B: 66 GB, not 131, so it
+fits one H200). The saved model is cast to the training precision. LoRA is merged into the base before saving,
+so the evaluate stage loads a plain model directory; the adapter alone is saved too.
 """
 
 from __future__ import annotations
@@ -28,8 +30,24 @@ SAVE_DTYPE: dict[Precision, torch.dtype] = {"fp32": torch.float32, "bf16": torch
 NO_DECAY_MARKERS = ("bias", "norm")  # biases and normalisation scales are not regularised towards zero
 
 
-def load_base_model(source: ModelSource, *, attn_implementation: str | None = None, weights: bool = True) -> Any:
-    """The base causal LM in fp32 (GGUF files are dequantised), ready to train.
+def base_dtype(*, lora: bool, mixed_precision: str) -> torch.dtype:
+    """The dtype to load the base in: fp32 (master weights), or bf16 for a LoRA run's frozen base trained in bf16.
+
+    `mixed_precision` is the Accelerator's ("bf16", "fp16", "no"). Not fp16: its range is narrow for a residual
+    stream kept in it, where autocast keeps fp32. The adapters stay fp32 either way (PEFT 0.21's
+    `autocast_adapter_dtype`; checked: adapters fp32, base bf16, gradients fp32 under CPU autocast and without).
+    """
+    return torch.bfloat16 if lora and mixed_precision == "bf16" else torch.float32
+
+
+def load_base_model(
+    source: ModelSource,
+    *,
+    attn_implementation: str | None = None,
+    weights: bool = True,
+    dtype: torch.dtype = torch.float32,
+) -> Any:
+    """The base causal LM in `dtype` (GGUF files are dequantised), ready to train.
 
     `weights=False` (the ranks of an FSDP run that do not load): the parameters stay on the meta device, nothing
     is read or allocated for them, and accelerate's FSDP2 preparation (`cpu_ram_efficient_loading`) broadcasts
@@ -47,7 +65,7 @@ def load_base_model(source: ModelSource, *, attn_implementation: str | None = No
         config = AutoConfig.from_pretrained(location, **kwargs)
         extra = {"attn_implementation": attn_implementation} if attn_implementation is not None else {}
         with init_empty_weights(include_buffers=False):
-            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, **extra)  # type: ignore[no-untyped-call]
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype, **extra)  # type: ignore[no-untyped-call]
         model.tie_weights()  # from_config leaves a tied lm_head separate on meta; the loaded model shares it
         logger.info("built the base model on the meta device", extra={"model": location})
         return model
@@ -56,8 +74,10 @@ def load_base_model(source: ModelSource, *, attn_implementation: str | None = No
         kwargs["quantization_config"] = GgufConfig(dequantize=True)
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32, **kwargs)
-    logger.info("loaded the base model", extra={"model": location, "gguf_file": kwargs.get("gguf_file")})
+    model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **kwargs)
+    logger.info(
+        "loaded the base model", extra={"model": location, "gguf_file": kwargs.get("gguf_file"), "dtype": str(dtype)}
+    )
     return model
 
 
@@ -163,6 +183,8 @@ def save_model(
 
             assert source is not None, "a sharded LoRA model is merged into a reloaded base"
             model = PeftModel.from_pretrained(load_base_model(source), adapter_dir)
+        # In the base's dtype: PEFT adds the fp32 delta in place, and torch sums in fp32 and rounds once (checked:
+        # the same adapters merged into a bf16 base give bit for bit the bf16 cast of the fp32 merge).
         model = model.merge_and_unload()
     elif gathered is not None:
         state_dict = {name: tensor.to(dtype) for name, tensor in gathered.items()}

@@ -52,6 +52,7 @@ from cotlab.trainer.finetune.data import (
 from cotlab.trainer.finetune.loop import LoopSettings, run_loop
 from cotlab.trainer.finetune.memory import estimate_memory
 from cotlab.trainer.finetune.model import (
+    base_dtype,
     enable_checkpointing,
     load_base_model,
     parameter_groups,
@@ -203,15 +204,16 @@ def run_finetune(pod: PodSpecFile, *, resolve: HubResolver = hub_commit) -> dict
     set_seed(training.seed)  # before the model: LoRA's initial weights come from it
     # FSDP: one rank per node reads the weights, the others receive their shards (see load_base_model).
     sharded = spec.distributed.strategy == "fsdp" and accelerator.num_processes > 1
+    lora = (spec.lora or LoraSettings()) if spec.method == "lora" else None
     model = load_base_model(
         source,
         attn_implementation=_attention_for(training.packing),
         weights=not sharded or accelerator.local_process_index == 0,
+        dtype=base_dtype(lora=lora is not None, mixed_precision=str(accelerator.mixed_precision)),
     )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     flatten = flattening_supported(training.packing, model.config._attn_implementation)
     collate = flatten_batch if flatten else functools.partial(pad_batch, pad_id=pad_id)
-    lora = (spec.lora or LoraSettings()) if spec.method == "lora" else None
     model = prepare_for_training(model, lora=lora)
     checkpointing = training.gradient_checkpointing
     if checkpointing is None:
