@@ -3,7 +3,7 @@
     python bench/finetune_mfu.py                                   # Qwen2.5-0.5B shape, 8,192 tokens, on the GPU
     python bench/finetune_mfu.py --loss model --checkpointing on   # the path before the token loss (an ablation)
     python bench/finetune_mfu.py --shape 7b --seq 16384            # the study's model class (see --layers)
-    python bench/finetune_mfu.py --shape 32b --method lora --seq 16384 --layers 16
+    python bench/finetune_mfu.py --shape 32b --method lora --seq 16384        # frozen base in bf16: 66 GB
     python bench/finetune_mfu.py --shape tiny --device cpu         # what the unit test runs: the script still works
     torchrun --nproc-per-node 1 bench/finetune_mfu.py --fsdp       # FSDP2 needs a launcher's process group
 
@@ -33,12 +33,12 @@ from typing import Any
 import torch
 
 from cotlab.api.finetunerun import Distributed, LoraSettings
-from cotlab.trainer.finetune.accelerator import build_accelerator, fsdp_plugin, prepare
+from cotlab.trainer.finetune.accelerator import build_accelerator, make_accelerator, prepare
 from cotlab.trainer.finetune.batches import flatten_batch, pad_batch
 from cotlab.trainer.finetune.data import TokenizedExample
 from cotlab.trainer.finetune.loop import _train_step
 from cotlab.trainer.finetune.memory import estimate_memory
-from cotlab.trainer.finetune.model import enable_checkpointing, parameter_groups, prepare_for_training
+from cotlab.trainer.finetune.model import base_dtype, enable_checkpointing, parameter_groups, prepare_for_training
 from cotlab.trainer.finetune.stage import _attention_for
 
 # Qwen2.5 base shapes (their config.json): hidden, intermediate, layers, heads, kv heads, tied embeddings.
@@ -148,18 +148,17 @@ def main() -> None:
     # A 1-GPU FineTuneRun's accelerator (world size 1: no plugin); --fsdp: what several GPUs get, on this one.
     accelerator = build_accelerator("bf16", Distributed(gpus_per_node=1 if on_gpu else 0))
     if args.fsdp:
-        from accelerate import Accelerator
-
-        accelerator = Accelerator(mixed_precision="bf16" if on_gpu else "no", fsdp_plugin=fsdp_plugin(), cpu=not on_gpu)
+        accelerator = make_accelerator("bf16" if on_gpu else "fp32", cpu=not on_gpu, shard=True)
     config = model_config(args.shape, args.seq, args.layers)
     torch.manual_seed(0)
     attention = _attention_for(args.batch == "flat") or "sdpa"
+    lora = LoraSettings() if args.method == "lora" else None
+    dtype = base_dtype(lora=lora is not None, mixed_precision=str(accelerator.mixed_precision))
     # Built where it trains (random init of a 7B model on the host takes minutes), except under FSDP, which
     # shards a host model.
     with torch.device(accelerator.device if not args.fsdp else "cpu"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation=attention)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attention)
     params = sum(p.numel() for p in model.parameters())
-    lora = LoraSettings() if args.method == "lora" else None
     model = prepare_for_training(model, lora=lora, token_loss=args.loss == "token")
     # memory.py's estimate without checkpointing, printed beside the measured peak (compare on "off" rows), and
     # what `gradientCheckpointing` unset would decide from it ("auto").
@@ -203,6 +202,7 @@ def main() -> None:
         "layers": config.num_hidden_layers,
         "params": params,
         "method": args.method,
+        "base_dtype": str(dtype).removeprefix("torch."),
         "seq": args.seq,
         "examples": args.examples,
         "batch": args.batch,
