@@ -55,7 +55,11 @@ class Training(CamelModel):
         description="Recompute activations in backward to save memory. Unset: on only when the run's memory estimate"
         " without it exceeds 85% of the device's (trainer/finetune/memory.py).",
     )
-    precision: Precision = "bf16"
+    precision: Precision = Field(
+        default="bf16",
+        description="bf16/fp16: autocast over fp32 master weights (FSDP reduces gradients in fp32); a LoRA run's"
+        " frozen base is held in bf16 under bf16. Where the hardware lacks it (a CPU), fp32 with a warning.",
+    )
     seed: int = Field(default=0, ge=0)
     save_every_steps: int | None = Field(default=None, ge=1, description="Unset: a checkpoint per epoch.")
 
