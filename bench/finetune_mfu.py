@@ -15,9 +15,13 @@ beside the measured peak), `enable_checkpointing`, `parameter_groups` and AdamW,
 (`--batch flat`: one flattened row split into `--examples` traces, segment attention; `padded`: the model's sdpa)
 and the loop's `_train_step`.
 
-MFU counts 6 x parameters per token (embeddings included, tied ones once) plus 12 x layers x hidden x seq for
-attention (the PaLM appendix formula, the one of the first GPU run), over `--peak-tflops` (790: the dense bf16
-rate measured on the lent H200 on 2026-12-04); a bf16 matmul measured in the same run is printed beside it.
+MFU is the PaLM appendix formula of the first GPU run, `model_flops_per_token`: 6 x the parameters that multiply
+(the input embedding is a lookup, counted only when tied, as the output projection) plus 12 x layers x hidden x
+the attention context, over `--peak-tflops` (790: the dense bf16 rate measured on the lent H200 on 2026-12-04); a
+bf16 matmul measured in the same run is printed beside it. For one trace per row the context is the row (the
+first run's count, unchanged for the 0.5B shape); traces flattened into a row attend within themselves only, so
+the context is their mean length weighted by tokens, and a packed row is not credited with attention it skips.
+LoRA computes no weight gradient for its frozen base: 4 x frozen + 6 x trained parameters.
 `--profile` adds where the GPU time of two steps goes, by kernel: matmuls, attention, the optimizer, other
 kernels, the wall time no kernel ran, and how much of it all was the token loss. One JSON line is printed.
 """
@@ -73,6 +77,24 @@ def model_config(shape: str, seq: int, layers: int | None) -> Any:
     )
 
 
+def model_flops_per_token(model: Any, config: Any, trace_lengths: list[int]) -> float:
+    """Model FLOPs per trained token of one optimizer step (forward and backward, no recomputation counted)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    embedding = base.get_input_embeddings().weight
+    tied = embedding is base.get_output_embeddings().weight
+    multiplying = [p for p in model.parameters() if p is not embedding or tied]
+    trained = sum(p.numel() for p in multiplying if p.requires_grad)
+    frozen = sum(p.numel() for p in multiplying if not p.requires_grad)
+    context = sum(n * n for n in trace_lengths) / sum(trace_lengths)  # each token attends within its trace
+    return 6 * trained + 4 * frozen + 12 * config.num_hidden_layers * config.hidden_size * context
+
+
+def trace_lengths(seq: int, examples: int) -> list[int]:
+    """The lengths of the `examples` traces a `seq`-token row is split into (`rows`)."""
+    cut = [round(i * seq / examples) for i in range(examples + 1)]
+    return [b - a for a, b in zip(cut, cut[1:], strict=False)]
+
+
 def dense_bf16_tflops(device: torch.device) -> float | None:
     """A square bf16 matmul's rate on this device (what MFU is a fraction of), or None on the CPU."""
     if device.type != "cuda":
@@ -91,13 +113,14 @@ def dense_bf16_tflops(device: torch.device) -> float | None:
 def rows(args: argparse.Namespace, vocab: int, steps: int) -> list[dict[str, Any]]:
     """One micro-batch per step: `--seq` random tokens, all trained, as `--examples` traces."""
     generator = torch.Generator().manual_seed(0)
-    cut = [round(i * args.seq / args.examples) for i in range(args.examples + 1)]
+    lengths = trace_lengths(args.seq, args.examples)
+    starts = [sum(lengths[:i]) for i in range(len(lengths))]
     batches = []
     for step in range(steps):
         ids = torch.randint(0, vocab, (args.seq,), generator=generator).tolist()
         traces = [
-            TokenizedExample(f"s{step}e{i}", tuple(ids[a:b]), tuple(ids[a:b]))
-            for i, (a, b) in enumerate(zip(cut, cut[1:], strict=False))
+            TokenizedExample(f"s{step}e{i}", tuple(ids[a : a + n]), tuple(ids[a : a + n]))
+            for i, (a, n) in enumerate(zip(starts, lengths, strict=True))
         ]
         batches.append(flatten_batch(traces) if args.batch == "flat" else pad_batch(traces, pad_id=0))
     return batches
@@ -160,6 +183,7 @@ def main() -> None:
         model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attention)
     params = sum(p.numel() for p in model.parameters())
     model = prepare_for_training(model, lora=lora, token_loss=args.loss == "token")
+    flops_per_token = model_flops_per_token(model, config, trace_lengths(args.seq, args.examples))  # unsharded
     # memory.py's estimate without checkpointing, printed beside the measured peak (compare on "off" rows), and
     # what `gradientCheckpointing` unset would decide from it ("auto").
     estimate = estimate_memory(
@@ -195,7 +219,6 @@ def main() -> None:
     sync()
     elapsed = time.perf_counter() - started
     tokens_per_s = tokens / elapsed
-    flops_per_token = 6 * params + 12 * config.num_hidden_layers * config.hidden_size * args.seq
     measured = dense_bf16_tflops(accelerator.device)
     figures: dict[str, Any] = {
         "shape": args.shape,
@@ -214,6 +237,7 @@ def main() -> None:
         "distributed_type": str(accelerator.distributed_type),  # FSDP only under a launcher (torchrun)
         "last_loss": round(result.loss, 4),
         "tokens_per_s": round(tokens_per_s, 1),
+        "model_gflops_per_token": round(flops_per_token / 1e9, 3),
         "mfu": round(tokens_per_s * flops_per_token / (args.peak_tflops * 1e12), 4),
         "peak_tflops": args.peak_tflops,
         "bf16_matmul_tflops_measured": round(measured, 1) if measured else None,

@@ -5,10 +5,12 @@ what it promises."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -59,3 +61,42 @@ def test_finetune_mfu_prints_one_json_line_of_figures(variant: list[str]) -> Non
     want_attention = "sdpa" if "padded" in variant else "cotlab_segment_sdpa"
     assert figures["attention"] == want_attention
     assert figures["estimate_without_checkpointing_gib"] > 0
+
+
+def _mfu_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("finetune_mfu", REPO / "bench" / "finetune_mfu.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mfu_counts_the_first_runs_flops_for_one_trace_and_no_more_than_is_computed_otherwise() -> None:
+    """One trace per row of a tied model: 6N + 12 L h s, the formula of the first GPU run (its 18.1% stays
+    comparable). Four traces in the row attend within themselves: a quarter of the attention term. An untied
+    input embedding is a lookup, not a matmul; LoRA's frozen base gets no weight gradient (4N, not 6N)."""
+    from transformers import AutoModelForCausalLM
+
+    from cotlab.api.finetunerun import LoraSettings
+    from cotlab.trainer.finetune.model import prepare_for_training
+
+    bench = _mfu_bench()
+    config = bench.model_config("tiny", 256, None)
+    model = AutoModelForCausalLM.from_config(config)
+    n = sum(p.numel() for p in model.parameters())
+    attention = 12 * config.num_hidden_layers * config.hidden_size
+    assert bench.model_flops_per_token(model, config, [256]) == 6 * n + attention * 256
+    assert bench.trace_lengths(256, 4) == [64, 64, 64, 64]
+    assert bench.model_flops_per_token(model, config, bench.trace_lengths(256, 4)) == 6 * n + attention * 64
+    assert bench.model_flops_per_token(model, config, [192, 64]) == 6 * n + attention * (192**2 + 64**2) / 256
+
+    config.tie_word_embeddings = False
+    untied = AutoModelForCausalLM.from_config(config)
+    lookup = untied.get_input_embeddings().weight.numel()
+    assert sum(p.numel() for p in untied.parameters()) == n + lookup
+    assert bench.model_flops_per_token(untied, config, [256]) == 6 * n + attention * 256
+
+    lora = prepare_for_training(model, lora=LoraSettings(targetModules=["q_proj", "v_proj"]))
+    trained = sum(p.numel() for p in lora.parameters() if p.requires_grad)
+    assert 0 < trained < n
+    assert bench.model_flops_per_token(lora, config, [256]) == 4 * n + 6 * trained + attention * 256
