@@ -55,6 +55,11 @@ class Training(CamelModel):
         description="Recompute activations in backward to save memory. Unset: on only when the run's memory estimate"
         " without it exceeds 85% of the device's (trainer/finetune/memory.py).",
     )
+    torch_compile: bool = Field(
+        default=False,
+        description="torch.compile the parts of each decoder layer (attention projections, MLP, norms). How a run"
+        " computes, not what it trains: left out of the spec digest, so a resume may switch it.",
+    )
     precision: Precision = Field(
         default="bf16",
         description="bf16/fp16: autocast over fp32 master weights (FSDP reduces gradients in fp32); a LoRA run's"
@@ -182,9 +187,15 @@ NOT_TRAINING_FIELDS = frozenset(
 )
 
 
+# Within `training`: how the steps are computed, not what they compute. (gradientCheckpointing is one too, but it
+# was digested before this list existed: leaving it out now would refuse the resumes of runs already started.)
+NOT_TRAINING_SETTINGS = frozenset({"torch_compile"})
+
+
 def training_fields(spec: FineTuneRunSpec) -> dict[str, Any]:
     """The spec's training-relevant parts (base model, method, LoRA, training, distributed), defaults filled in."""
-    return spec.model_dump(mode="json", by_alias=True, exclude=set(NOT_TRAINING_FIELDS))
+    exclude: dict[str, Any] = dict.fromkeys(NOT_TRAINING_FIELDS, True) | {"training": set(NOT_TRAINING_SETTINGS)}
+    return spec.model_dump(mode="json", by_alias=True, exclude=exclude)
 
 
 def training_spec_digest(spec: FineTuneRunSpec) -> str:

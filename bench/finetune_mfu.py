@@ -2,6 +2,7 @@
 
     python bench/finetune_mfu.py                                   # Qwen2.5-0.5B shape, 8,192 tokens, on the GPU
     python bench/finetune_mfu.py --loss model --checkpointing on   # the path before the token loss (an ablation)
+    python bench/finetune_mfu.py --checkpointing off --compile     # training.torchCompile
     python bench/finetune_mfu.py --shape 7b --seq 16384            # the study's model class (see --layers)
     python bench/finetune_mfu.py --shape 32b --method lora --seq 16384        # frozen base in bf16: 66 GB
     python bench/finetune_mfu.py --shape tiny --device cpu         # what the unit test runs: the script still works
@@ -42,7 +43,13 @@ from cotlab.trainer.finetune.batches import flatten_batch, pad_batch
 from cotlab.trainer.finetune.data import TokenizedExample
 from cotlab.trainer.finetune.loop import _train_step
 from cotlab.trainer.finetune.memory import estimate_memory
-from cotlab.trainer.finetune.model import base_dtype, enable_checkpointing, parameter_groups, prepare_for_training
+from cotlab.trainer.finetune.model import (
+    base_dtype,
+    compile_layer_parts,
+    enable_checkpointing,
+    parameter_groups,
+    prepare_for_training,
+)
 from cotlab.trainer.finetune.stage import _attention_for
 
 # Qwen2.5 base shapes (their config.json): hidden, intermediate, layers, heads, kv heads, tied embeddings.
@@ -155,6 +162,7 @@ def main() -> None:
     parser.add_argument("--batch", choices=["flat", "padded"], default="flat")
     parser.add_argument("--loss", choices=["token", "model"], default="token")
     parser.add_argument("--checkpointing", choices=["on", "off", "auto"], default="on")
+    parser.add_argument("--compile", action="store_true", help="training.torchCompile: the layers' parts compiled")
     parser.add_argument("--fsdp", action="store_true")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
@@ -198,6 +206,8 @@ def main() -> None:
     checkpointing = estimate.needs_checkpointing if args.checkpointing == "auto" else args.checkpointing == "on"
     if checkpointing:
         enable_checkpointing(model)
+    if args.compile:
+        compile_layer_parts(model)  # compiled in the first warm-up step
     optimizer = torch.optim.AdamW(parameter_groups(model, 0.0), lr=1e-5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     model, optimizer = prepare(accelerator, model, optimizer)
@@ -233,6 +243,7 @@ def main() -> None:
         "loss": args.loss,
         "checkpointing": args.checkpointing if args.checkpointing != "auto" else f"auto: {checkpointing}",
         "estimate_without_checkpointing_gib": round(estimate.total / 2**30, 2),
+        "compile": args.compile,
         "fsdp": args.fsdp,
         "distributed_type": str(accelerator.distributed_type),  # FSDP only under a launcher (torchrun)
         "last_loss": round(result.loss, 4),

@@ -132,8 +132,9 @@ def _digest(**changes: Any) -> str:
         {"podTemplateOverrides": {"labels": {"a": "b"}}},
         {"tracking": {"mlflow": {"uri": "http://mlflow:5000", "experiment": "study"}}},  # where curves go
         {"training": {"learningRate": 1e-4, "epochs": 2.0, "schedule": "cosine"}},  # explicit defaults
+        {"training": {"learningRate": 1e-4, "epochs": 2, "torchCompile": True}},  # how, not what, it computes
     ],
-    ids=lambda c: next(iter(c)),
+    ids=lambda c: next(iter(c)) + ("-torchCompile" if "torchCompile" in c.get("training", {}) else ""),
 )
 def test_spec_digest_ignores_scheduling_fields(changes: dict[str, Any]) -> None:
     assert _digest(**changes) == _digest()
@@ -154,3 +155,9 @@ def test_spec_digest_ignores_scheduling_fields(changes: dict[str, Any]) -> None:
 def test_spec_digest_covers_training_fields(changes: dict[str, Any]) -> None:
     assert _digest(**changes) != _digest()
     assert _digest().startswith("sha256:") and len(_digest()) == 7 + 64
+
+
+def test_spec_digest_of_a_stored_spec_is_what_it_was() -> None:
+    """Digests are kept in checkpoints: a field added to the API (torchCompile, 2026-12-05) must not change the
+    digest of a spec that does not set it, or every run started before would refuse its own checkpoints."""
+    assert _digest() == "sha256:d8d64fef420a801a6d39e797f3ec01daa94215c58c49b8fb85eb89663ea407c9"

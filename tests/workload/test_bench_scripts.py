@@ -50,8 +50,9 @@ def test_generation_bench_gpu_mode_refuses_to_run_on_the_cpu() -> None:
         ["--batch", "flat", "--examples", "3", "--profile"],
         ["--batch", "padded", "--loss", "model", "--checkpointing", "off"],
         ["--method", "lora", "--checkpointing", "auto"],
+        ["--checkpointing", "off", "--compile"],
     ],
-    ids=["flat-token-loss", "padded-model-loss", "lora-auto"],
+    ids=["flat-token-loss", "padded-model-loss", "lora-auto", "compile"],
 )
 def test_finetune_mfu_prints_one_json_line_of_figures(variant: list[str]) -> None:
     out = _run("bench/finetune_mfu.py", "--shape", "tiny", "--device", "cpu", "--seq", "256", "--steps", "2", *variant)

@@ -53,6 +53,7 @@ from cotlab.trainer.finetune.loop import LoopSettings, run_loop
 from cotlab.trainer.finetune.memory import estimate_memory
 from cotlab.trainer.finetune.model import (
     base_dtype,
+    compile_layer_parts,
     enable_checkpointing,
     load_base_model,
     parameter_groups,
@@ -222,6 +223,8 @@ def run_finetune(pod: PodSpecFile, *, resolve: HubResolver = hub_commit) -> dict
         )
     if checkpointing:
         enable_checkpointing(model)
+    if training.torch_compile:
+        logger.info("compiling the decoder layers' parts", extra={"modules": compile_layer_parts(model)})
 
     plan = plan_steps(
         len(tokenized),
