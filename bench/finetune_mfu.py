@@ -40,12 +40,12 @@ import torch
 from cotlab.api.finetunerun import Distributed, LoraSettings
 from cotlab.trainer.finetune.accelerator import build_accelerator, make_accelerator, prepare
 from cotlab.trainer.finetune.batches import flatten_batch, pad_batch
+from cotlab.trainer.finetune.compilation import compile_layer_parts
 from cotlab.trainer.finetune.data import TokenizedExample
 from cotlab.trainer.finetune.loop import _train_step
 from cotlab.trainer.finetune.memory import estimate_memory
 from cotlab.trainer.finetune.model import (
     base_dtype,
-    compile_layer_parts,
     enable_checkpointing,
     parameter_groups,
     prepare_for_training,
@@ -207,7 +207,7 @@ def main() -> None:
     if checkpointing:
         enable_checkpointing(model)
     if args.compile:
-        compile_layer_parts(model)  # compiled in the first warm-up step
+        compile_layer_parts(model, accelerator.device)  # compiled in the first warm-up step
     optimizer = torch.optim.AdamW(parameter_groups(model, 0.0), lr=1e-5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     model, optimizer = prepare(accelerator, model, optimizer)

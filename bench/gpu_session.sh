@@ -41,6 +41,7 @@ step before 90 $mfu --batch padded --loss model --checkpointing on
 step token-loss 90 $mfu --batch padded --loss token --checkpointing on
 step flat 90 $mfu --batch flat --loss token --checkpointing on
 step flat-no-ckpt 90 $mfu --batch flat --loss token --checkpointing off
+# torch.compile builds code at run time: it needs gcc or clang (and Python's headers) there, else it fails alone.
 step compile 150 $mfu --batch flat --loss token --checkpointing off --compile
 # A larger token budget per step at 8k per sequence: four 8,192-token traces in one 32k row (~66 GiB).
 step budget-32k 120 $mfu --batch flat --seq 32768 --examples 4 --checkpointing off

@@ -139,30 +139,6 @@ def enable_checkpointing(model: Any) -> None:
         base.enable_input_require_grads()
 
 
-def compile_layer_parts(model: Any) -> int:
-    """torch.compile, in place, the parts of each decoder layer (attention with its projections and rotary
-    embedding, MLP, norms); returns how many modules. For `training.torchCompile`.
-
-    The parts, not the layers: transformers 5.23 checkpoints a layer by wrapping its class's `forward`
-    (modeling_layers.py `forward_with_checkpointing`), and a compiled layer under that wrapper ran eagerly
-    (checked: no graph captured, gradients bit for bit the eager ones), while its compiled parts run compiled
-    with checkpointing on or off (graphs captured, gradients within 5e-8 of eager on a tiny Qwen2). What joins
-    the parts, two residual additions per layer, stays eager. In place (`Module.compile`), so parameter names,
-    checkpoints and FSDP's wrapping of the layers are as without. Layers are what the model names in
-    `_no_split_modules`, the classes FSDP wraps.
-    """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    layer_classes = set(getattr(base, "_no_split_modules", None) or ())
-    parts = [part for m in base.modules() if type(m).__name__ in layer_classes for part in m.children()]
-    if not parts:
-        raise InvalidSpecError(
-            f"spec.training.torchCompile: {type(base).__name__} names no decoder layer class (_no_split_modules)"
-        )
-    for part in parts:
-        part.compile()
-    return len(parts)
-
-
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups over the trainable parameters: decay on weight matrices, none on biases and norms."""
     decay: list[torch.nn.Parameter] = []

@@ -41,6 +41,7 @@ from cotlab.trainer.finetune.checkpoints import (
     latest_checkpoint,
     save_trainable_weights_only,
 )
+from cotlab.trainer.finetune.compilation import compile_layer_parts
 from cotlab.trainer.finetune.curves import TrainingCurves, metrics_dir
 from cotlab.trainer.finetune.data import (
     TokenizedExample,
@@ -53,7 +54,6 @@ from cotlab.trainer.finetune.loop import LoopSettings, run_loop
 from cotlab.trainer.finetune.memory import estimate_memory
 from cotlab.trainer.finetune.model import (
     base_dtype,
-    compile_layer_parts,
     enable_checkpointing,
     load_base_model,
     parameter_groups,
@@ -224,7 +224,8 @@ def run_finetune(pod: PodSpecFile, *, resolve: HubResolver = hub_commit) -> dict
     if checkpointing:
         enable_checkpointing(model)
     if training.torch_compile:
-        logger.info("compiling the decoder layers' parts", extra={"modules": compile_layer_parts(model)})
+        compiled = compile_layer_parts(model, accelerator.device)
+        logger.info("compiling the decoder layers' parts", extra={"modules": compiled})
 
     plan = plan_steps(
         len(tokenized),
