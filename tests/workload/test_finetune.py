@@ -144,6 +144,41 @@ def test_lora_memorises_and_merges_only_its_targets(
     assert changed == targeted
 
 
+def test_a_lora_run_in_bf16_holds_its_frozen_base_in_bf16_and_saves_it_merged(
+    base_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 1-GPU LoRA run in bf16, on the CPU: the hardware check (a GPU's) is made to allow bf16, and accelerate
+    autocasts on the CPU as it would on a GPU. The base is loaded in bf16 (model.base_dtype), the run learns, and
+    the saved model is the base in bf16 with the adapters merged into their targets only."""
+    from cotlab.trainer.finetune import accelerator
+
+    monkeypatch.setattr(accelerator, "supported_precision", lambda requested: requested)
+    pod = make_pod(
+        base_dir,
+        write_dataset(tmp_path / "traces.jsonl"),
+        tmp_path / "out",
+        training={"maxSteps": 30, "precision": "bf16", "schedule": "constant", "warmupRatio": 0.0},
+    )
+
+    with caplog.at_level(logging.INFO, logger="cotlab.trainer.finetune.model"):
+        run_finetune(pod)
+
+    loaded = [r for r in caplog.records if r.getMessage() == "loaded the base model"]
+    assert [getattr(r, "dtype", None) for r in loaded] == ["torch.bfloat16"]
+    losses = [m["loss"] for m in markers(capsys.readouterr().out)]
+    assert len(losses) == 30 and sum(losses[-5:]) / 5 < 0.6 * losses[0], losses
+    saved = load_file(tmp_path / "out" / "model" / "model.safetensors")
+    base = {name: tensor.to(torch.bfloat16) for name, tensor in load_file(base_dir / "model.safetensors").items()}
+    assert {tensor.dtype for tensor in saved.values()} == {torch.bfloat16}
+    assert saved.keys() == base.keys()
+    changed = {name for name in base if not torch.equal(saved[name], base[name])}
+    assert changed == {name for name in base if name.endswith(".weight") and name.split(".")[-2] in LORA_TARGETS}
+
+
 def test_full_fine_tune_changes_every_layer(
     base_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
