@@ -150,13 +150,20 @@ def test_a_lora_run_in_bf16_holds_its_frozen_base_in_bf16_and_saves_it_merged(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     """A 1-GPU LoRA run in bf16, on the CPU: the hardware check (a GPU's) is made to allow bf16, and accelerate
     autocasts on the CPU as it would on a GPU. The base is loaded in bf16 (model.base_dtype), the run learns, and
     the saved model is the base in bf16 with the adapters merged into their targets only."""
+    from accelerate.state import AcceleratorState
+
     from cotlab.trainer.finetune import accelerator
 
     monkeypatch.setattr(accelerator, "supported_precision", lambda requested: requested)
+    # accelerate keeps one precision per process (a pod runs one stage): the other tests' fp32 state is set aside
+    # for this run and this run's bf16 cleared after it, as accelerate's own tests do between cases.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    request.addfinalizer(lambda: AcceleratorState._reset_state(reset_partial_state=True))
     pod = make_pod(
         base_dir,
         write_dataset(tmp_path / "traces.jsonl"),
