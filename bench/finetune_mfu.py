@@ -48,6 +48,7 @@ from cotlab.trainer.finetune.model import (
     base_dtype,
     enable_checkpointing,
     parameter_groups,
+    peft_base,
     prepare_for_training,
 )
 from cotlab.trainer.finetune.stage import _attention_for
@@ -86,7 +87,7 @@ def model_config(shape: str, seq: int, layers: int | None) -> Any:
 
 def model_flops_per_token(model: Any, config: Any, trace_lengths: list[int]) -> float:
     """Model FLOPs per trained token of one optimizer step (forward and backward, no recomputation counted)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = peft_base(model)
     embedding = base.get_input_embeddings().weight
     tied = embedding is base.get_output_embeddings().weight
     multiplying = [p for p in model.parameters() if p is not embedding or tied]
@@ -262,8 +263,7 @@ def main() -> None:
 
 
 def model_attention(model: Any) -> str:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return str(base.config._attn_implementation)
+    return str(peft_base(model).config._attn_implementation)
 
 
 def profiled(step: Any, batches: list[dict[str, Any]], sync: Any) -> dict[str, float]:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from cotlab.trainer.core.errors import InvalidSpecError
+from cotlab.trainer.finetune.model import peft_base
 
 # What torch.compile's generated code is built with at run time, on a GPU (True) or not: Triton builds its GPU
 # launchers with a C compiler (triton 3.9 runtime/build.py: $CC, else gcc, else clang); inductor's CPU kernels are
@@ -36,7 +37,7 @@ def compile_layer_parts(model: Any, device: torch.device) -> int:
     checkpoints and FSDP's wrapping of the layers are as without. Layers are what the model names in
     `_no_split_modules`, the classes FSDP wraps.
     """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = peft_base(model)
     variable, names = COMPILERS[device.type == "cuda"]
     if not (os.environ.get(variable) or any(shutil.which(name) for name in names)):
         raise InvalidSpecError(

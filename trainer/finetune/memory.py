@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from cotlab.api.finetunerun import LoraSettings
-from cotlab.trainer.finetune.model import attach_lora
+from cotlab.trainer.finetune.model import attach_lora, peft_base
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def estimate_memory(
 ) -> MemoryEstimate | None:
     """The estimate for training `model` (LoRA attached) on micro-batches of up to `tokens` tokens; None when the
     probe could not run (the caller then checkpoints)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = peft_base(model)
     config = base.config
     try:
         per_token = saved_bytes_per_token(

@@ -86,6 +86,11 @@ def linear_module_names(model: torch.nn.Module) -> list[str]:
     return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
 
 
+def peft_base(model: Any) -> Any:
+    """The transformers model under `model`'s PEFT wrapper, or `model` itself when it has none (no LoRA)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def lora_targets(model: torch.nn.Module, requested: list[str]) -> list[str]:
     """The requested target modules the model has; none at all is a spec error listing what it has."""
     available = linear_module_names(model)
@@ -132,7 +137,7 @@ def prepare_for_training(model: Any, *, lora: LoraSettings | None, token_loss: b
 
 def enable_checkpointing(model: Any) -> None:
     """Activation checkpointing of each decoder layer (`model` prepared, LoRA attached or not)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = peft_base(model)
     base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if base is not model:
         # Frozen embeddings give checkpointed blocks inputs without grad; this keeps the adapters' grads flowing.
