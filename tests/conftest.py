@@ -7,11 +7,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import importlib.util
 import os
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -19,6 +22,18 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "manifests" / "examples"
+
+
+def load_script(path: str) -> ModuleType:
+    """A script of the repository that is not part of the package (bench/, images/), imported as a module named
+    after its path (bench/finetune_mfu.py: `bench_finetune_mfu`); registered in sys.modules, as dataclasses look
+    their module up by name."""
+    spec = importlib.util.spec_from_file_location(path.removesuffix(".py").replace("/", "_"), REPO / path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def example_documents() -> list[tuple[str, dict[str, Any]]]:

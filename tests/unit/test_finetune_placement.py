@@ -7,8 +7,6 @@ here, so `torch.cuda.is_available` is made to say there is one; what is tested i
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -17,17 +15,11 @@ import torch
 
 from cotlab.api.finetunerun import Distributed, FineTuneRunSpec, gpu_request
 from cotlab.trainer.finetune.accelerator import trains_on_gpu
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import load_script
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("finetune_vs_trl", REPO / "bench" / "finetune_vs_trl.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/finetune_vs_trl.py")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ build context lets exactly those through), and each image's requirements are its
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import tomllib
@@ -11,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, load_script
 
 DOCKERFILE = (REPO / "images" / "Dockerfile").read_text()
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -19,11 +18,7 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 
 def image_requirements() -> ModuleType:
     """images/requirements.py, which is a script of the build stage, not part of the package."""
-    spec = importlib.util.spec_from_file_location("image_requirements", REPO / "images" / "requirements.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("images/requirements.py")
 
 
 def copied_source_folders() -> set[str]:

@@ -5,14 +5,14 @@ what it promises."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from tests.conftest import load_script
 
 pytestmark = pytest.mark.workload
 
@@ -64,14 +64,6 @@ def test_finetune_mfu_prints_one_json_line_of_figures(variant: list[str]) -> Non
     assert figures["estimate_without_checkpointing_gib"] > 0
 
 
-def _mfu_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("finetune_mfu", REPO / "bench" / "finetune_mfu.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_mfu_counts_the_first_runs_flops_for_one_trace_and_no_more_than_is_computed_otherwise() -> None:
     """One trace per row of a tied model: 6N + 12 L h s, the formula of the first GPU run (its 18.1% stays
     comparable). Four traces in the row attend within themselves: a quarter of the attention term. An untied
@@ -81,7 +73,7 @@ def test_mfu_counts_the_first_runs_flops_for_one_trace_and_no_more_than_is_compu
     from cotlab.api.finetunerun import LoraSettings
     from cotlab.trainer.finetune.model import prepare_for_training
 
-    bench = _mfu_bench()
+    bench = load_script("bench/finetune_mfu.py")
     config = bench.model_config("tiny", 256, None)
     model = AutoModelForCausalLM.from_config(config)
     n = sum(p.numel() for p in model.parameters())
