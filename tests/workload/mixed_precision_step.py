@@ -22,6 +22,7 @@ from cotlab.api.finetunerun import LoraSettings
 from cotlab.api.models import ModelSource
 from cotlab.trainer.finetune.accelerator import make_accelerator, prepare
 from cotlab.trainer.finetune.batches import pad_batch
+from cotlab.trainer.finetune.data import IGNORE_INDEX
 from cotlab.trainer.finetune.loop import _train_step
 from cotlab.trainer.finetune.model import base_dtype, load_base_model, parameter_groups, prepare_for_training
 
@@ -32,7 +33,7 @@ ACCUMULATED = 7  # not a power of two: k equal bf16 gradients summed in bf16 rou
 
 def _gradients(accelerator: Any, model: Any, batch: dict[str, Any], times: int) -> dict[str, torch.Tensor]:
     """The full (gathered) gradients of the trainable parameters after `times` backward passes over `batch`."""
-    items = torch.tensor(int((batch["labels"][:, 1:] != -100).sum()))
+    items = torch.tensor(int((batch["labels"][:, 1:] != IGNORE_INDEX).sum()))  # as _train_step counts them
     for index in range(times):
         sync = index == times - 1
         with contextlib.nullcontext() if sync else accelerator.no_sync(model):
