@@ -24,7 +24,7 @@ from cotlab.trainer.finetune.accelerator import make_accelerator, prepare
 from cotlab.trainer.finetune.batches import pad_batch
 from cotlab.trainer.finetune.data import IGNORE_INDEX
 from cotlab.trainer.finetune.loop import _train_step
-from cotlab.trainer.finetune.model import base_dtype, load_base_model, parameter_groups, prepare_for_training
+from cotlab.trainer.finetune.model import base_dtype, load_base_model, make_optimizer, prepare_for_training
 
 from .per_token_step import LONG
 
@@ -53,7 +53,7 @@ def main(model_dir: str, out: str, method: str) -> None:
         dtype=base_dtype(lora=lora is not None, mixed_precision=str(accelerator.mixed_precision)),
     )
     model = prepare_for_training(model, lora=lora)
-    optimizer = torch.optim.AdamW(parameter_groups(model, 0.0), lr=1e-3)
+    optimizer = make_optimizer(model, learning_rate=1e-3, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     model, optimizer = prepare(accelerator, model, optimizer)
     batch = pad_batch([LONG], pad_id=0)

@@ -156,6 +156,22 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def make_optimizer(model: torch.nn.Module, *, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over `parameter_groups`, fused: one kernel updates every parameter, where torch's default (foreach)
+    makes eight passes over all of them (checked in 2.15's `_multi_tensor_adam`). TRL's default since torch 2.8
+    too (`adamw_torch_fused`).
+
+    Measured on 2 CPU cores, 50M fp32 parameters: 32 ms a step against 155 ms, the parameters 5e-8 (relative)
+    apart. Checked in torch 2.15: the fused kernel exists for CPU and CUDA, FSDP2's DTensors dispatch it to their
+    shards (`_pointwise_ops`: `_fused_adamw_`), and the device check runs at the first step, so parameters still
+    on the meta device (FSDP's non-loading ranks) are fine here. A checkpoint holds the groups' `fused` flag
+    (checked: loading a foreach optimizer's state sets it back to None), so a run resumed from a checkpoint written
+    before this goes on with the foreach optimizer.
+    """
+    groups = parameter_groups(model, weight_decay)
+    return torch.optim.AdamW(groups, lr=learning_rate, fused=True)
+
+
 def save_model(
     model: Any,
     tokenizer: Any,

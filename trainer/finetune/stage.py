@@ -56,7 +56,7 @@ from cotlab.trainer.finetune.model import (
     base_dtype,
     enable_checkpointing,
     load_base_model,
-    parameter_groups,
+    make_optimizer,
     prepare_for_training,
     save_model,
 )
@@ -185,7 +185,6 @@ def _is_first_process() -> bool:
 
 def run_finetune(pod: PodSpecFile, *, resolve: HubResolver = hub_commit) -> dict[str, Any]:
     """Run the finetune stage for `pod` and return the termination summary."""
-    import torch
     from accelerate.utils import set_seed
     from transformers import get_scheduler
 
@@ -235,7 +234,7 @@ def run_finetune(pod: PodSpecFile, *, resolve: HubResolver = hub_commit) -> dict
         epochs=training.epochs,
         max_steps=training.max_steps,
     )
-    optimizer = torch.optim.AdamW(parameter_groups(model, training.weight_decay), lr=training.learning_rate)
+    optimizer = make_optimizer(model, learning_rate=training.learning_rate, weight_decay=training.weight_decay)
     scheduler = get_scheduler(
         training.schedule,
         optimizer,
