@@ -12,9 +12,9 @@ Random weights from the model's config, one row of `--seq` tokens per optimizer 
 pieces are run_finetune's own: `build_accelerator` for a 1-GPU FineTuneRun (`gpusPerNode: 1`; `--fsdp` shards
 with FSDP2 even on one GPU, as a multi-GPU run would), `prepare_for_training` (LoRA, the token loss), memory.py's
 estimate (`--checkpointing auto` decides as an unset `gradientCheckpointing` does; every run prints the estimate
-beside the measured peak), `enable_checkpointing`, `parameter_groups` and AdamW, `prepare`, the collators
-(`--batch flat`: one flattened row split into `--examples` traces, segment attention; `padded`: the model's sdpa)
-and the loop's `_train_step`.
+beside the measured peak), `enable_checkpointing`, `make_optimizer` (fused AdamW; `--optimizer foreach`: torch's
+default, the path before it), `prepare`, the collators (`--batch flat`: one flattened row split into `--examples`
+traces, segment attention; `padded`: the model's sdpa) and the loop's `_train_step`.
 
 MFU is the PaLM appendix formula of the first GPU run, `model_flops_per_token`: 6 x the parameters that multiply
 (the input embedding is a lookup, counted only when tied, as the output projection) plus 12 x layers x hidden x
@@ -47,6 +47,7 @@ from cotlab.trainer.finetune.memory import estimate_memory
 from cotlab.trainer.finetune.model import (
     base_dtype,
     enable_checkpointing,
+    make_optimizer,
     parameter_groups,
     peft_base,
     prepare_for_training,
@@ -164,6 +165,7 @@ def main() -> None:
     parser.add_argument("--loss", choices=["token", "model"], default="token")
     parser.add_argument("--checkpointing", choices=["on", "off", "auto"], default="on")
     parser.add_argument("--compile", action="store_true", help="training.torchCompile: the layers' parts compiled")
+    parser.add_argument("--optimizer", choices=["fused", "foreach"], default="fused", help="AdamW's implementation")
     parser.add_argument("--fsdp", action="store_true")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
@@ -209,7 +211,10 @@ def main() -> None:
         enable_checkpointing(model)
     if args.compile:
         compile_layer_parts(model, accelerator.device)  # compiled in the first warm-up step
-    optimizer = torch.optim.AdamW(parameter_groups(model, 0.0), lr=1e-5)
+    if args.optimizer == "fused":
+        optimizer = make_optimizer(model, learning_rate=1e-5, weight_decay=0.0)
+    else:  # the path before make_optimizer: torch's default implementation (foreach)
+        optimizer = torch.optim.AdamW(parameter_groups(model, 0.0), lr=1e-5, foreach=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     model, optimizer = prepare(accelerator, model, optimizer)
     if on_gpu and not next(p for p in model.parameters()).is_cuda:
@@ -245,6 +250,7 @@ def main() -> None:
         "checkpointing": args.checkpointing if args.checkpointing != "auto" else f"auto: {checkpointing}",
         "estimate_without_checkpointing_gib": round(estimate.total / 2**30, 2),
         "compile": args.compile,
+        "optimizer": args.optimizer,
         "fsdp": args.fsdp,
         "distributed_type": str(accelerator.distributed_type),  # FSDP only under a launcher (torchrun)
         "last_loss": round(result.loss, 4),

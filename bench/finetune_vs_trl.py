@@ -14,11 +14,12 @@ Three runs of the same full fine-tune from the same saved random model, one afte
 
 What is held equal: the model and its initial weights, the tokenized examples (cotlab's tokenization, handed to TRL
 as `input_ids` and `labels`, so both train the same tokens), the order of the examples (cotlab's seeded order; TRL
-samples sequentially through the same sequence), batch size, number of steps, AdamW (torch, no weight decay),
-constant learning rate, gradient clipping at 1.0, gradient checkpointing (on: TRL's default, and set in cotlab's
-spec, where leaving it unset would let the memory estimate turn it off), precision (fp32 on CPU, where cotlab does
-not autocast; bf16 autocast with fp32 weights on GPU) and `torch.get_num_threads()`. TRL's own per-step extras
-(entropy and accuracy metrics) are its defaults and stay.
+samples sequentially through the same sequence), batch size, number of steps, AdamW (torch's fused kernel, no
+weight decay: TRL's default `adamw_torch_fused`, and cotlab's `make_optimizer`), constant learning rate, gradient
+clipping at 1.0, gradient checkpointing (on: TRL's default, and set in cotlab's spec, where leaving it unset would
+let the memory estimate turn it off), precision (fp32 on CPU, where cotlab does not autocast; bf16 autocast with
+fp32 weights on GPU) and `torch.get_num_threads()`. TRL's own per-step extras (entropy and accuracy metrics) are
+its defaults and stay.
 
 Tokens counted: every token of the examples trained in the timed steps (prompt and completion, never padding),
 the same count for all three, as the steps hold the same examples. The clock runs from the end of the first
@@ -249,7 +250,6 @@ def run_trl(
         warmup_steps=0,
         weight_decay=0.0,
         max_grad_norm=1.0,
-        optim="adamw_torch",
         seed=setup.seed,
         bf16=gpu,
         gradient_checkpointing=True,
@@ -270,6 +270,9 @@ def run_trl(
         callbacks=[Clock()],
     )
     trainer.train()
+    # What "the same optimizer" rests on: TRL's default AdamW is torch's fused one, as cotlab's make_optimizer.
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"], trainer.args.optim
     return run
 
 

@@ -37,10 +37,11 @@ groups="$*"
 mfu=bench/finetune_mfu.py
 if want mfu; then
 # The FineTuneRun path at 8k, one change at a time (issue 25's ablation table), then where the time goes.
-step before 90 $mfu --batch padded --loss model --checkpointing on
-step token-loss 90 $mfu --batch padded --loss token --checkpointing on
-step flat 90 $mfu --batch flat --loss token --checkpointing on
-step flat-no-ckpt 90 $mfu --batch flat --loss token --checkpointing off
+step before 90 $mfu --batch padded --loss model --checkpointing on --optimizer foreach
+step token-loss 90 $mfu --batch padded --loss token --checkpointing on --optimizer foreach
+step flat 90 $mfu --batch flat --loss token --checkpointing on --optimizer foreach
+step flat-no-ckpt 90 $mfu --batch flat --loss token --checkpointing off --optimizer foreach
+step fused-adamw 90 $mfu --batch flat --loss token --checkpointing off
 # torch.compile builds code at run time: it needs gcc or clang (and Python's headers) there, else it fails alone.
 step compile 150 $mfu --batch flat --loss token --checkpointing off --compile
 # A larger token budget per step at 8k per sequence: four 8,192-token traces in one 32k row (~66 GiB).
