@@ -58,7 +58,9 @@ class Training(CamelModel):
     torch_compile: bool = Field(
         default=False,
         description="torch.compile the parts of each decoder layer (attention projections, MLP, norms). How a run"
-        " computes, not what it trains: left out of the spec digest, so a resume may switch it.",
+        " computes, not what it trains: left out of the spec digest, so a resume may switch it. Needs a C compiler"
+        " in the trainer's image (Triton builds its launchers at run time); cotlab's image has none, and a run"
+        " asking for it there fails at start.",
     )
     precision: Precision = Field(
         default="bf16",
