@@ -48,7 +48,7 @@ def test_generation_bench_gpu_mode_refuses_to_run_on_the_cpu() -> None:
     "variant",
     [
         ["--batch", "flat", "--examples", "3", "--profile"],
-        ["--batch", "padded", "--loss", "model", "--checkpointing", "off"],
+        ["--batch", "padded", "--loss", "model", "--checkpointing", "off", "--optimizer", "foreach"],
         ["--method", "lora", "--checkpointing", "auto"],
         ["--checkpointing", "off", "--compile"],
     ],
@@ -62,6 +62,7 @@ def test_finetune_mfu_prints_one_json_line_of_figures(variant: list[str]) -> Non
     want_attention = "sdpa" if "padded" in variant else "cotlab_segment_sdpa"
     assert figures["attention"] == want_attention
     assert figures["estimate_without_checkpointing_gib"] > 0
+    assert figures["optimizer"] == ("foreach" if "foreach" in variant else "fused")
 
 
 def test_mfu_counts_the_first_runs_flops_for_one_trace_and_no_more_than_is_computed_otherwise() -> None:
