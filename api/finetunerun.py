@@ -65,7 +65,10 @@ class Training(CamelModel):
     precision: Precision = Field(
         default="bf16",
         description="bf16/fp16: autocast over fp32 master weights (FSDP reduces gradients in fp32); a LoRA run's"
-        " frozen base is held in bf16 under bf16. Where the hardware lacks it (a CPU), fp32 with a warning.",
+        " frozen base is held in bf16 under bf16. The residual stream between layers is fp32 for a full fine-tune"
+        " in one process or under DDP, and in the low precision under FSDP (its forward runs on low-precision"
+        " copies of the weights, as torchtitan's does) and for a LoRA run's bf16 base. Where the hardware lacks"
+        " it (a CPU), fp32 with a warning.",
     )
     seed: int = Field(default=0, ge=0)
     save_every_steps: int | None = Field(default=None, ge=1, description="Unset: a checkpoint per epoch.")

@@ -5,8 +5,8 @@ lora).
 The pieces are run_finetune's own, with bf16 forced (the stage trains in fp32 on a CPU, `supported_precision`):
 `make_accelerator`, `base_dtype` and `load_base_model` (rank 1 on the meta device), `prepare_for_training`,
 `prepare`. Every rank trains on the same micro-batch. Rank 0 saves the full gradients of that micro-batch taken
-once and accumulated 7 times (6 under `no_sync`, as `_train_step` does), the dtypes of the local parameters, and
-the losses of three optimizer steps through `_train_step`.
+once and accumulated 7 times (6 under `no_sync`, as `_train_step` does), the dtypes of the local parameters and of
+the residual stream, and the losses of three optimizer steps through `_train_step`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,13 @@ from cotlab.trainer.finetune.accelerator import make_accelerator, prepare
 from cotlab.trainer.finetune.batches import pad_batch
 from cotlab.trainer.finetune.data import IGNORE_INDEX
 from cotlab.trainer.finetune.loop import _train_step
-from cotlab.trainer.finetune.model import base_dtype, load_base_model, make_optimizer, prepare_for_training
+from cotlab.trainer.finetune.model import (
+    base_dtype,
+    load_base_model,
+    make_optimizer,
+    peft_base,
+    prepare_for_training,
+)
 
 from .per_token_step import LONG
 
@@ -57,6 +63,9 @@ def main(model_dir: str, out: str, method: str) -> None:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     model, optimizer = prepare(accelerator, model, optimizer)
     batch = pad_batch([LONG], pad_id=0)
+    residual: list[str] = []  # the dtype of the hidden states the decoder's last norm gets (FineTuneRun docs)
+    norm = peft_base(accelerator.unwrap_model(model)).get_decoder().norm
+    norm.register_forward_pre_hook(lambda _, args: residual.append(str(args[0].dtype)))
     model.train()
     once = _gradients(accelerator, model, batch, 1)
     accumulated = _gradients(accelerator, model, batch, ACCUMULATED)
@@ -65,6 +74,7 @@ def main(model_dir: str, out: str, method: str) -> None:
         dtypes = {
             "trained": sorted({str(p.dtype) for p in model.parameters() if p.requires_grad}),
             "frozen": sorted({str(p.dtype) for p in model.parameters() if not p.requires_grad}),
+            "residual": sorted(set(residual)),
         }
         torch.save({"once": once, "accumulated": accumulated, "losses": losses, "dtypes": dtypes}, out)
     accelerator.wait_for_everyone()
